@@ -1,0 +1,1 @@
+"""HTTP in and out: the app factory, blueprints, schemas, auth, errors and the CLI."""

@@ -1,0 +1,67 @@
+"""The application factory: `create_app(config=None)`.
+
+Settings come from defaults, then environment variables, then `config` (tests). Production:
+`gunicorn 'api.app:create_app()'`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import marshmallow as ma
+import redis
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
+from flask import Flask
+from flask_smorest import Api
+
+from . import accounts, health, offers, places, redemptions
+from .errors import register_error_handlers
+from .services import Services
+
+DEFAULTS = {
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "OFFERS_ADMIN_TOKEN": None,
+    # Bulk uploads of 10,000 places fit well inside this; larger bodies get a 413.
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    "API_TITLE": "Offers engine for connected cars",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+}
+ENVIRONMENT = {
+    "REDIS_URL": "REDIS_URL",
+    "OFFERS_ADMIN_TOKEN": "OFFERS_ADMIN_TOKEN",
+    "MAX_CONTENT_LENGTH": "OFFERS_MAX_BODY_BYTES",
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    for setting, variable in ENVIRONMENT.items():
+        if os.environ.get(variable):
+            value = os.environ[variable]
+            app.config[setting] = int(value) if isinstance(DEFAULTS[setting], int) else value
+    app.config.update(config or {})
+
+    client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=5,
+                                  health_check_interval=30)
+    app.extensions["offers"] = Services.connect(client)
+
+    api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
+                                "marshmallow_plugin": MarshmallowPlugin(_schema_name)})
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    for module in (health, accounts, places, offers, redemptions):
+        api.register_blueprint(module.blp)
+    register_error_handlers(app)
+    return app
+
+
+def _schema_name(schema) -> str:
+    """`PlaceSchema` is `Place` in the spec; its PATCH variant (partial) is `PlacePatch`."""
+    name = resolve_schema_cls(schema).__name__.removesuffix("Schema")
+    return name + "Patch" if isinstance(schema, ma.Schema) and schema.partial else name

@@ -1,0 +1,127 @@
+"""The `offers` console command: serve the API, seed the demo region, import places, and
+`demo`, which does all of it on an embedded Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import click
+import marshmallow as ma
+import redis
+
+from offers import keys
+from offers.catalogue import Catalogue
+from offers.importers import read_places
+from offers.redis_server import RedisServer
+from offers.registry import Registry
+
+from .schemas import PlaceSchema
+
+VAR = Path("var")
+IMPORT_BATCH = 10_000  # places stored per transaction; a failed batch leaves earlier ones
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+@click.group()
+def main() -> None:
+    """Offers engine for connected cars."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from .app import create_app
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return create_app()
+
+    Server().run()
+
+
+@main.command()
+def seed() -> None:
+    """Load the demo region from seed_data/ and print fresh API keys for its accounts."""
+    from seed_data.loader import load_seed
+
+    _print_tokens(load_seed(_redis()))
+
+
+@main.command(name="import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--merchant", "merchant_id", default=None,
+              help="Owner of the places; without it they join the shared catalogue.")
+def import_places(path: str, merchant_id: str | None) -> None:
+    """Import places from GeoJSON, CSV or OpenStreetMap (.osm.pbf) into the catalogue.
+
+    The whole file is validated first; if any place is invalid nothing is stored. Places with
+    an external id (OSM ids, for instance) are updated when the file is imported again."""
+    client = _redis()
+    if merchant_id and not Registry(client).merchant_exists(merchant_id):
+        raise click.ClickException(f"no merchant {merchant_id}")
+    try:
+        places = PlaceSchema(many=True).load(read_places(path))
+    except (ValueError, ma.ValidationError) as error:
+        details = error.messages if isinstance(error, ma.ValidationError) else str(error)
+        raise click.ClickException(f"nothing imported: {json.dumps(details)[:2000]}") from None
+    owner = merchant_id or keys.SHARED_MERCHANT
+    catalogue = Catalogue(client)
+    for start in range(0, len(places), IMPORT_BATCH):
+        catalogue.add_places(owner, places[start:start + IMPORT_BATCH])
+    click.echo(f"imported {len(places)} places into {owner}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int) -> None:
+    """Start Redis (embedded unless REDIS_URL is set), seed the demo region, and serve."""
+    server = None
+    if not os.environ.get("REDIS_URL"):
+        server = RedisServer(data_dir=VAR / "redis").start()
+        os.environ["REDIS_URL"] = server.url
+        click.echo(f"embedded Redis at {server.url} (data in {VAR / 'redis'})")
+    os.environ.setdefault("OFFERS_ADMIN_TOKEN", _demo_admin_token())
+    try:
+        ctx.invoke(seed)
+        click.echo(f"admin token: {os.environ['OFFERS_ADMIN_TOKEN']}")
+        click.echo(f"API:      http://{host}:{port}/v1")
+        click.echo(f"API docs: http://{host}:{port}/docs")
+        click.echo(f"OpenAPI:  http://{host}:{port}/openapi.json")
+        ctx.invoke(serve, host=host, port=port, workers=2)
+    finally:
+        if server:
+            server.stop()
+
+
+def _demo_admin_token() -> str:
+    """The demo's admin token, kept in var/ so it stays the same across restarts."""
+    path = VAR / "admin-token"
+    if not path.exists():
+        VAR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _print_tokens(accounts: list[dict]) -> None:
+    for account in accounts:
+        click.echo(f"{account['role']:8} {account['id']:16} {account['name']:28} "
+                   f"key: {account['api_key']}")

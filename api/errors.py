@@ -1,0 +1,78 @@
+"""The one JSON error shape, `{"code", "status", "message", "errors"}`, for every error.
+
+`code` is the HTTP status, `status` its name, `message` a sentence for people and `errors` the
+problems by field (empty when none). Domain errors from `offers/` carry their status; anything
+unexpected becomes a 500 in the same shape, logged with its traceback, never an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import marshmallow as ma
+import redis
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from offers.errors import OffersError
+
+log = logging.getLogger(__name__)
+
+# Webargs reports errors by request location ({"json": {"lat": [...]}}); clients want them by
+# field, and a request body and its query string never share field names here.
+_LOCATIONS = ("json", "query", "querystring", "path", "headers", "view_args")
+
+
+# Werkzeug's default descriptions speak of browsers; these say what the client must fix.
+_MESSAGES = {
+    400: "The request body is not valid JSON.",
+    422: "The request has invalid fields; see errors.",
+}
+
+
+def error_body(code: int, message: str | None = None, errors: dict | None = None) -> dict:
+    status = HTTPStatus(code)
+    return {"code": code, "status": status.phrase, "message": message or status.description,
+            "errors": errors or {}}
+
+
+def _by_field(errors: dict) -> dict:
+    flat: dict = {}
+    for location, value in errors.items():
+        if location in _LOCATIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[location] = value
+    return flat
+
+
+def _http_error(error: HTTPException):
+    data = getattr(error, "data", None) or {}
+    errors = _by_field(data.get("errors") or data.get("messages") or {})
+    message = data.get("message") or _MESSAGES.get(error.code or 500, error.description)
+    headers = dict(data.get("headers") or {})
+    return error_body(error.code or 500, message, errors), error.code, headers
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+
+    @app.errorhandler(OffersError)
+    def domain_error(error: OffersError):
+        return error_body(error.status, error.message, error.errors), error.status
+
+    @app.errorhandler(ma.ValidationError)
+    def invalid(error: ma.ValidationError):
+        errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        return error_body(422, "The request has invalid fields; see errors.", errors), 422
+
+    @app.errorhandler(redis.RedisError)
+    def store_unavailable(error: redis.RedisError):
+        log.error("redis error: %s", error)
+        return error_body(503, "The store is unavailable; retry shortly."), 503
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unhandled error")
+        return error_body(500), 500

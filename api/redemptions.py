@@ -1,0 +1,31 @@
+"""Redemptions: a driver used an offer (fleet key). Budgets are enforced atomically in Redis."""
+
+from __future__ import annotations
+
+from flask import g
+from flask_smorest import Blueprint
+
+from .auth import FLEET, SECURITY, require
+from .schemas import RedemptionSchema
+from .services import services
+
+blp = Blueprint("redemptions", __name__, url_prefix="/v1/redemptions",
+                description="Counting redemptions against budgets (fleet key)")
+
+
+@blp.route("", methods=["POST"])
+@require(FLEET)
+@blp.arguments(RedemptionSchema)
+@blp.response(201, RedemptionSchema)
+@blp.alt_response(409, description="Budget, daily cap or per-driver limit used up, or the "
+                                   "offer is paused, expired or not yet valid")
+@blp.doc(security=SECURITY)
+def redeem(body: dict):
+    """Count one redemption of an offer at one of its places
+
+    Retrying with the same `idempotency_key` counts once and answers with the same redemption
+    (`replayed: true`)."""
+    redemption = services().redemptions.redeem(
+        fleet_id=g.principal.id, offer_id=body["offer_id"], driver_id=body["driver_id"],
+        place_id=body["place_id"], idempotency_key=body["idempotency_key"])
+    return redemption

@@ -1,0 +1,234 @@
+"""Request and response schemas: the one definition of what a valid place, offer or redemption is.
+
+The API, the file importer and the seed loader all validate through these, so a document that
+reaches `offers.catalogue` is already well-formed. Unknown fields are rejected (marshmallow's
+RAISE default), NaN and infinities are rejected, and times must carry a UTC offset.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime
+
+import marshmallow as ma
+import opening_hours
+import tzfpy
+from marshmallow import fields, validate
+
+PLACE_CATEGORIES = (
+    "restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
+    "convenience", "supermarket", "car_wash", "parking", "other",
+)
+FUEL_TYPES = ("diesel", "petrol", "e10", "e85", "lpg", "cng", "lng", "hydrogen", "adblue", "hvo")
+EV_CONNECTORS = ("type1", "type2", "ccs1", "ccs2", "chademo", "nacs", "schuko", "other")
+DISCOUNT_UNITS = ("litre", "kwh", "item")
+MAX_BULK_PLACES = 10_000
+MAX_OFFER_PLACES = 1_000
+_TIMEZONES = frozenset(zoneinfo.available_timezones())
+
+
+def _valid_opening_hours(value: str) -> None:
+    if not opening_hours.validate(value):
+        raise ma.ValidationError("not valid OpenStreetMap opening_hours syntax")
+
+
+def _valid_timezone(value: str) -> None:
+    if value not in _TIMEZONES:
+        raise ma.ValidationError("not an IANA timezone name such as Europe/Helsinki")
+
+
+def timezone_at(lat: float, lng: float) -> str:
+    """The IANA timezone at a point (offline lookup); open sea falls back to Etc/GMT±N."""
+    return tzfpy.get_tz(lng, lat) or "UTC"
+
+
+class IsoDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with a UTC offset, kept as its normalised string so that stored
+    documents are plain JSON."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).isoformat()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
+
+
+def _text(max_length: int, **kwargs) -> fields.String:
+    return fields.String(validate=validate.Length(1, max_length), **kwargs)
+
+
+class EvConnectorSchema(ma.Schema):
+    type = fields.String(required=True, validate=validate.OneOf(EV_CONNECTORS))
+    power_kw = fields.Float(validate=validate.Range(0, 1000, min_inclusive=False))
+    count = fields.Integer(validate=validate.Range(1, 1000))
+
+
+class PlaceAttributesSchema(ma.Schema):
+    cuisine = fields.List(_text(50), validate=validate.Length(max=20))
+    fuel_types = fields.List(fields.String(validate=validate.OneOf(FUEL_TYPES)),
+                             validate=validate.Length(max=len(FUEL_TYPES)))
+    ev_connectors = fields.List(fields.Nested(EvConnectorSchema), validate=validate.Length(max=50))
+    price_level = fields.Integer(validate=validate.Range(1, 4),
+                                 metadata={"description": "1 (cheap) to 4 (expensive)"})
+
+
+class PlaceSchema(ma.Schema):
+    id = fields.String(dump_only=True)
+    merchant_id = fields.String(dump_only=True)
+    name = _text(200, required=True)
+    category = fields.String(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
+    brand = _text(100, allow_none=True)
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90),
+                       metadata={"description": "WGS84 latitude, degrees"})
+    lng = fields.Float(required=True, validate=validate.Range(-180, 180),
+                       metadata={"description": "WGS84 longitude, degrees"})
+    address = _text(500, allow_none=True)
+    opening_hours = fields.String(
+        allow_none=True, validate=[validate.Length(1, 1000), _valid_opening_hours],
+        metadata={"description": "OpenStreetMap syntax, e.g. 'Mo-Fr 07:00-20:00; Su off'. "
+                                 "Absent means always open."})
+    timezone = fields.String(validate=_valid_timezone,
+                             metadata={"description": "IANA name; inferred from lat/lng "
+                                                      "when absent"})
+    attributes = fields.Nested(PlaceAttributesSchema, load_default=dict)
+    external_id = _text(200, allow_none=True, metadata={
+        "description": "Your own or the source's id (e.g. osm:node/123): a place imported "
+                       "again with the same external_id is updated, not duplicated"})
+    created_at = IsoDateTime(dump_only=True)
+    updated_at = IsoDateTime(dump_only=True)
+
+    @ma.post_load
+    def infer_timezone(self, data: dict, **kwargs) -> dict:
+        if not data.get("timezone") and "lat" in data and "lng" in data:
+            data["timezone"] = timezone_at(data["lat"], data["lng"])
+        return data
+
+
+class DiscountSchema(ma.Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(("percent", "amount", "per_unit")))
+    value = fields.Float(required=True, validate=validate.Range(0, 1e6, min_inclusive=False))
+    currency = fields.String(validate=validate.Regexp(r"^[A-Z]{3}$"),
+                             metadata={"description": "ISO 4217 code; required unless percent"})
+    unit = fields.String(validate=validate.OneOf(DISCOUNT_UNITS),
+                         metadata={"description": "what per_unit is per: litre, kwh or item"})
+
+    @ma.validates_schema
+    def check_kind(self, data: dict, **kwargs) -> None:
+        kind = data.get("kind")
+        if kind == "percent" and data.get("value", 0) > 100:
+            raise ma.ValidationError("a percent discount is at most 100", "value")
+        if kind in ("amount", "per_unit") and not data.get("currency"):
+            raise ma.ValidationError(f"required for a {kind} discount", "currency")
+        if kind == "per_unit" and not data.get("unit"):
+            raise ma.ValidationError("required for a per_unit discount", "unit")
+
+
+class BudgetSchema(ma.Schema):
+    max_redemptions = fields.Integer(validate=validate.Range(1, 1_000_000_000), allow_none=True)
+    daily_max = fields.Integer(validate=validate.Range(1, 1_000_000_000), allow_none=True)
+
+    @ma.validates_schema
+    def check_daily(self, data: dict, **kwargs) -> None:
+        total, daily = data.get("max_redemptions"), data.get("daily_max")
+        if total and daily and daily > total:
+            raise ma.ValidationError("cannot exceed max_redemptions", "daily_max")
+
+
+class OfferSchema(ma.Schema):
+    id = fields.String(dump_only=True)
+    merchant_id = fields.String(dump_only=True)
+    place_ids = fields.List(_text(100), required=True,
+                            validate=validate.Length(1, MAX_OFFER_PLACES))
+    title = _text(120, required=True)
+    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    category = fields.String(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
+    discount = fields.Nested(DiscountSchema, required=True)
+    value_estimate = fields.Float(validate=validate.Range(0, 1e6), allow_none=True, metadata={
+        "description": "What the offer is worth to a driver, in the discount's currency"})
+    valid_from = IsoDateTime(
+        load_default=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
+        metadata={"description": "Defaults to the time of creation"})
+    valid_until = IsoDateTime(allow_none=True, metadata={"description": "Absent: no end"})
+    schedule = fields.String(
+        allow_none=True, validate=[validate.Length(1, 1000), _valid_opening_hours],
+        metadata={"description": "Weekly hours the offer is served, in opening_hours syntax, "
+                                 "e.g. 'Mo-Fr 06:00-10:00'"})
+    budget = fields.Nested(BudgetSchema, allow_none=True)
+    per_driver_limit = fields.Integer(validate=validate.Range(1, 1_000_000), allow_none=True)
+    status = fields.String(validate=validate.OneOf(("active", "paused")), load_default="active")
+    timezone = fields.String(validate=_valid_timezone, metadata={
+        "description": "Where the daily cap's days start; defaults to the first place's"})
+    state = fields.String(dump_only=True, metadata={
+        "description": "active, paused, scheduled (before valid_from) or expired"})
+    redemptions = fields.Integer(dump_only=True, metadata={"description": "Counted so far"})
+    created_at = IsoDateTime(dump_only=True)
+    updated_at = IsoDateTime(dump_only=True)
+
+    @ma.validates_schema
+    def check_offer(self, data: dict, **kwargs) -> None:
+        start, end = data.get("valid_from"), data.get("valid_until")
+        if start and end and datetime.fromisoformat(end) <= datetime.fromisoformat(start):
+            raise ma.ValidationError("must be after valid_from", "valid_until")
+        ids = data.get("place_ids") or []
+        if len(set(ids)) != len(ids):
+            raise ma.ValidationError("place ids must not repeat", "place_ids")
+
+
+class PageArgsSchema(ma.Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    cursor = fields.String(validate=validate.Length(1, 200), metadata={
+        "description": "`next_cursor` from the previous page"})
+
+
+class PlacePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(PlaceSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class OfferPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(OfferSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class BulkPlacesSchema(ma.Schema):
+    items = fields.List(fields.Nested(PlaceSchema), required=True,
+                        validate=validate.Length(1, MAX_BULK_PLACES))
+
+
+class CreatedIdSchema(ma.Schema):
+    id = fields.String()
+
+
+class BulkCreatedSchema(ma.Schema):
+    items = fields.List(fields.Nested(CreatedIdSchema))
+
+
+class NewAccountSchema(ma.Schema):
+    name = _text(200, required=True)
+
+
+class AccountCreatedSchema(ma.Schema):
+    id = fields.String()
+    name = fields.String()
+    api_key = fields.String(metadata={"description": "Shown once; only its hash is stored"})
+
+
+class RedemptionSchema(ma.Schema):
+    id = fields.String(dump_only=True)
+    offer_id = _text(100, required=True)
+    driver_id = _text(128, required=True, metadata={
+        "description": "The fleet's pseudonymous driver id; stored only as a one-way hash"})
+    place_id = _text(100, required=True)
+    idempotency_key = _text(128, required=True, load_only=True)
+    replayed = fields.Boolean(dump_only=True, metadata={
+        "description": "True when an earlier request with this idempotency key counted it"})
+
+
+READ_ONLY_FIELDS = ("id", "merchant_id", "created_at", "updated_at", "state", "redemptions")
+
+
+def apply_patch(schema: ma.Schema, stored: dict, patch: dict) -> dict:
+    """The stored document with the patch's top-level fields replaced, validated as a whole so
+    that rules across fields (valid_until after valid_from) hold after every change."""
+    base = {k: v for k, v in stored.items() if k not in READ_ONLY_FIELDS}
+    return schema.load({**base, **patch})

@@ -1,0 +1,1 @@
+"""The catalogue (merchants, places, offers), budgets and redemptions, and the Redis store."""

@@ -1,0 +1,245 @@
+"""The merchant catalogue in Redis: places and offers, each merchant's under its own hash tag.
+
+Documents arrive here already validated by the API schemas (or the importer, which uses the same
+schemas); this module owns how they are stored and keeps cross-object rules that need Redis:
+an offer may only name its merchant's own places, and a place still named by an offer cannot be
+deleted. Every write is one MULTI/EXEC on one hash tag, guarded by WATCH where it depends on
+what it read, so a rejected write changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import orjson
+from redis import Redis
+from redis.client import Pipeline
+
+from . import keys
+from .errors import Conflict, Invalid, NotFound
+
+MAX_PAGE = 1000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def place_id_for(merchant_id: str, external_id: str | None = None) -> str:
+    """A new place id; a stable one when the place has an external id (re-imports upsert)."""
+    if external_id:
+        suffix = "x" + hashlib.sha256(external_id.encode()).hexdigest()[:16]
+    else:
+        suffix = secrets.token_hex(8)
+    return f"p.{merchant_id}.{suffix}"
+
+
+def offer_id_for(merchant_id: str) -> str:
+    return f"o.{merchant_id}.{secrets.token_hex(8)}"
+
+
+def offer_state(offer: dict, now: datetime) -> str:
+    """`paused`, `scheduled` (not yet valid), `expired` or `active`: derived, never stored, so an
+    offer expires the moment its validity ends without any job running."""
+    if offer["status"] == "paused":
+        return "paused"
+    if datetime.fromisoformat(offer["valid_from"]) > now:
+        return "scheduled"
+    until = offer.get("valid_until")
+    if until and datetime.fromisoformat(until) <= now:
+        return "expired"
+    return "active"
+
+
+def offer_terms(offer: dict) -> dict:
+    """The fields the redemption script enforces, as flat numbers (0 means no limit)."""
+    budget = offer.get("budget") or {}
+    until = offer.get("valid_until")
+    return {
+        "status": offer["status"],
+        "valid_from": datetime.fromisoformat(offer["valid_from"]).timestamp(),
+        "valid_until": datetime.fromisoformat(until).timestamp() if until else 0,
+        "max_redemptions": budget.get("max_redemptions") or 0,
+        "daily_max": budget.get("daily_max") or 0,
+        "per_driver_limit": offer.get("per_driver_limit") or 0,
+    }
+
+
+class Catalogue:
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    # -- places ---------------------------------------------------------------------------
+
+    def add_places(self, merchant_id: str, places: list[dict]) -> list[dict]:
+        """Store places (all or none) and return them with ids, in input order.
+
+        A place with an `external_id` keeps the same id across imports, so importing a file
+        again updates those places instead of duplicating them.
+        """
+        now = _iso(utc_now())
+        stored = []
+        for place in places:
+            pid = place_id_for(merchant_id, place.get("external_id"))
+            stored.append({**place, "id": pid, "merchant_id": merchant_id,
+                           "created_at": now, "updated_at": now})
+        key = keys.places(merchant_id)
+        existing = self.redis.hmget(key, [p["id"] for p in stored]) if stored else []
+        for doc, raw in zip(stored, existing, strict=True):
+            if raw is not None:
+                doc["created_at"] = orjson.loads(raw)["created_at"]
+        with self.redis.pipeline(transaction=True) as pipe:
+            for chunk in _chunks(stored, 1000):
+                pipe.hset(key, mapping={p["id"]: orjson.dumps(p) for p in chunk})
+                pipe.zadd(keys.place_ids(merchant_id), {p["id"]: 0 for p in chunk})
+            pipe.execute()
+        return stored
+
+    def get_place(self, merchant_id: str, place_id: str) -> dict:
+        raw = self.redis.hget(keys.places(merchant_id), place_id)
+        if raw is None:
+            raise NotFound(f"place {place_id} not found")
+        return orjson.loads(raw)
+
+    def list_places(self, merchant_id: str, cursor: str | None, limit: int) -> tuple[list, str]:
+        return self._page(keys.place_ids(merchant_id), keys.places(merchant_id), cursor, limit)
+
+    def update_place(self, merchant_id: str, place_id: str,
+                     change: Callable[[dict], dict]) -> dict:
+        """Apply `change` (which validates and may raise) to the stored place atomically."""
+        key = keys.places(merchant_id)
+
+        def write(pipe: Pipeline) -> dict:
+            raw = pipe.hget(key, place_id)
+            if raw is None:
+                raise NotFound(f"place {place_id} not found")
+            doc = _changed(orjson.loads(raw), change)
+            pipe.multi()
+            pipe.hset(key, place_id, orjson.dumps(doc))
+            return doc
+
+        return self.redis.transaction(write, key, value_from_callable=True)
+
+    def delete_place(self, merchant_id: str, place_id: str) -> None:
+        places_key, offers_key = keys.places(merchant_id), keys.offers(merchant_id)
+
+        def write(pipe: Pipeline) -> None:
+            if not pipe.hexists(places_key, place_id):
+                raise NotFound(f"place {place_id} not found")
+            using = sorted(o["id"] for o in map(orjson.loads, pipe.hvals(offers_key))
+                           if place_id in o["place_ids"])
+            if using:
+                raise Conflict(f"place {place_id} is still used by offers",
+                               {"offer_ids": using})
+            pipe.multi()
+            pipe.hdel(places_key, place_id)
+            pipe.zrem(keys.place_ids(merchant_id), place_id)
+
+        self.redis.transaction(write, places_key, offers_key)
+
+    # -- offers ---------------------------------------------------------------------------
+
+    def add_offer(self, merchant_id: str, offer: dict) -> dict:
+        now = _iso(utc_now())
+        doc = {**offer, "id": offer_id_for(merchant_id), "merchant_id": merchant_id,
+               "created_at": now, "updated_at": now}
+        places_key = keys.places(merchant_id)
+
+        def write(pipe: Pipeline) -> dict:
+            self._require_places(pipe, merchant_id, doc)
+            pipe.multi()
+            self._put_offer(pipe, merchant_id, doc)
+            pipe.zadd(keys.offer_ids(merchant_id), {doc["id"]: 0})
+            return doc
+
+        return self.redis.transaction(write, places_key, value_from_callable=True)
+
+    def get_offer(self, merchant_id: str, offer_id: str) -> dict:
+        raw = self.redis.hget(keys.offers(merchant_id), offer_id)
+        if raw is None:
+            raise NotFound(f"offer {offer_id} not found")
+        return orjson.loads(raw)
+
+    def list_offers(self, merchant_id: str, cursor: str | None, limit: int) -> tuple[list, str]:
+        return self._page(keys.offer_ids(merchant_id), keys.offers(merchant_id), cursor, limit)
+
+    def update_offer(self, merchant_id: str, offer_id: str,
+                     change: Callable[[dict], dict]) -> dict:
+        offers_key, places_key = keys.offers(merchant_id), keys.places(merchant_id)
+
+        def write(pipe: Pipeline) -> dict:
+            raw = pipe.hget(offers_key, offer_id)
+            if raw is None:
+                raise NotFound(f"offer {offer_id} not found")
+            doc = _changed(orjson.loads(raw), change)
+            self._require_places(pipe, merchant_id, doc)
+            pipe.multi()
+            self._put_offer(pipe, merchant_id, doc)
+            return doc
+
+        return self.redis.transaction(write, offers_key, places_key, value_from_callable=True)
+
+    def delete_offer(self, merchant_id: str, offer_id: str) -> None:
+        offers_key = keys.offers(merchant_id)
+
+        def write(pipe: Pipeline) -> None:
+            if not pipe.hexists(offers_key, offer_id):
+                raise NotFound(f"offer {offer_id} not found")
+            pipe.multi()
+            pipe.hdel(offers_key, offer_id)
+            pipe.zrem(keys.offer_ids(merchant_id), offer_id)
+            pipe.delete(*keys.offer_counter_keys(merchant_id, offer_id))
+
+        self.redis.transaction(write, offers_key)
+
+    def redemption_counts(self, offers: Iterable[dict]) -> list[int]:
+        """Redemptions so far of each offer, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for offer in offers:
+                pipe.get(keys.offer_redeemed(offer["merchant_id"], offer["id"]))
+            return [int(n or 0) for n in pipe.execute()]
+
+    # -- shared mechanics -----------------------------------------------------------------
+
+    def _put_offer(self, pipe: Pipeline, merchant_id: str, doc: dict) -> None:
+        pipe.hset(keys.offers(merchant_id), doc["id"], orjson.dumps(doc))
+        pipe.hset(keys.offer_terms(merchant_id, doc["id"]), mapping=offer_terms(doc))
+
+    @staticmethod
+    def _require_places(pipe: Pipeline, merchant_id: str, offer: dict) -> None:
+        """Check the offer names only the merchant's own places; default its timezone to the
+        first place's, so daily caps roll over at that place's midnight."""
+        found = pipe.hmget(keys.places(merchant_id), offer["place_ids"])
+        missing = [pid for pid, raw in zip(offer["place_ids"], found, strict=True) if raw is None]
+        if missing:
+            raise Invalid("offer names places that do not exist",
+                          {"place_ids": [f"unknown place: {pid}" for pid in missing]})
+        if not offer.get("timezone"):
+            offer["timezone"] = orjson.loads(found[0])["timezone"]
+
+    def _page(self, ids_key: str, docs_key: str, cursor: str | None,
+              limit: int) -> tuple[list[dict], str | None]:
+        """One page of documents after `cursor` (an id), in id order, and the next cursor."""
+        start = f"({cursor}" if cursor else "-"
+        ids = self.redis.zrange(ids_key, start, "+", bylex=True, offset=0, num=limit + 1)
+        more = len(ids) > limit
+        ids = ids[:limit]
+        docs = [orjson.loads(raw) for raw in self.redis.hmget(docs_key, ids) if raw] if ids else []
+        return docs, (ids[-1].decode() if more else None)
+
+
+def _changed(doc: dict, change: Callable[[dict], dict]) -> dict:
+    fixed = {k: doc[k] for k in ("id", "merchant_id", "created_at")}
+    return {**change(doc), **fixed, "updated_at": _iso(utc_now())}
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,94 @@
+"""Every Redis key name the engine uses, and nothing else.
+
+`docs/redis-keys.md` describes each key: its type, its contents and who writes it. Keys are laid
+out for Redis Cluster: everything one transaction or Lua script touches shares one hash tag.
+
+- `{registry}` holds merchants, fleets and the API-key index (written together on creation).
+- `{m:<merchant_id>}` holds one merchant's places, offers, budget counters and redemption log,
+  so that creating an offer, checking its places and redeeming it are single-slot operations.
+
+Object ids are self-routing: a place or offer id carries its merchant's id (see `owner_of`), so a
+request naming only an offer finds its hash tag without an extra lookup.
+"""
+
+from __future__ import annotations
+
+REGISTRY = "{registry}"
+MERCHANTS = f"{REGISTRY}:merchants"
+FLEETS = f"{REGISTRY}:fleets"
+API_KEYS = f"{REGISTRY}:api_keys"
+
+# The shared catalogue (places imported without a merchant, visible to every search) is stored
+# as a merchant of its own so that it follows exactly the same code paths.
+SHARED_MERCHANT = "m_shared"
+
+
+def owner_of(object_id: str) -> str | None:
+    """The merchant id embedded in a place or offer id (`p.<merchant>.<suffix>`), or None."""
+    parts = object_id.split(".")
+    if len(parts) != 3 or not parts[1].startswith("m_"):
+        return None
+    return parts[1]
+
+
+def _tag(merchant_id: str) -> str:
+    return "{m:" + merchant_id + "}"
+
+
+def places(merchant_id: str) -> str:
+    """Hash: place id -> place JSON document."""
+    return f"{_tag(merchant_id)}:places"
+
+
+def place_ids(merchant_id: str) -> str:
+    """Sorted set (all scores 0): place ids in lexicographic order, for cursor pagination."""
+    return f"{_tag(merchant_id)}:place_ids"
+
+
+def offers(merchant_id: str) -> str:
+    """Hash: offer id -> offer JSON document."""
+    return f"{_tag(merchant_id)}:offers"
+
+
+def offer_ids(merchant_id: str) -> str:
+    """Sorted set (all scores 0): offer ids in lexicographic order, for cursor pagination."""
+    return f"{_tag(merchant_id)}:offer_ids"
+
+
+def offer_terms(merchant_id: str, offer_id: str) -> str:
+    """Hash: the numbers the redemption script enforces (limits, status, validity as epochs)."""
+    return f"{_tag(merchant_id)}:offer:{offer_id}:terms"
+
+
+def offer_redeemed(merchant_id: str, offer_id: str) -> str:
+    """String counter: redemptions of the offer so far."""
+    return f"{_tag(merchant_id)}:offer:{offer_id}:redeemed"
+
+
+def offer_redeemed_on(merchant_id: str, offer_id: str, day: str) -> str:
+    """String counter with a TTL: redemptions on one local day (`YYYY-MM-DD`, offer timezone)."""
+    return f"{_tag(merchant_id)}:offer:{offer_id}:redeemed:{day}"
+
+
+def offer_redeemed_by(merchant_id: str, offer_id: str) -> str:
+    """Hash: pseudonymous driver key -> redemptions of the offer by that driver."""
+    return f"{_tag(merchant_id)}:offer:{offer_id}:redeemed_by"
+
+
+def offer_counter_keys(merchant_id: str, offer_id: str) -> list[str]:
+    """The per-offer keys removed with the offer (daily counters expire on their own)."""
+    return [
+        offer_terms(merchant_id, offer_id),
+        offer_redeemed(merchant_id, offer_id),
+        offer_redeemed_by(merchant_id, offer_id),
+    ]
+
+
+def redemption_idempotency(merchant_id: str, fleet_id: str, idempotency_key: str) -> str:
+    """String with a TTL: the redemption a fleet's idempotency key already produced."""
+    return f"{_tag(merchant_id)}:idem:{fleet_id}:{idempotency_key}"
+
+
+def redemptions(merchant_id: str) -> str:
+    """Stream (bounded): one entry per counted redemption, for billing and analytics."""
+    return f"{_tag(merchant_id)}:redemptions"

@@ -1,0 +1,127 @@
+"""Redeeming offers: budgets, daily caps and per-driver limits, enforced inside Redis.
+
+The check and the increments happen in one Lua script on the offer's merchant hash tag, so no
+number of concurrent requests can redeem an offer past its limits, and a retried request with
+the same idempotency key is counted once. The script re-reads the offer's terms itself rather
+than trusting the caller, so a concurrent PATCH (pausing, shortening validity, lowering a budget)
+takes effect on the very next redemption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from redis import Redis
+
+from . import keys
+from .catalogue import Catalogue, utc_now
+from .errors import Conflict, Invalid, NotFound
+
+IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+DAY_COUNTER_TTL_S = 3 * 24 * 3600  # a local day plus any timezone offset, with room to spare
+REDEMPTION_LOG_MAXLEN = 1_000_000
+
+# KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
+# ARGV: now, driver_key, fingerprint, redemption_id, place_id, fleet_id, idem_ttl, day_ttl,
+#       log_maxlen, offer_id
+_REDEEM = """
+local prior = redis.call('GET', KEYS[5])
+if prior then
+  local sep = string.find(prior, '|', 1, true)
+  if string.sub(prior, sep + 1) ~= ARGV[3] then return {'idempotency_key_reused', ''} end
+  return {'replayed', string.sub(prior, 1, sep - 1)}
+end
+local t = redis.call('HMGET', KEYS[1], 'status', 'valid_from', 'valid_until',
+                     'max_redemptions', 'daily_max', 'per_driver_limit')
+if not t[1] then return {'gone', ''} end
+local now = tonumber(ARGV[1])
+if t[1] ~= 'active' then return {'paused', ''} end
+if now < tonumber(t[2]) then return {'not_yet_valid', ''} end
+if tonumber(t[3]) > 0 and now >= tonumber(t[3]) then return {'expired', ''} end
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(t[4]) > 0 and total >= tonumber(t[4]) then return {'budget_exhausted', ''} end
+local today = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(t[5]) > 0 and today >= tonumber(t[5]) then return {'daily_cap_reached', ''} end
+local mine = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
+if tonumber(t[6]) > 0 and mine >= tonumber(t[6]) then return {'driver_limit_reached', ''} end
+redis.call('INCR', KEYS[2])
+redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
+redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+redis.call('SET', KEYS[5], ARGV[4] .. '|' .. ARGV[3], 'EX', tonumber(ARGV[7]))
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'redemption_id', ARGV[4],
+           'offer_id', ARGV[10], 'place_id', ARGV[5],
+           'fleet_id', ARGV[6], 'driver', ARGV[2], 'at', ARGV[1])
+return {'counted', ARGV[4]}
+"""
+
+_REFUSALS = {
+    "paused": "the offer is paused",
+    "not_yet_valid": "the offer is not valid yet",
+    "expired": "the offer has expired",
+    "budget_exhausted": "the offer's budget is used up",
+    "daily_cap_reached": "the offer's daily cap is reached",
+    "driver_limit_reached": "this driver has used up the offer's per-driver limit",
+}
+
+
+@dataclass(frozen=True)
+class Redemption:
+    id: str
+    offer_id: str
+    place_id: str
+    driver_id: str
+    replayed: bool  # True when an earlier request with the same idempotency key counted it
+
+
+def driver_key(fleet_id: str, driver_id: str) -> str:
+    """The pseudonym stored for a driver: scoped by fleet, so no two fleets' ids can be linked,
+    and one-way, so the stored counters never carry the fleet's own driver id."""
+    return hashlib.sha256(f"{fleet_id}\x00{driver_id}".encode()).hexdigest()[:20]
+
+
+class Redemptions:
+    def __init__(self, redis: Redis, catalogue: Catalogue):
+        self.redis = redis
+        self.catalogue = catalogue
+        self._redeem = redis.register_script(_REDEEM)
+
+    def redeem(self, fleet_id: str, offer_id: str, driver_id: str, place_id: str,
+               idempotency_key: str, now: datetime | None = None) -> Redemption:
+        now = now or utc_now()
+        merchant_id = keys.owner_of(offer_id)
+        if merchant_id is None:
+            raise NotFound(f"offer {offer_id} not found")
+        offer = self.catalogue.get_offer(merchant_id, offer_id)
+        if place_id not in offer["place_ids"]:
+            raise Invalid("the offer is not valid at this place",
+                          {"place_id": [f"offer {offer_id} does not include {place_id}"]})
+        day = now.astimezone(ZoneInfo(offer["timezone"])).date().isoformat()
+        fingerprint = hashlib.sha256(f"{offer_id}|{driver_id}|{place_id}".encode()).hexdigest()
+        outcome, redemption_id = self._redeem(
+            keys=[
+                keys.offer_terms(merchant_id, offer_id),
+                keys.offer_redeemed(merchant_id, offer_id),
+                keys.offer_redeemed_on(merchant_id, offer_id, day),
+                keys.offer_redeemed_by(merchant_id, offer_id),
+                keys.redemption_idempotency(merchant_id, fleet_id, idempotency_key),
+                keys.redemptions(merchant_id),
+            ],
+            args=[now.timestamp(), driver_key(fleet_id, driver_id), fingerprint,
+                  "r_" + secrets.token_hex(8), place_id, fleet_id,
+                  IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id],
+        )
+        outcome = outcome.decode()
+        if outcome == "gone":
+            raise NotFound(f"offer {offer_id} not found")
+        if outcome == "idempotency_key_reused":
+            raise Invalid("idempotency key already used for a different redemption",
+                          {"idempotency_key": ["already used with other offer, driver or place"]})
+        if outcome in _REFUSALS:
+            raise Conflict(_REFUSALS[outcome], {"offer_id": [outcome]})
+        return Redemption(id=redemption_id.decode(), offer_id=offer_id, place_id=place_id,
+                          driver_id=driver_id, replayed=outcome == "replayed")

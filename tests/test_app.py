@@ -1,0 +1,124 @@
+"""The application factory, configuration, probes, the OpenAPI spec and the error shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openapi_spec_validator import validate
+
+from api.app import create_app
+
+from .conftest import CAFE, redis_snapshot
+
+
+def test_settings_come_from_the_environment_then_config(monkeypatch, redis_url):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("OFFERS_ADMIN_TOKEN", "from-env")
+    monkeypatch.setenv("OFFERS_MAX_BODY_BYTES", "1234")
+    from_env = create_app()
+    assert from_env.config["OFFERS_ADMIN_TOKEN"] == "from-env"
+    assert from_env.config["MAX_CONTENT_LENGTH"] == 1234
+    overridden = create_app({"OFFERS_ADMIN_TOKEN": "from-config"})
+    assert overridden.config["OFFERS_ADMIN_TOKEN"] == "from-config"
+    assert overridden.config["REDIS_URL"] == redis_url
+
+
+def test_healthz_and_readyz_answer_when_redis_is_up(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_readyz_is_503_when_redis_is_unreachable():
+    app = create_app({"REDIS_URL": "redis://127.0.0.1:1/0"})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["code"] == 503
+
+
+def test_store_outage_is_503_in_the_error_shape():
+    app = create_app({"REDIS_URL": "redis://127.0.0.1:1/0", "OFFERS_ADMIN_TOKEN": "t"})
+    response = app.test_client().get("/v1/places", headers={"Authorization": "Bearer t"})
+    assert response.status_code == 503
+    assert set(response.json) == {"code", "status", "message", "errors"}
+
+
+def test_openapi_spec_is_valid_and_documents_every_endpoint(client):
+    spec = client.get("/openapi.json").json
+    validate(spec)
+    assert {"/v1/places", "/v1/places/bulk", "/v1/places/{place_id}", "/v1/offers",
+            "/v1/offers/{offer_id}", "/v1/redemptions", "/v1/merchants", "/v1/fleets",
+            "/healthz", "/readyz"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_admin_creates_merchants_and_fleets_with_keys_shown_once(client, admin, redis_client):
+    merchant = client.post("/v1/merchants", json={"name": "Café Co"}, headers=admin).json
+    fleet = client.post("/v1/fleets", json={"name": "Fleet Co"}, headers=admin).json
+    assert merchant["id"].startswith("m_") and fleet["id"].startswith("f_")
+    dump = b"".join(value for value in redis_snapshot(redis_client).values())
+    assert merchant["api_key"].encode() not in dump
+    assert fleet["api_key"].encode() not in dump
+
+
+def test_only_the_admin_creates_accounts(client, merchant):
+    _, headers = merchant
+    assert client.post("/v1/merchants", json={"name": "X"}).status_code == 401
+    assert client.post("/v1/merchants", json={"name": "X"}, headers=headers).status_code == 403
+
+
+def test_malformed_json_is_400(client, merchant):
+    _, headers = merchant
+    response = client.post("/v1/places", data='{"name": ', content_type="application/json",
+                           headers=headers)
+    assert response.status_code == 400
+    assert set(response.json) == {"code", "status", "message", "errors"}
+
+
+def test_body_over_the_limit_is_413(redis_url, redis_client):
+    app = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": "t",
+                      "MAX_CONTENT_LENGTH": 1000})
+    response = app.test_client().post(
+        "/v1/merchants", data=json.dumps({"name": "x" * 2000}),
+        content_type="application/json", headers={"Authorization": "Bearer t"})
+    assert response.status_code == 413
+    assert response.json["code"] == 413
+
+
+def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(client):
+    assert client.get("/v1/nothing").json["code"] == 404
+    response = client.put("/v1/places")
+    assert response.status_code == 405
+    assert set(response.json) == {"code", "status", "message", "errors"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+place_like = st.fixed_dictionaries({}, optional={k: json_values for k in CAFE})
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(json_values, place_like))
+@pytest.mark.parametrize("method, path", [
+    ("post", "/v1/places"), ("post", "/v1/places/bulk"), ("post", "/v1/offers"),
+    ("patch", "/v1/places/p.m_x.1"), ("post", "/v1/redemptions"), ("post", "/v1/merchants"),
+])
+def test_no_json_body_makes_a_500(client, admin, fleet, method, path, body):
+    headers = fleet[1] if path == "/v1/redemptions" else admin
+    response = getattr(client, method)(path, json=body, headers=headers)
+    assert response.status_code < 500, response.json
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200))
+def test_no_raw_body_makes_a_500(client, admin, raw):
+    response = client.post("/v1/places", data=raw, content_type="application/json",
+                           headers=admin)
+    assert response.status_code in (400, 422)

@@ -1,0 +1,115 @@
+"""The `offers` console command: seed, import and serve, against the real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from api.cli import main
+from offers import keys
+from offers.redis_server import free_port
+
+from .conftest import SHARED_DATA
+
+
+@pytest.fixture
+def run(redis_url, redis_client, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_seed_loads_the_demo_region_and_prints_a_key_per_account(run, redis_client):
+    result = run("seed")
+    assert result.exit_code == 0
+    accounts = json.loads(Path("seed_data/merchants.json").read_text())
+    fleets = json.loads(Path("seed_data/fleets.json").read_text())
+    assert result.output.count("key: ") == len(accounts) + len(fleets)
+    places = json.loads(Path("seed_data/places.json").read_text())
+    stored = sum(redis_client.hlen(key) for key in redis_client.scan_iter("*:places"))
+    assert stored == len(places)
+    offers = json.loads(Path("seed_data/offers.json").read_text())
+    assert sum(redis_client.hlen(key) for key in redis_client.scan_iter("*:offers")) == len(offers)
+
+
+def test_seeding_twice_duplicates_nothing(run, redis_client):
+    run("seed")
+    counts = {key: redis_client.hlen(key) for key in redis_client.scan_iter("*:offers")}
+    assert run("seed").exit_code == 0
+    assert {key: redis_client.hlen(key) for key in redis_client.scan_iter("*:offers")} == counts
+
+
+def write_geojson(path, features):
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return str(path)
+
+
+def feature(name, lng, lat, **properties):
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]},
+            "properties": {"name": name, "category": "cafe", **properties}}
+
+
+def test_import_without_merchant_fills_the_shared_catalogue(run, redis_client, tmp_path):
+    path = write_geojson(tmp_path / "cafes.geojson",
+                         [feature("A", 24.94, 60.17), feature("B", 24.95, 60.18)])
+    result = run("import", path)
+    assert result.exit_code == 0, result.output
+    assert redis_client.hlen(keys.places(keys.SHARED_MERCHANT)) == 2
+
+
+def test_import_with_one_bad_place_stores_nothing(run, redis_client, tmp_path):
+    path = write_geojson(tmp_path / "cafes.geojson",
+                         [feature("A", 24.94, 60.17), feature("B", 24.95, 95.0)])
+    result = CliRunner().invoke(main, ["import", path])
+    assert result.exit_code != 0
+    assert "nothing imported" in result.output
+    assert redis_client.dbsize() == 0
+
+
+def test_import_for_an_unknown_merchant_fails(run, tmp_path):
+    path = write_geojson(tmp_path / "cafes.geojson", [feature("A", 24.94, 60.17)])
+    result = CliRunner().invoke(main, ["import", path, "--merchant", "m_nobody"])
+    assert result.exit_code != 0
+    assert "no merchant" in result.output
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "osm").exists(), reason="shared OSM extracts absent")
+def test_importing_an_osm_extract_twice_upserts_by_osm_id(run, redis_client):
+    extract = str(SHARED_DATA / "osm" / "monaco-2019.osm.pbf")
+    assert run("import", extract).exit_code == 0
+    count = redis_client.hlen(keys.places(keys.SHARED_MERCHANT))
+    assert count > 100
+    assert run("import", extract).exit_code == 0
+    assert redis_client.hlen(keys.places(keys.SHARED_MERCHANT)) == count
+
+
+def test_serve_answers_over_http_under_gunicorn(redis_url):
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url}
+    server = subprocess.Popen([sys.executable, "-m", "api", "serve", "--port", str(port),
+                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as response:
+                    assert json.load(response) == {"status": "ready"}
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,158 @@
+"""The offers API: publishing, validation, derived state and merchant isolation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from .conftest import CAFE, FUEL, redis_snapshot
+
+
+@pytest.fixture
+def places(client, merchant):
+    _, headers = merchant
+    items = client.post("/v1/places/bulk", json={"items": [CAFE, FUEL]}, headers=headers).json
+    return [item["id"] for item in items["items"]]
+
+
+def offer_body(places, **changes):
+    return {"place_ids": places, "title": "5 cents off per litre", "category": "fuel",
+            "discount": {"kind": "per_unit", "value": 0.05, "currency": "EUR", "unit": "litre"},
+            "value_estimate": 2.5, "valid_from": "2026-01-01T00:00:00+02:00",
+            "valid_until": "2030-01-01T00:00:00+02:00", "schedule": "Mo-Fr 06:00-10:00",
+            "budget": {"max_redemptions": 100, "daily_max": 10}, "per_driver_limit": 1,
+            **changes}
+
+
+def publish(client, headers, body):
+    response = client.post("/v1/offers", json=body, headers=headers)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_published_offer_comes_back_active_with_no_redemptions(client, merchant, places):
+    merchant_id, headers = merchant
+    offer = publish(client, headers, offer_body(places[1:]))
+    assert offer["id"].startswith(f"o.{merchant_id}.")
+    assert offer["state"] == "active"
+    assert offer["redemptions"] == 0
+    assert offer["timezone"] == "Europe/Helsinki"  # from its first place
+    assert client.get(f"/v1/offers/{offer['id']}", headers=headers).json == offer
+
+
+def test_offer_without_valid_from_starts_now(client, merchant, places):
+    _, headers = merchant
+    body = offer_body(places)
+    del body["valid_from"]
+    offer = publish(client, headers, body)
+    started = datetime.fromisoformat(offer["valid_from"])
+    assert abs(started - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_an_offer_past_valid_until_is_expired_without_any_job(client, merchant, places):
+    _, headers = merchant
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    offer = publish(client, headers, offer_body(places, valid_from="2026-01-01T00:00:00Z",
+                                                 valid_until=soon))
+    assert offer["state"] == "active"
+    import time
+
+    time.sleep(2.1)
+    assert client.get(f"/v1/offers/{offer['id']}", headers=headers).json["state"] == "expired"
+
+
+def test_future_offer_is_scheduled_and_paused_offer_is_paused(client, merchant, places):
+    _, headers = merchant
+    future = publish(client, headers, offer_body(places, valid_from="2029-01-01T00:00:00Z"))
+    assert future["state"] == "scheduled"
+    paused = client.patch(f"/v1/offers/{future['id']}", json={"status": "paused"},
+                          headers=headers)
+    assert paused.json["state"] == "paused"
+
+
+def test_patch_is_checked_against_the_whole_offer(client, merchant, places, redis_client):
+    _, headers = merchant
+    offer = publish(client, headers, offer_body(places))
+    before = redis_snapshot(redis_client)
+    response = client.patch(f"/v1/offers/{offer['id']}",
+                            json={"valid_until": "2025-01-01T00:00:00Z"}, headers=headers)
+    assert response.status_code == 422
+    assert "valid_until" in response.json["errors"]
+    assert redis_snapshot(redis_client) == before
+
+
+def test_listing_shows_the_merchants_offers(client, merchant, places):
+    _, headers = merchant
+    ids = {publish(client, headers, offer_body(places))["id"] for _ in range(3)}
+    listed = client.get("/v1/offers", headers=headers).json
+    assert {offer["id"] for offer in listed["items"]} == ids
+    assert listed["next_cursor"] is None
+
+
+def test_deleted_offer_is_gone_and_frees_its_places(client, merchant, places):
+    _, headers = merchant
+    offer = publish(client, headers, offer_body(places))
+    assert client.delete(f"/v1/offers/{offer['id']}", headers=headers).status_code == 204
+    assert client.get(f"/v1/offers/{offer['id']}", headers=headers).status_code == 404
+    assert client.delete(f"/v1/places/{places[0]}", headers=headers).status_code == 204
+
+
+INVALID_OFFERS = {
+    "end before start": ({"valid_until": "2025-12-31T00:00:00+02:00"}, "valid_until"),
+    "time without offset": ({"valid_from": "2026-01-01T00:00:00"}, "valid_from"),
+    "not a time": ({"valid_until": "tomorrow"}, "valid_until"),
+    "percent over 100": ({"discount": {"kind": "percent", "value": 120}}, "discount"),
+    "negative discount": ({"discount": {"kind": "percent", "value": -5}}, "discount"),
+    "amount without currency": ({"discount": {"kind": "amount", "value": 3}}, "discount"),
+    "per unit without unit": ({"discount": {"kind": "per_unit", "value": 0.1,
+                                            "currency": "EUR"}}, "discount"),
+    "unknown discount kind": ({"discount": {"kind": "bogof", "value": 1}}, "discount"),
+    "unknown category": ({"category": "jewellery"}, "category"),
+    "daily cap above budget": ({"budget": {"max_redemptions": 5, "daily_max": 6}}, "budget"),
+    "zero budget": ({"budget": {"max_redemptions": 0}}, "budget"),
+    "unknown status": ({"status": "deleted"}, "status"),
+    "malformed schedule": ({"schedule": "weekdays mornings"}, "schedule"),
+    "no places": ({"places": []}, "place_ids"),
+    "unknown field": ({"priority": 1}, "priority"),
+    "repeated place": ({"places": ["p.m_x.1", "p.m_x.1"]}, "place_ids"),
+}
+
+
+@pytest.mark.parametrize("change, field", INVALID_OFFERS.values(), ids=INVALID_OFFERS.keys())
+def test_invalid_offer_is_refused_with_422_naming_the_field(client, merchant, places,
+                                                            redis_client, change, field):
+    _, headers = merchant
+    before = redis_snapshot(redis_client)
+    response = client.post("/v1/offers", json=offer_body(**{"places": places, **change}),
+                           headers=headers)
+    assert response.status_code == 422, response.json
+    assert field in response.json["errors"]
+    assert redis_snapshot(redis_client) == before
+
+
+def test_offer_at_another_merchants_place_is_refused(client, merchant, new_account, places,
+                                                     redis_client):
+    _, headers_b = new_account("merchants", "Merchant B")
+    before = redis_snapshot(redis_client)
+    response = client.post("/v1/offers", json=offer_body(places), headers=headers_b)
+    assert response.status_code == 422
+    assert "place_ids" in response.json["errors"]
+    assert redis_snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_another_merchants_offer_is_not_found(client, merchant, new_account, places, method):
+    _, headers_a = merchant
+    _, headers_b = new_account("merchants", "Merchant B")
+    offer = publish(client, headers_a, offer_body(places))
+    kwargs = {"json": {"status": "paused"}} if method == "patch" else {}
+    response = getattr(client, method)(f"/v1/offers/{offer['id']}", headers=headers_b, **kwargs)
+    assert response.status_code == 404
+    assert client.get("/v1/offers", headers=headers_b).json["items"] == []
+    assert client.get(f"/v1/offers/{offer['id']}", headers=headers_a).json["state"] == "active"
+
+
+def test_offers_without_a_key_are_401(client):
+    assert client.get("/v1/offers").status_code == 401
+    assert client.get("/v1/offers/o.m_x.1").status_code == 401

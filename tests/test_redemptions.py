@@ -1,0 +1,166 @@
+"""Redemptions: budgets, daily caps and per-driver limits hold under concurrency; retries with
+the same idempotency key count once."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+
+from offers.catalogue import Catalogue
+from offers.redemptions import Redemptions
+
+from .conftest import CAFE, redis_snapshot
+
+
+@pytest.fixture
+def offer_at(client, merchant):
+    """Publish an offer at a new place with the given budget fields; returns (offer, place)."""
+    _, headers = merchant
+    place = client.post("/v1/places", json=CAFE, headers=headers).json
+
+    def publish(**terms):
+        body = {"place_ids": [place["id"]], "title": "Free coffee", "category": "cafe",
+                "discount": {"kind": "percent", "value": 100},
+                "valid_from": "2026-01-01T00:00:00Z", **terms}
+        response = client.post("/v1/offers", json=body, headers=headers)
+        assert response.status_code == 201, response.json
+        return response.json, place
+
+    return publish
+
+
+def redeem(client, headers, offer, place, driver="driver-1", key=None):
+    return client.post("/v1/redemptions", headers=headers, json={
+        "offer_id": offer["id"], "place_id": place["id"], "driver_id": driver,
+        "idempotency_key": key or uuid.uuid4().hex})
+
+
+def test_redemption_is_counted(client, fleet, merchant, offer_at):
+    _, headers = fleet
+    offer, place = offer_at()
+    response = redeem(client, headers, offer, place)
+    assert response.status_code == 201, response.json
+    assert response.json["replayed"] is False
+    assert response.json["id"].startswith("r_")
+    _, merchant_headers = merchant
+    assert client.get(f"/v1/offers/{offer['id']}",
+                      headers=merchant_headers).json["redemptions"] == 1
+
+
+def test_retry_with_the_same_idempotency_key_counts_once(client, fleet, merchant, offer_at):
+    _, headers = fleet
+    offer, place = offer_at(budget={"max_redemptions": 5})
+    first = redeem(client, headers, offer, place, key="k-1")
+    again = redeem(client, headers, offer, place, key="k-1")
+    assert again.status_code == 201
+    assert again.json["id"] == first.json["id"]
+    assert again.json["replayed"] is True
+    _, merchant_headers = merchant
+    assert client.get(f"/v1/offers/{offer['id']}",
+                      headers=merchant_headers).json["redemptions"] == 1
+
+
+def test_idempotency_key_reused_for_another_driver_is_refused(client, fleet, offer_at):
+    _, headers = fleet
+    offer, place = offer_at()
+    redeem(client, headers, offer, place, driver="a", key="k-1")
+    response = redeem(client, headers, offer, place, driver="b", key="k-1")
+    assert response.status_code == 422
+    assert "idempotency_key" in response.json["errors"]
+
+
+def test_budget_used_up_is_409(client, fleet, offer_at):
+    _, headers = fleet
+    offer, place = offer_at(budget={"max_redemptions": 2})
+    assert [redeem(client, headers, offer, place, driver=f"d{n}").status_code
+            for n in range(3)] == [201, 201, 409]
+    refused = redeem(client, headers, offer, place, driver="d9")
+    assert refused.json["errors"] == {"offer_id": ["budget_exhausted"]}
+
+
+def test_daily_cap_is_409_until_the_next_local_day(redis_client, client, fleet, offer_at):
+    fleet_id, _ = fleet
+    offer, place = offer_at(budget={"max_redemptions": 10, "daily_max": 1})
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    # Helsinki is UTC+2 in winter: 21:30Z and 23:30Z fall on different local days.
+    day_one = datetime(2026, 12, 1, 21, 30, tzinfo=UTC)
+    late = datetime(2026, 12, 1, 21, 50, tzinfo=UTC)
+    day_two = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)
+    redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k1", now=day_one)
+    with pytest.raises(Exception, match="daily cap"):
+        redemptions.redeem(fleet_id, offer["id"], "b", place["id"], "k2", now=late)
+    assert redemptions.redeem(fleet_id, offer["id"], "b", place["id"], "k3", now=day_two).id
+
+
+def test_per_driver_limit_is_409_for_that_driver_only(client, fleet, offer_at):
+    _, headers = fleet
+    offer, place = offer_at(per_driver_limit=1)
+    assert redeem(client, headers, offer, place, driver="a").status_code == 201
+    second = redeem(client, headers, offer, place, driver="a")
+    assert second.status_code == 409
+    assert second.json["errors"] == {"offer_id": ["driver_limit_reached"]}
+    assert redeem(client, headers, offer, place, driver="b").status_code == 201
+
+
+@pytest.mark.parametrize("terms, reason", [
+    ({"status": "paused"}, "paused"),
+    ({"valid_from": "2030-01-01T00:00:00Z"}, "not_yet_valid"),
+    ({"valid_from": "2020-01-01T00:00:00Z", "valid_until": "2021-01-01T00:00:00Z"}, "expired"),
+])
+def test_offer_not_live_is_409(client, fleet, offer_at, redis_client, terms, reason):
+    _, headers = fleet
+    offer, place = offer_at(**terms)
+    before = redis_snapshot(redis_client)
+    response = redeem(client, headers, offer, place)
+    assert response.status_code == 409
+    assert response.json["errors"] == {"offer_id": [reason]}
+    assert redis_snapshot(redis_client) == before
+
+
+def test_unknown_offer_is_404_and_wrong_place_is_422(client, fleet, offer_at):
+    _, headers = fleet
+    offer, place = offer_at()
+    assert redeem(client, headers, {"id": "o.m_nobody.1"}, place).status_code == 404
+    assert redeem(client, headers, {"id": "garbage"}, place).status_code == 404
+    wrong = redeem(client, headers, offer, {"id": "p.m_x.1"})
+    assert wrong.status_code == 422
+    assert "place_id" in wrong.json["errors"]
+
+
+def test_only_fleet_keys_redeem(client, merchant, offer_at):
+    _, merchant_headers = merchant
+    offer, place = offer_at()
+    assert redeem(client, {}, offer, place).status_code == 401
+    assert redeem(client, merchant_headers, offer, place).status_code == 403
+
+
+def test_fifty_concurrent_redemptions_never_overspend_a_budget_of_ten(app, fleet, merchant,
+                                                                      offer_at, redis_client):
+    _, headers = fleet
+    offer, place = offer_at(budget={"max_redemptions": 10})
+
+    def attempt(n: int) -> int:
+        # One test client per thread: each request runs the real app against the real server.
+        return redeem(app.test_client(), headers, offer, place, driver=f"d{n}").status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(attempt, range(50)))
+    assert statuses.count(201) == 10
+    assert statuses.count(409) == 40
+    _, merchant_headers = merchant
+    assert app.test_client().get(f"/v1/offers/{offer['id']}",
+                                 headers=merchant_headers).json["redemptions"] == 10
+
+
+def test_concurrent_retries_of_one_request_count_once(app, fleet, offer_at):
+    _, headers = fleet
+    offer, place = offer_at(budget={"max_redemptions": 100})
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(
+            lambda _: redeem(app.test_client(), headers, offer, place, key="same").json,
+            range(20)))
+    assert len({answer["id"] for answer in answers}) == 1
+    assert sum(not answer["replayed"] for answer in answers) == 1
