@@ -94,11 +94,18 @@ def test_importing_an_osm_extract_twice_upserts_by_osm_id(run, redis_client):
     assert redis_client.hlen(keys.places(keys.SHARED_MERCHANT)) == count
 
 
-def test_serve_answers_over_http_under_gunicorn(redis_url):
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "api", "serve", "--workers", "1", "--port"],
+    [GUNICORN, "api.app:create_app()", "--workers", "1", "--bind"],
+], ids=["offers serve", "gunicorn factory"])
+def test_the_app_answers_over_http_under_gunicorn(redis_url, command):
     port = free_port()
+    address = f"127.0.0.1:{port}" if command[0] == GUNICORN else str(port)
     env = {**os.environ, "REDIS_URL": redis_url}
-    server = subprocess.Popen([sys.executable, "-m", "api", "serve", "--port", str(port),
-                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+    server = subprocess.Popen([*command, address], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
