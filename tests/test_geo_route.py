@@ -1,0 +1,150 @@
+"""Exact distances from places to a route, checked against a brute-force geodesic search."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo.route import WGS84, RouteError, route_from_geojson, route_from_points, route_from_polyline
+
+from .conftest import SHARED_DATA
+
+
+def brute_force(route_lat, route_lng, lat, lng) -> float:
+    """Geodesic distance from a point to the route, by sampling each geodesic segment densely
+    and then again around the best sample (resolution far below a centimetre)."""
+    best = np.inf
+    for i in range(len(route_lat) - 1):
+        lo_lng, lo_lat = route_lng[i], route_lat[i]
+        hi_lng, hi_lat = route_lng[i + 1], route_lat[i + 1]
+        for _ in range(3):
+            pts = np.array([(lo_lng, lo_lat), *WGS84.npts(lo_lng, lo_lat, hi_lng, hi_lat, 400),
+                            (hi_lng, hi_lat)])
+            _, _, d = WGS84.inv(np.full(len(pts), lng), np.full(len(pts), lat),
+                                pts[:, 0], pts[:, 1])
+            k = int(np.argmin(d))
+            lo, hi = pts[max(k - 1, 0)], pts[min(k + 1, len(pts) - 1)]
+            lo_lng, lo_lat, hi_lng, hi_lat = lo[0], lo[1], hi[0], hi[1]
+            segment_best = d[k]
+        best = min(best, segment_best)
+    return float(best)
+
+
+@st.composite
+def route_and_places(draw):
+    lat0 = draw(st.floats(-84, 84))
+    lng0 = draw(st.floats(-180, 180))
+    span = draw(st.sampled_from([0.005, 0.05, 0.3]))
+    n = draw(st.integers(2, 6))
+    dlat = np.array(draw(st.lists(st.floats(-span, span), min_size=n, max_size=n)))
+    dlng = np.array(draw(st.lists(st.floats(-span, span), min_size=n, max_size=n)))
+    scale = 1 / max(np.cos(np.radians(lat0)), 0.1)
+    route_lat = np.clip(lat0 + dlat, -89, 89)
+    route_lng = (lng0 + dlng * scale + 180) % 360 - 180  # may cross the antimeridian
+    k = draw(st.integers(1, 8))
+    plat = np.clip(lat0 + np.array(draw(st.lists(st.floats(-span, span), min_size=k,
+                                                  max_size=k))), -89, 89)
+    plng = (lng0 + np.array(draw(st.lists(st.floats(-span, span), min_size=k, max_size=k)))
+            * scale + 180) % 360 - 180
+    corridor = draw(st.floats(10, 5000))
+    return route_lat, route_lng, plat, plng, corridor
+
+
+@settings(max_examples=80, deadline=None)
+@given(route_and_places())
+def test_corridor_membership_and_offset_match_brute_force(case):
+    route_lat, route_lng, plat, plng, corridor = case
+    keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
+    if keep.sum() < 2:
+        return
+    route = route_from_points(route_lat, route_lng)
+    located = route.locate(plat, plng, corridor)
+    for i in range(len(plat)):
+        truth = brute_force(route_lat[keep], route_lng[keep], plat[i], plng[i])
+        if truth <= corridor - 1:
+            assert located.offset_m[i] == pytest.approx(truth, abs=1.0)
+        elif truth > corridor + 1:
+            assert located.offset_m[i] > corridor
+
+
+def test_side_is_right_or_left_of_travel():
+    # Driving north along a meridian: east is on the right.
+    route = route_from_points([60.0, 60.1], [25.0, 25.0])
+    located = route.locate([60.05, 60.05], [25.01, 24.99], 2000)
+    assert list(located.side) == [1, -1]
+
+
+def test_along_is_measured_from_the_route_start():
+    route = route_from_points([0.0, 0.0, 0.0], [0.0, 0.01, 0.02])
+    located = route.locate([0.001], [0.015], 500)
+    _, _, expected = WGS84.inv(0.0, 0.0, 0.015, 0.0)
+    assert located.along_m[0] == pytest.approx(expected, abs=0.5)
+    assert located.offset_m[0] == pytest.approx(WGS84.inv(0.015, 0.0, 0.015, 0.001)[2], abs=0.5)
+
+
+def test_points_beyond_the_search_distance_are_infinitely_far():
+    route = route_from_points([0.0, 0.0], [0.0, 0.01])
+    assert np.isinf(route.locate([0.5], [0.005], 1000).offset_m[0])
+
+
+def test_route_across_the_antimeridian_is_short_and_works():
+    route = route_from_points([-17.0, -17.0], [179.99, -179.99])
+    assert route.length_m == pytest.approx(WGS84.inv(179.99, -17, -179.99, -17)[2], abs=0.1)
+    assert route.locate([-17.001], [180.0], 500).offset_m[0] < 120
+
+
+def test_route_at_high_latitude_works():
+    route = route_from_points([89.9, 89.9], [0.0, 90.0])
+    truth = brute_force(np.array([89.9, 89.9]), np.array([0.0, 90.0]), 89.905, 45.0)
+    assert route.locate([89.905], [45.0], 5000).offset_m[0] == pytest.approx(truth, abs=1.0)
+
+
+@pytest.mark.parametrize("coordinates, message", [
+    ([[24.9, 60.1]], "2 distinct"),
+    ([[24.9, 60.1], [24.9, 60.1]], "2 distinct"),
+    ([[24.9, 91.0], [24.9, 60.1]], "lat"),
+    ([[181.0, 60.0], [24.9, 60.1]], "lng"),
+    ([[24.9, "x"], [24.9, 60.1]], "number pairs"),
+    ([[0.0, 0.0], [30.0, 0.0]], "km long"),
+])
+def test_unservable_routes_are_refused(coordinates, message):
+    with pytest.raises(RouteError, match=message):
+        route_from_geojson({"type": "LineString", "coordinates": coordinates})
+
+
+def test_ten_thousand_points_and_1500_km_are_accepted():
+    lng = np.linspace(0, 13.4, 10_000)  # ~1,490 km along the equator
+    route = route_from_points(np.zeros_like(lng), lng)
+    assert 1_400_000 < route.length_m < 1_500_000
+
+
+def test_polyline_decodes_in_lat_lng_order():
+    route = route_from_polyline("_p~iF~ps|U_ulLnnqC_mqNvxq`@")
+    assert route.lat[0] == pytest.approx(38.5)
+    assert route.lng[0] == pytest.approx(-120.2)
+    with pytest.raises(RouteError):
+        route_from_polyline("\x00not a polyline")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "traces" / "denver").exists(), reason="no traces")
+def test_real_denver_trace_matches_brute_force():
+    with open(SHARED_DATA / "traces" / "denver" / "sample_trace_1.csv") as f:
+        rows = list(csv.DictReader(f))
+    lat = np.array([float(r["latitude"]) for r in rows])
+    lng = np.array([float(r["longitude"]) for r in rows])
+    route = route_from_points(lat, lng)
+    rng = np.random.default_rng(7)
+    plat = rng.uniform(lat.min() - 0.01, lat.max() + 0.01, 30)
+    plng = rng.uniform(lng.min() - 0.01, lng.max() + 0.01, 30)
+    located = route.locate(plat, plng, 1000)
+    keep = np.concatenate([[True], (np.diff(lat) != 0) | (np.diff(lng) != 0)])
+    for i in range(30):
+        truth = brute_force(lat[keep], lng[keep], plat[i], plng[i])
+        if truth <= 999:
+            assert located.offset_m[i] == pytest.approx(truth, abs=1.0)
+        else:
+            assert located.offset_m[i] > 999
