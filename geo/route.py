@@ -14,16 +14,23 @@ the ellipsoid's, and the distance is flat around its minimum, so the error is ne
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import polyline
 from pyproj import Geod
+from scipy.spatial import cKDTree
 
 WGS84 = Geod(ellps="WGS84")
 MAX_ROUTE_POINTS = 20_000
 MAX_ROUTE_LENGTH_M = 2_000_000.0
 MAX_SEGMENT_M = 5_000.0
+# The smallest radius of curvature of the WGS84 ellipsoid (meridional, at the equator): an
+# angle on the unit sphere times this never overstates a geodesic distance, so reach computed
+# with it is a safe upper bound.
+MIN_RADIUS_M = 6_335_000.0
+RADIUS_RATIO = 6_399_600.0 / MIN_RADIUS_M * 1.0001  # largest over smallest radius of curvature
 
 
 class RouteError(ValueError):
@@ -61,6 +68,14 @@ class Route:
         _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
         self.along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
         self._xyz = _unit_vectors(lat, lng)
+        a, b = self._xyz[:-1], self._xyz[1:]
+        mid = a + b
+        self._mid = mid / np.linalg.norm(mid, axis=1, keepdims=True)
+        # A chord bound on how far any point of a segment is from its midpoint.
+        self._half = np.maximum(np.linalg.norm(a - self._mid, axis=1),
+                                np.linalg.norm(b - self._mid, axis=1))
+        self._max_half = float(self._half.max())
+        self._midpoints = cKDTree(self._mid)
 
     @property
     def length_m(self) -> float:
@@ -78,7 +93,19 @@ class Route:
         point_idx, seg_idx = self._nearby_pairs(lat, lng, within_m)
         if point_idx.size == 0:
             return Located(offset, along, side)
-        foot, seg_side = self._feet(_unit_vectors(lat, lng)[point_idx], seg_idx)
+        points = _unit_vectors(lat, lng)[point_idx]
+        foot, seg_side = self._feet(points, seg_idx)
+        # Keep only pairs that can be a point's nearest: on the unit sphere a geodesic distance
+        # is between R_min and R_max times the angle, so any pair whose angle exceeds the
+        # point's smallest angle by more than that ratio cannot win (nor one beyond reach).
+        angle = np.arctan2(np.linalg.norm(np.cross(points, foot), axis=1),
+                           np.einsum("ij,ij->i", points, foot))
+        smallest = np.full(n, np.inf)
+        np.minimum.at(smallest, point_idx, angle)
+        keep = ((angle <= smallest[point_idx] * RADIUS_RATIO + 1e-9)
+                & (angle * MIN_RADIUS_M <= within_m + 1.0))
+        point_idx, seg_idx, foot, seg_side = (point_idx[keep], seg_idx[keep], foot[keep],
+                                              seg_side[keep])
         foot_lat, foot_lng = _lat_lng(foot)
         _, _, dist = WGS84.inv(lng[point_idx], lat[point_idx], foot_lng, foot_lat)
         _, _, from_start = WGS84.inv(self.lng[seg_idx], self.lat[seg_idx], foot_lng, foot_lat)
@@ -94,23 +121,18 @@ class Route:
         return Located(offset, along, side)
 
     def _nearby_pairs(self, lat, lng, within_m) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate (point, segment) pairs: chord distance from the point to the segment's
-        endpoints' bounding sphere cap. Conservative: never drops a pair that could be near."""
-        a, b = self._xyz[:-1], self._xyz[1:]
-        mid = a + b
-        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
-        half = np.maximum(np.linalg.norm(a - mid, axis=1), np.linalg.norm(b - mid, axis=1))
-        # Angles on a sphere of the smallest radius of curvature overestimate reach: safe.
-        reach = half + within_m / 6_335_000.0 * 1.001 + 1e-9
+        """Candidate (point, segment) pairs, found with a k-d tree over segment midpoints on
+        the unit sphere. Conservative: never drops a pair that could be within reach."""
         points = _unit_vectors(lat, lng)
-        pairs_p, pairs_s = [], []
-        block = max(1, 4_000_000 // max(1, len(mid)))
-        for start in range(0, len(points), block):
-            chord = np.linalg.norm(points[start:start + block, None, :] - mid[None], axis=2)
-            p, s = np.nonzero(chord <= reach[None])
-            pairs_p.append(p + start)
-            pairs_s.append(s)
-        return np.concatenate(pairs_p), np.concatenate(pairs_s)
+        candidates = self._midpoints.query_ball_point(
+            points, r=self._max_half + within_m / MIN_RADIUS_M * 1.001 + 1e-9)
+        sizes = np.fromiter(map(len, candidates), dtype=np.intp, count=len(candidates))
+        point_idx = np.repeat(np.arange(len(points)), sizes)
+        seg_idx = np.fromiter(itertools.chain.from_iterable(candidates), dtype=np.intp,
+                              count=int(sizes.sum()))
+        chord = np.linalg.norm(points[point_idx] - self._mid[seg_idx], axis=1)
+        near = chord <= self._half[seg_idx] + within_m / MIN_RADIUS_M * 1.001 + 1e-9
+        return point_idx[near], seg_idx[near]
 
     def _feet(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The nearest point of each segment's great-circle arc to each point, and the side."""
