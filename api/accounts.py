@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from .auth import ADMIN, SECURITY, require
+from .parsing import Blueprint
 from .schemas import AccountCreatedSchema, NewAccountSchema
 from .services import services
 

@@ -67,7 +67,8 @@ def register_error_handlers(app: Flask) -> None:
         errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
         return error_body(422, "The request has invalid fields; see errors.", errors), 422
 
-    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
     def store_unavailable(error: redis.RedisError):
         log.error("redis error: %s", error)
         return error_body(503, "The store is unavailable; retry shortly."), 503

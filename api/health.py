@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import redis
-from flask_smorest import Blueprint
 
 from .errors import error_body
+from .parsing import Blueprint
 from .services import services
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")

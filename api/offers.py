@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
 
 from offers.catalogue import offer_state, utc_now
 
 from .auth import ADMIN, MERCHANT, SECURITY, catalogue_owner, require
-from .schemas import OfferPageSchema, OfferSchema, PageArgsSchema, apply_patch
+from .parsing import Blueprint
+from .schemas import OfferPageSchema, OfferSchema, PageArgsSchema, apply_patch, keep_unchanged
 from .services import services
 
 blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -64,9 +64,12 @@ def update_offer(_checked: dict, offer_id: str):
 
     Each field sent replaces the stored one; budgets already spent stay spent."""
     patch = request.get_json()
-    offer = services().catalogue.update_offer(
-        catalogue_owner(offer_id), offer_id,
-        lambda stored: apply_patch(OfferSchema(), stored, patch))
+
+    def change(stored: dict) -> dict:
+        keep_unchanged(stored, patch, "timezone", "daily caps already counted in it")
+        return apply_patch(OfferSchema(), stored, patch)
+
+    offer = services().catalogue.update_offer(catalogue_owner(offer_id), offer_id, change)
     return _presented([offer])[0]
 
 

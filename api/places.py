@@ -4,9 +4,9 @@ the admin works on the shared catalogue)."""
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
 
 from .auth import ADMIN, MERCHANT, SECURITY, catalogue_owner, require
+from .parsing import Blueprint
 from .schemas import (
     BulkCreatedSchema,
     BulkPlacesSchema,
@@ -14,6 +14,7 @@ from .schemas import (
     PlacePageSchema,
     PlaceSchema,
     apply_patch,
+    keep_unchanged,
 )
 from .services import services
 
@@ -79,6 +80,7 @@ def update_place(_checked: dict, place_id: str):
     patch = request.get_json()
 
     def change(stored: dict) -> dict:
+        keep_unchanged(stored, patch, "external_id", "it is what re-imports match the place by")
         if ("lat" in patch or "lng" in patch) and "timezone" not in patch:
             stored = {k: v for k, v in stored.items() if k != "timezone"}
         return apply_patch(PlaceSchema(), stored, patch)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 
 from .auth import FLEET, SECURITY, require
+from .parsing import Blueprint
 from .schemas import RedemptionSchema
 from .services import services
 

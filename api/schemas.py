@@ -53,41 +53,58 @@ class IsoDateTime(fields.AwareDateTime):
         return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
 
 
-def _text(max_length: int, **kwargs) -> fields.String:
-    return fields.String(validate=validate.Length(1, max_length), **kwargs)
+class Text(fields.String):
+    """A string that can be stored: lone UTF-16 surrogates (legal in JSON escapes, not in
+    UTF-8) are refused here rather than failing later in Redis or a parser."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ma.ValidationError("Not valid Unicode text (lone surrogate).") from None
+        return text
+
+
+def _text(max_length: int, **kwargs) -> Text:
+    return Text(validate=validate.Length(1, max_length), **kwargs)
+
+
+def _count(low: int, high: int, **kwargs) -> fields.Integer:
+    """A whole number: 10.9 is refused, not truncated to 10."""
+    return fields.Integer(strict=True, validate=validate.Range(low, high), **kwargs)
 
 
 class EvConnectorSchema(ma.Schema):
-    type = fields.String(required=True, validate=validate.OneOf(EV_CONNECTORS))
+    type = Text(required=True, validate=validate.OneOf(EV_CONNECTORS))
     power_kw = fields.Float(validate=validate.Range(0, 1000, min_inclusive=False))
-    count = fields.Integer(validate=validate.Range(1, 1000))
+    count = _count(1, 1000)
 
 
 class PlaceAttributesSchema(ma.Schema):
     cuisine = fields.List(_text(50), validate=validate.Length(max=20))
-    fuel_types = fields.List(fields.String(validate=validate.OneOf(FUEL_TYPES)),
+    fuel_types = fields.List(Text(validate=validate.OneOf(FUEL_TYPES)),
                              validate=validate.Length(max=len(FUEL_TYPES)))
     ev_connectors = fields.List(fields.Nested(EvConnectorSchema), validate=validate.Length(max=50))
-    price_level = fields.Integer(validate=validate.Range(1, 4),
-                                 metadata={"description": "1 (cheap) to 4 (expensive)"})
+    price_level = _count(1, 4, metadata={"description": "1 (cheap) to 4 (expensive)"})
 
 
 class PlaceSchema(ma.Schema):
-    id = fields.String(dump_only=True)
-    merchant_id = fields.String(dump_only=True)
+    id = Text(dump_only=True)
+    merchant_id = Text(dump_only=True)
     name = _text(200, required=True)
-    category = fields.String(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
+    category = Text(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
     brand = _text(100, allow_none=True)
     lat = fields.Float(required=True, validate=validate.Range(-90, 90),
                        metadata={"description": "WGS84 latitude, degrees"})
     lng = fields.Float(required=True, validate=validate.Range(-180, 180),
                        metadata={"description": "WGS84 longitude, degrees"})
     address = _text(500, allow_none=True)
-    opening_hours = fields.String(
+    opening_hours = Text(
         allow_none=True, validate=[validate.Length(1, 1000), _valid_opening_hours],
         metadata={"description": "OpenStreetMap syntax, e.g. 'Mo-Fr 07:00-20:00; Su off'. "
                                  "Absent means always open."})
-    timezone = fields.String(validate=_valid_timezone,
+    timezone = Text(validate=_valid_timezone,
                              metadata={"description": "IANA name; inferred from lat/lng "
                                                       "when absent"})
     attributes = fields.Nested(PlaceAttributesSchema, load_default=dict)
@@ -105,11 +122,11 @@ class PlaceSchema(ma.Schema):
 
 
 class DiscountSchema(ma.Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(("percent", "amount", "per_unit")))
+    kind = Text(required=True, validate=validate.OneOf(("percent", "amount", "per_unit")))
     value = fields.Float(required=True, validate=validate.Range(0, 1e6, min_inclusive=False))
-    currency = fields.String(validate=validate.Regexp(r"^[A-Z]{3}$"),
+    currency = Text(validate=validate.Regexp(r"^[A-Z]{3}$"),
                              metadata={"description": "ISO 4217 code; required unless percent"})
-    unit = fields.String(validate=validate.OneOf(DISCOUNT_UNITS),
+    unit = Text(validate=validate.OneOf(DISCOUNT_UNITS),
                          metadata={"description": "what per_unit is per: litre, kwh or item"})
 
     @ma.validates_schema
@@ -124,8 +141,8 @@ class DiscountSchema(ma.Schema):
 
 
 class BudgetSchema(ma.Schema):
-    max_redemptions = fields.Integer(validate=validate.Range(1, 1_000_000_000), allow_none=True)
-    daily_max = fields.Integer(validate=validate.Range(1, 1_000_000_000), allow_none=True)
+    max_redemptions = _count(1, 1_000_000_000, allow_none=True)
+    daily_max = _count(1, 1_000_000_000, allow_none=True)
 
     @ma.validates_schema
     def check_daily(self, data: dict, **kwargs) -> None:
@@ -135,13 +152,13 @@ class BudgetSchema(ma.Schema):
 
 
 class OfferSchema(ma.Schema):
-    id = fields.String(dump_only=True)
-    merchant_id = fields.String(dump_only=True)
+    id = Text(dump_only=True)
+    merchant_id = Text(dump_only=True)
     place_ids = fields.List(_text(100), required=True,
                             validate=validate.Length(1, MAX_OFFER_PLACES))
     title = _text(120, required=True)
-    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
-    category = fields.String(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
+    description = Text(validate=validate.Length(max=2000), allow_none=True)
+    category = Text(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
     discount = fields.Nested(DiscountSchema, required=True)
     value_estimate = fields.Float(validate=validate.Range(0, 1e6), allow_none=True, metadata={
         "description": "What the offer is worth to a driver, in the discount's currency"})
@@ -149,16 +166,16 @@ class OfferSchema(ma.Schema):
         load_default=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
         metadata={"description": "Defaults to the time of creation"})
     valid_until = IsoDateTime(allow_none=True, metadata={"description": "Absent: no end"})
-    schedule = fields.String(
+    schedule = Text(
         allow_none=True, validate=[validate.Length(1, 1000), _valid_opening_hours],
         metadata={"description": "Weekly hours the offer is served, in opening_hours syntax, "
                                  "e.g. 'Mo-Fr 06:00-10:00'"})
     budget = fields.Nested(BudgetSchema, allow_none=True)
-    per_driver_limit = fields.Integer(validate=validate.Range(1, 1_000_000), allow_none=True)
-    status = fields.String(validate=validate.OneOf(("active", "paused")), load_default="active")
-    timezone = fields.String(validate=_valid_timezone, metadata={
+    per_driver_limit = _count(1, 1_000_000, allow_none=True)
+    status = Text(validate=validate.OneOf(("active", "paused")), load_default="active")
+    timezone = Text(validate=_valid_timezone, metadata={
         "description": "Where the daily cap's days start; defaults to the first place's"})
-    state = fields.String(dump_only=True, metadata={
+    state = Text(dump_only=True, metadata={
         "description": "active, paused, scheduled (before valid_from) or expired"})
     redemptions = fields.Integer(dump_only=True, metadata={"description": "Counted so far"})
     created_at = IsoDateTime(dump_only=True)
@@ -175,28 +192,42 @@ class OfferSchema(ma.Schema):
 
 
 class PageArgsSchema(ma.Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    cursor = fields.String(validate=validate.Length(1, 200), metadata={
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))  # query: "10" ok
+    cursor = Text(validate=validate.Length(1, 200), metadata={
         "description": "`next_cursor` from the previous page"})
 
 
 class PlacePageSchema(ma.Schema):
     items = fields.List(fields.Nested(PlaceSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = Text(allow_none=True)
 
 
 class OfferPageSchema(ma.Schema):
     items = fields.List(fields.Nested(OfferSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = Text(allow_none=True)
 
 
 class BulkPlacesSchema(ma.Schema):
     items = fields.List(fields.Nested(PlaceSchema), required=True,
                         validate=validate.Length(1, MAX_BULK_PLACES))
 
+    @ma.validates_schema
+    def check_external_ids(self, data: dict, **kwargs) -> None:
+        """Two items with one external_id would be one place: say so instead of keeping one."""
+        first_seen: dict[str, int] = {}
+        repeated = {}
+        for index, place in enumerate(data.get("items") or []):
+            ref = place.get("external_id")
+            if ref in first_seen:
+                repeated[index] = {"external_id": [f"repeats item {first_seen[ref]}"]}
+            elif ref:
+                first_seen[ref] = index
+        if repeated:
+            raise ma.ValidationError({"items": repeated})
+
 
 class CreatedIdSchema(ma.Schema):
-    id = fields.String()
+    id = Text()
 
 
 class BulkCreatedSchema(ma.Schema):
@@ -208,13 +239,13 @@ class NewAccountSchema(ma.Schema):
 
 
 class AccountCreatedSchema(ma.Schema):
-    id = fields.String()
-    name = fields.String()
-    api_key = fields.String(metadata={"description": "Shown once; only its hash is stored"})
+    id = Text()
+    name = Text()
+    api_key = Text(metadata={"description": "Shown once; only its hash is stored"})
 
 
 class RedemptionSchema(ma.Schema):
-    id = fields.String(dump_only=True)
+    id = Text(dump_only=True)
     offer_id = _text(100, required=True)
     driver_id = _text(128, required=True, metadata={
         "description": "The fleet's pseudonymous driver id; stored only as a one-way hash"})
@@ -232,3 +263,9 @@ def apply_patch(schema: ma.Schema, stored: dict, patch: dict) -> dict:
     that rules across fields (valid_until after valid_from) hold after every change."""
     base = {k: v for k, v in stored.items() if k not in READ_ONLY_FIELDS}
     return schema.load({**base, **patch})
+
+
+def keep_unchanged(stored: dict, patch: dict, field: str, why: str) -> None:
+    """Refuse a PATCH that would change a field fixed at creation."""
+    if field in patch and patch[field] != stored.get(field):
+        raise ma.ValidationError({field: [f"cannot change after creation: {why}"]})

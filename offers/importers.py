@@ -204,10 +204,21 @@ def read_geojson(path: str | os.PathLike) -> list[dict]:
         collection = json.load(file)
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
         raise ValueError(f"{Path(path).name}: expected a GeoJSON FeatureCollection")
-    return [_geojson_place(feature) for feature in collection.get("features", [])]
+    features = collection.get("features")
+    if not isinstance(features, list):
+        raise ValueError(f"{Path(path).name}: 'features' must be a list")
+    places = []
+    for index, feature in enumerate(features):
+        try:
+            places.append(_geojson_place(feature))
+        except Exception as error:  # shapely and malformed structures raise many kinds
+            raise ValueError(f"{Path(path).name}: feature {index}: {error}") from None
+    return places
 
 
 def _geojson_place(feature: dict) -> dict:
+    if not isinstance(feature, dict) or not isinstance(feature.get("properties") or {}, dict):
+        raise ValueError("a feature must be an object with an object of properties")
     # null properties count as absent: other tools write every column for every feature.
     properties = {k: v for k, v in (feature.get("properties") or {}).items() if v is not None}
     place = {field: properties[field] for field in _TEXT_FIELDS if field in properties}
@@ -215,6 +226,8 @@ def _geojson_place(feature: dict) -> dict:
         place["external_id"] = str(feature["id"])
     if feature.get("geometry"):
         point = shape(feature["geometry"]).centroid  # a Point's centroid is the point itself
+        if point.is_empty:
+            raise ValueError("empty geometry")
         place["lat"], place["lng"] = point.y, point.x  # GeoJSON order is [lng, lat]
     attributes = dict(properties.get("attributes") or {})
     for field in ("cuisine", "fuel_types"):

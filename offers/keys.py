@@ -13,6 +13,8 @@ request naming only an offer finds its hash tag without an extra lookup.
 
 from __future__ import annotations
 
+import re
+
 REGISTRY = "{registry}"
 MERCHANTS = f"{REGISTRY}:merchants"
 FLEETS = f"{REGISTRY}:fleets"
@@ -23,12 +25,15 @@ API_KEYS = f"{REGISTRY}:api_keys"
 SHARED_MERCHANT = "m_shared"
 
 
+# Ids are generated here and nowhere else; anything not of this form names no object, and a
+# strict form keeps key-syntax characters (`{`, `}`, `:`) of a crafted id out of key names.
+_OBJECT_ID = re.compile(r"[po]\.(m_[a-z0-9_]{1,40})\.x?[0-9a-f]{16}")
+
+
 def owner_of(object_id: str) -> str | None:
     """The merchant id embedded in a place or offer id (`p.<merchant>.<suffix>`), or None."""
-    parts = object_id.split(".")
-    if len(parts) != 3 or not parts[1].startswith("m_"):
-        return None
-    return parts[1]
+    match = _OBJECT_ID.fullmatch(object_id)
+    return match.group(1) if match else None
 
 
 def _tag(merchant_id: str) -> str:

@@ -69,6 +69,10 @@ _REFUSALS = {
 }
 
 
+_KEY_REUSED = Invalid("idempotency key already used for a different redemption",
+                      {"idempotency_key": ["already used with another offer, driver or place"]})
+
+
 @dataclass(frozen=True)
 class Redemption:
     id: str
@@ -96,19 +100,28 @@ class Redemptions:
         merchant_id = keys.owner_of(offer_id)
         if merchant_id is None:
             raise NotFound(f"offer {offer_id} not found")
+        fingerprint = hashlib.sha256(f"{offer_id}|{driver_id}|{place_id}".encode()).hexdigest()
+        idempotency = keys.redemption_idempotency(merchant_id, fleet_id, idempotency_key)
+        # A retry answers as the first request did, even if the offer changed since; the script
+        # checks again atomically, this read only spares the retry the checks below.
+        prior = self.redis.get(idempotency)
+        if prior is not None:
+            redemption_id, _, prior_fingerprint = prior.decode().partition("|")
+            if prior_fingerprint != fingerprint:
+                raise _KEY_REUSED
+            return Redemption(redemption_id, offer_id, place_id, driver_id, replayed=True)
         offer = self.catalogue.get_offer(merchant_id, offer_id)
         if place_id not in offer["place_ids"]:
             raise Invalid("the offer is not valid at this place",
                           {"place_id": [f"offer {offer_id} does not include {place_id}"]})
         day = now.astimezone(ZoneInfo(offer["timezone"])).date().isoformat()
-        fingerprint = hashlib.sha256(f"{offer_id}|{driver_id}|{place_id}".encode()).hexdigest()
         outcome, redemption_id = self._redeem(
             keys=[
                 keys.offer_terms(merchant_id, offer_id),
                 keys.offer_redeemed(merchant_id, offer_id),
                 keys.offer_redeemed_on(merchant_id, offer_id, day),
                 keys.offer_redeemed_by(merchant_id, offer_id),
-                keys.redemption_idempotency(merchant_id, fleet_id, idempotency_key),
+                idempotency,
                 keys.redemptions(merchant_id),
             ],
             args=[now.timestamp(), driver_key(fleet_id, driver_id), fingerprint,
@@ -119,8 +132,7 @@ class Redemptions:
         if outcome == "gone":
             raise NotFound(f"offer {offer_id} not found")
         if outcome == "idempotency_key_reused":
-            raise Invalid("idempotency key already used for a different redemption",
-                          {"idempotency_key": ["already used with other offer, driver or place"]})
+            raise _KEY_REUSED
         if outcome in _REFUSALS:
             raise Conflict(_REFUSALS[outcome], {"offer_id": [outcome]})
         return Redemption(id=redemption_id.decode(), offer_id=offer_id, place_id=place_id,

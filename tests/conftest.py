@@ -4,6 +4,7 @@ emptied before each test, and an app wired to it."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,8 @@ CAFE = {"name": "Café Aalto", "category": "cafe", "lat": 60.1699, "lng": 24.938
 FUEL = {"name": "Neste Kamppi", "category": "fuel", "brand": "Neste", "lat": 60.1680,
         "lng": 24.9310, "opening_hours": "24/7",
         "attributes": {"fuel_types": ["diesel", "petrol"]}}
+
+
+def years_from_now(years: float) -> str:
+    """An ISO time relative to today, so tests do not start failing on a fixed date."""
+    return (datetime.now(UTC) + timedelta(days=365 * years)).isoformat(timespec="seconds")

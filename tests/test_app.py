@@ -94,25 +94,41 @@ def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(client):
     assert set(response.json) == {"code", "status", "message", "errors"}
 
 
+# Text includes lone surrogates (legal JSON escapes, not UTF-8); integers reach beyond 64 bits.
+any_text = st.text(st.characters(exclude_categories=()), max_size=20)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                 max_size=4),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | any_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
     max_leaves=12)
 place_like = st.fixed_dictionaries({}, optional={k: json_values for k in CAFE})
+OFFER = {"place_ids": [], "title": "t", "category": "cafe", "discount": {}, "budget": {},
+         "valid_from": "", "valid_until": "", "schedule": "", "per_driver_limit": 1}
+offer_like = st.fixed_dictionaries({}, optional={k: json_values for k in OFFER})
 
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(json_values, place_like))
+@given(body=st.one_of(json_values, place_like, offer_like))
 @pytest.mark.parametrize("method, path", [
     ("post", "/v1/places"), ("post", "/v1/places/bulk"), ("post", "/v1/offers"),
-    ("patch", "/v1/places/p.m_x.1"), ("post", "/v1/redemptions"), ("post", "/v1/merchants"),
+    ("patch", "{place}"), ("patch", "{offer}"), ("post", "/v1/redemptions"),
+    ("post", "/v1/merchants"),
 ])
-def test_no_json_body_makes_a_500(client, admin, fleet, method, path, body):
+def test_no_json_body_makes_a_500(client, admin, fleet, existing, method, path, body):
     headers = fleet[1] if path == "/v1/redemptions" else admin
+    path = path.format(**existing)
     response = getattr(client, method)(path, json=body, headers=headers)
     assert response.status_code < 500, response.json
+
+
+@pytest.fixture
+def existing(client, admin):
+    """A place and an offer in the shared catalogue, so PATCH fuzzing reaches the merge."""
+    place = client.post("/v1/places", json=CAFE, headers=admin).json
+    offer = client.post("/v1/offers", headers=admin, json={
+        "place_ids": [place["id"]], "title": "t", "category": "cafe",
+        "discount": {"kind": "percent", "value": 5}}).json
+    return {"place": f"/v1/places/{place['id']}", "offer": f"/v1/offers/{offer['id']}"}
 
 
 @settings(max_examples=100, deadline=None,
@@ -122,3 +138,20 @@ def test_no_raw_body_makes_a_500(client, admin, raw):
     response = client.post("/v1/places", data=raw, content_type="application/json",
                            headers=admin)
     assert response.status_code in (400, 422)
+
+
+@pytest.mark.parametrize("body", ['{"lat": ' + "1" * 5000 + "}", "[" * 100_000],
+                         ids=["5000-digit integer", "nesting 100,000 deep"])
+def test_json_python_cannot_read_is_400(client, admin, body):
+    response = client.post("/v1/places", data=body, content_type="application/json",
+                           headers=admin)
+    assert response.status_code == 400
+    assert set(response.json) == {"code", "status", "message", "errors"}
+
+
+@pytest.mark.parametrize("method, path", [("post", "/v1/places"), ("patch", "{place}")])
+def test_a_body_that_is_not_json_is_415(client, admin, existing, method, path):
+    response = getattr(client, method)(path.format(**existing), data=json.dumps(CAFE),
+                                       content_type="text/plain", headers=admin)
+    assert response.status_code == 415
+    assert response.json["code"] == 415

@@ -295,3 +295,15 @@ def test_unknown_extension_raises_value_error(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="places.xlsx"):
         read_places(path)
+
+
+@pytest.mark.parametrize("features", [
+    None, [1], [{"type": "Feature", "properties": [1], "geometry": None}],
+    [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": []}}],
+    [{"type": "Feature", "properties": {}, "geometry": {"type": "Blob"}}],
+], ids=["features null", "not an object", "list properties", "empty point", "unknown type"])
+def test_malformed_geojson_is_a_value_error_naming_the_problem(tmp_path, features):
+    path = tmp_path / "bad.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    with pytest.raises(ValueError, match="bad.geojson"):
+        read_places(path)

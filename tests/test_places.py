@@ -130,6 +130,9 @@ INVALID_PLACES = {
     "price level out of range": ({"attributes": {"price_level": 7}}, "attributes"),
     "unknown fuel type": ({"attributes": {"fuel_types": ["plutonium"]}}, "attributes"),
     "unknown connector": ({"attributes": {"ev_connectors": [{"type": "usb"}]}}, "attributes"),
+    "fractional price level": ({"attributes": {"price_level": 2.5}}, "attributes"),
+    "lone surrogate in name": ({"name": "caf\udce9"}, "name"),
+    "lone surrogate in opening hours": ({"opening_hours": "\ud800"}, "opening_hours"),
 }
 
 
@@ -213,3 +216,23 @@ def test_admin_works_on_the_shared_catalogue(client, admin, merchant):
     shared = create(client, admin)
     assert shared["merchant_id"] == "m_shared"
     assert client.get(f"/v1/places/{shared['id']}", headers=merchant_headers).status_code == 404
+
+
+def test_external_id_cannot_change_after_creation(client, merchant):
+    _, headers = merchant
+    place = create(client, headers, {**CAFE, "external_id": "osm:node/1"})
+    response = client.patch(f"/v1/places/{place['id']}", json={"external_id": "osm:node/2"},
+                            headers=headers)
+    assert response.status_code == 422
+    assert "external_id" in response.json["errors"]
+
+
+def test_bulk_with_a_repeated_external_id_names_the_repeat(client, merchant, redis_client):
+    _, headers = merchant
+    items = [{**CAFE, "external_id": "a"}, {**FUEL, "external_id": "b"},
+             {**FUEL, "external_id": "a"}]
+    before = redis_snapshot(redis_client)
+    response = client.post("/v1/places/bulk", json={"items": items}, headers=headers)
+    assert response.status_code == 422
+    assert list(response.json["errors"]["items"]) == ["2"]
+    assert redis_snapshot(redis_client) == before

@@ -12,7 +12,7 @@ import pytest
 from offers.catalogue import Catalogue
 from offers.redemptions import Redemptions
 
-from .conftest import CAFE, redis_snapshot
+from .conftest import CAFE, redis_snapshot, years_from_now
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_per_driver_limit_is_409_for_that_driver_only(client, fleet, offer_at):
 
 @pytest.mark.parametrize("terms, reason", [
     ({"status": "paused"}, "paused"),
-    ({"valid_from": "2030-01-01T00:00:00Z"}, "not_yet_valid"),
+    ({"valid_from": years_from_now(2)}, "not_yet_valid"),
     ({"valid_from": "2020-01-01T00:00:00Z", "valid_until": "2021-01-01T00:00:00Z"}, "expired"),
 ])
 def test_offer_not_live_is_409(client, fleet, offer_at, redis_client, terms, reason):
@@ -164,3 +164,24 @@ def test_concurrent_retries_of_one_request_count_once(app, fleet, offer_at):
             range(20)))
     assert len({answer["id"] for answer in answers}) == 1
     assert sum(not answer["replayed"] for answer in answers) == 1
+
+
+def test_retry_after_the_offer_changed_still_gets_the_first_answer(client, fleet, merchant,
+                                                                    offer_at):
+    _, headers = fleet
+    _, merchant_headers = merchant
+    offer, place = offer_at()
+    first = redeem(client, headers, offer, place, key="k-1")
+    client.delete(f"/v1/offers/{offer['id']}", headers=merchant_headers)
+    again = redeem(client, headers, offer, place, key="k-1")
+    assert again.status_code == 201
+    assert (again.json["id"], again.json["replayed"]) == (first.json["id"], True)
+
+
+@pytest.mark.parametrize("offer_id", [
+    "o.m_a}:idem:f_x:K.x0123456789abcdef", "o.m_a.{x}", "o..", "o.m_a.x0123456789abcdef:x",
+])
+def test_crafted_offer_ids_are_404(client, fleet, offer_at, offer_id):
+    _, headers = fleet
+    _, place = offer_at()
+    assert redeem(client, headers, {"id": offer_id}, place).status_code == 404
