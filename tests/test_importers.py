@@ -14,7 +14,9 @@ import pytest
 from api.schemas import PlaceSchema
 from offers.importers import read_places
 
-OSM_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "osm"
+from .conftest import SHARED_DATA
+
+OSM_DATA = SHARED_DATA / "osm"
 MONACO = OSM_DATA / "monaco-2019.osm.pbf"
 HELSINKI = OSM_DATA / "Helsinki.osm.pbf"
 
