@@ -37,7 +37,7 @@ class RouteError(ValueError):
     """A route that cannot be served; the message says why, for a 422."""
 
 
-def _unit_vectors(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
+def unit_vectors(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
     phi, lam = np.radians(lat), np.radians(lng)
     return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
 
@@ -67,7 +67,7 @@ class Route:
         self.lat, self.lng = lat, lng
         _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
         self.along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
-        self._xyz = _unit_vectors(lat, lng)
+        self._xyz = unit_vectors(lat, lng)
         a, b = self._xyz[:-1], self._xyz[1:]
         mid = a + b
         self._mid = mid / np.linalg.norm(mid, axis=1, keepdims=True)
@@ -81,6 +81,19 @@ class Route:
     def length_m(self) -> float:
         return float(self.along_m[-1] - self.along_m[0])
 
+    def points_every(self, step_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """Points along the route `step_m` apart from its start, and its end: on each
+        segment's great circle (no antimeridian or polar trouble from lat/lng maths)."""
+        targets = np.arange(self.along_m[0], self.along_m[-1], step_m)
+        seg = np.clip(np.searchsorted(self.along_m, targets, side="right") - 1, 0,
+                      len(self.along_m) - 2)
+        span = self.along_m[seg + 1] - self.along_m[seg]
+        t = ((targets - self.along_m[seg]) / np.where(span > 0, span, 1.0))[:, None]
+        inner = (1 - t) * self._xyz[seg] + t * self._xyz[seg + 1]
+        inner /= np.linalg.norm(inner, axis=1, keepdims=True)
+        lat, lng = _lat_lng(inner)
+        return np.append(lat, self.lat[-1]), np.append(lng, self.lng[-1])
+
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`."""
         lat, lng = np.asarray(lat, float), np.asarray(lng, float)
@@ -93,7 +106,7 @@ class Route:
         point_idx, seg_idx = self._nearby_pairs(lat, lng, within_m)
         if point_idx.size == 0:
             return Located(offset, along, side)
-        points = _unit_vectors(lat, lng)[point_idx]
+        points = unit_vectors(lat, lng)[point_idx]
         foot, seg_side = self._feet(points, seg_idx)
         # Keep only pairs that can be a point's nearest: on the unit sphere a geodesic distance
         # is between R_min and R_max times the angle, so any pair whose angle exceeds the
@@ -123,7 +136,7 @@ class Route:
     def _nearby_pairs(self, lat, lng, within_m) -> tuple[np.ndarray, np.ndarray]:
         """Candidate (point, segment) pairs, found with a k-d tree over segment midpoints on
         the unit sphere. Conservative: never drops a pair that could be within reach."""
-        points = _unit_vectors(lat, lng)
+        points = unit_vectors(lat, lng)
         candidates = self._midpoints.query_ball_point(
             points, r=self._max_half + within_m / MIN_RADIUS_M * 1.001 + 1e-9)
         sizes = np.fromiter(map(len, candidates), dtype=np.intp, count=len(candidates))

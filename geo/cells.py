@@ -1,0 +1,76 @@
+"""H3 cells for the geo index: which cell a place is filed under, and which cells a search must
+read so that it never misses a place (a superset, which the exact distance check then trims).
+
+Places are filed at `INDEX_RES` (res 7: cells of about 5 km²), so a 50 km route with a 1 km
+corridor reads a few dozen cells. Each cell's key carries its resolution-3 parent as the Redis
+Cluster hash tag (`region_of`): neighbouring cells share a slot, so writes for one place are one
+transaction, while the whole index still spreads over the cluster.
+"""
+
+from __future__ import annotations
+
+import math
+
+import h3.api.basic_int as h3
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .route import MIN_RADIUS_M, WGS84, Route, unit_vectors
+
+INDEX_RES = 7
+REGION_RES = 3
+# Largest and smallest distance from a res-7 cell's centre to its corners, over 100,000 cells
+# sampled uniformly on the globe and all pentagons (1,548 m and 988 m), with 15% to spare for
+# sampling and for the ellipsoid; used only to over-select cells, never to accept a place.
+CELL_RADIUS_MAX_M = 1_548 * 1.15
+CELL_RADIUS_MIN_M = 988 / 1.15
+# Adjacent centres are sqrt(3) radii apart; a ring of grid distance k reaches at least
+# k * spacing * cos(30 deg) in every direction.
+_RING_REACH_M = math.sqrt(3) * CELL_RADIUS_MIN_M * math.cos(math.radians(30))
+_SAMPLE_STEP_M = 250.0
+
+
+def cell_of(lat: float, lng: float) -> int:
+    return h3.latlng_to_cell(lat, lng, INDEX_RES)
+
+
+def region_of(cell: int) -> str:
+    """The resolution-3 parent of a cell, as the hex string used in hash tags."""
+    return h3.int_to_str(h3.cell_to_parent(cell, REGION_RES))
+
+
+def _disk(cells: set[int], reach_m: float) -> list[int]:
+    k = math.ceil(reach_m / _RING_REACH_M) + 1
+    out: set[int] = set()
+    for cell in cells:
+        out.update(h3.grid_disk(cell, k))
+    return sorted(out)
+
+
+def _centres(cells: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    centres = np.array([h3.cell_to_latlng(c) for c in cells]).reshape(-1, 2)
+    return centres[:, 0], centres[:, 1]
+
+
+def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
+    """Every cell that may hold a point within `radius_m` (geodesic) of (lat, lng)."""
+    cells = _disk({cell_of(lat, lng)}, radius_m + 2 * CELL_RADIUS_MAX_M)
+    clat, clng = _centres(cells)
+    _, _, dist = WGS84.inv(np.full(len(cells), lng), np.full(len(cells), lat), clng, clat)
+    return [c for c, d in zip(cells, dist, strict=True) if d <= radius_m + CELL_RADIUS_MAX_M]
+
+
+def corridor_cells(route: Route, corridor_m: float) -> list[int]:
+    """Every cell that may hold a point within `corridor_m` of the route."""
+    # Every point of the route is within STEP/2 of a sample, so a cell none of whose points
+    # can be within corridor + STEP/2 of a sample holds nothing within the corridor.
+    lat, lng = route.points_every(_SAMPLE_STEP_M)
+    cells = _disk({cell_of(a, b) for a, b in zip(lat, lng, strict=True)},
+                  corridor_m + 2 * CELL_RADIUS_MAX_M + _SAMPLE_STEP_M)
+    samples = cKDTree(unit_vectors(lat, lng))
+    chord, _ = samples.query(unit_vectors(*_centres(cells)))
+    # A chord on the unit sphere times the smallest radius of curvature is a lower bound on
+    # the geodesic distance, so this test can only keep too many cells, never too few.
+    lower_bound = chord * MIN_RADIUS_M - _SAMPLE_STEP_M / 2
+    return [c for c, d in zip(cells, lower_bound, strict=True)
+            if d <= corridor_m + CELL_RADIUS_MAX_M]

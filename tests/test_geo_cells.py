@@ -1,0 +1,53 @@
+"""The cells a search reads always include the cell of every place it must find."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo.cells import cell_of, corridor_cells, radius_cells
+from geo.route import WGS84, route_from_points
+
+
+@settings(max_examples=60, deadline=None)
+@given(lat=st.floats(-85, 85), lng=st.floats(-180, 180), radius=st.floats(10, 20_000),
+       bearing=st.floats(0, 360), fraction=st.floats(0, 1))
+def test_radius_cells_hold_every_point_within_the_radius(lat, lng, radius, bearing, fraction):
+    plng, plat, _ = WGS84.fwd(lng, lat, bearing, radius * fraction)
+    assert cell_of(plat, plng) in set(radius_cells(lat, lng, radius))
+
+
+@st.composite
+def routes(draw):
+    lat0, lng0 = draw(st.floats(-84, 84)), draw(st.floats(-180, 180))
+    n = draw(st.integers(2, 5))
+    span = draw(st.sampled_from([0.01, 0.1, 0.5]))
+    dlat = np.array(draw(st.lists(st.floats(-span, span), min_size=n, max_size=n)))
+    dlng = np.array(draw(st.lists(st.floats(-span, span), min_size=n, max_size=n)))
+    lat = np.clip(lat0 + dlat, -89, 89)
+    lng = (lng0 + dlng / max(np.cos(np.radians(lat0)), 0.1) + 180) % 360 - 180
+    return lat, lng
+
+
+@settings(max_examples=60, deadline=None)
+@given(route=routes(), corridor=st.floats(10, 5000), along=st.floats(0, 1),
+       bearing=st.floats(0, 360), fraction=st.floats(0, 1))
+def test_corridor_cells_hold_every_point_within_the_corridor(route, corridor, along, bearing,
+                                                            fraction):
+    lat, lng = route
+    keep = np.concatenate([[True], (np.diff(lat) != 0) | (np.diff(lng) != 0)])
+    if keep.sum() < 2:
+        return
+    built = route_from_points(lat[keep], lng[keep])
+    # A point at most `corridor` from some point of the route.
+    plat, plng = built.points_every(max(built.length_m / 50, 1.0))
+    i = int(along * (len(plat) - 1))
+    qlng, qlat, _ = WGS84.fwd(plng[i], plat[i], bearing, corridor * fraction)
+    assert cell_of(qlat, qlng) in set(corridor_cells(built, corridor))
+
+
+def test_a_50_km_route_with_a_1_km_corridor_reads_a_few_dozen_cells():
+    lng = np.linspace(-105.2, -104.62, 200)  # ~50 km east-west through Denver
+    route = route_from_points(np.full_like(lng, 39.74), lng)
+    assert 20 <= len(corridor_cells(route, 1000)) <= 80
