@@ -1,0 +1,112 @@
+"""When a place is open and an offer is served, as weekly masks checked in bulk.
+
+Opening hours and offer schedules use OpenStreetMap's syntax, read by the `opening_hours`
+library. For serving, each (place hours AND offer schedule) pair becomes a weekly mask of
+15-minute local-time slots, so thousands of candidates are checked at their arrival times with
+numpy. A rule the week cannot express (dates, months, sunrise) is marked inexact: its mask is
+still a fair filter, and the few such items that reach a shortlist are checked with the library
+at their exact arrival time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import opening_hours
+
+SLOT_MINUTES = 15
+SLOTS_PER_WEEK = 7 * 24 * 60 // SLOT_MINUTES  # 672
+MASK_BYTES = SLOTS_PER_WEEK // 8  # 84
+# Mondays in different seasons: a rule whose masks differ between them is not purely weekly.
+_REFERENCE_MONDAYS = (datetime(2024, 1, 1), datetime(2024, 7, 1), datetime(2024, 10, 7))
+ALWAYS = np.ones(SLOTS_PER_WEEK, dtype=bool)
+_SUN_EVENTS = ("sunrise", "sunset", "dawn", "dusk")
+
+
+def _week_slots(rule: str, monday: datetime) -> np.ndarray:
+    slots = np.zeros(SLOTS_PER_WEEK, dtype=bool)
+    end = monday + timedelta(days=7)
+    for start, stop, state, _ in opening_hours.OpeningHours(rule).intervals(monday, end):
+        # "unknown" (e.g. "Mo-Fr 08:00-18:00 unknown") is not a promise of closing: keep it.
+        if state == opening_hours.State.CLOSED:
+            continue
+        first = int((start - monday).total_seconds() // (SLOT_MINUTES * 60))
+        last = int(-(-(min(stop, end) - monday).total_seconds() // (SLOT_MINUTES * 60)))
+        slots[first:last] = True
+    return slots
+
+
+@lru_cache(maxsize=4096)
+def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
+    """The rule's weekly open slots (packed bits, Monday 00:00 first) and whether the week
+    expresses it exactly. No rule means always open."""
+    if not rule:
+        return np.packbits(ALWAYS).tobytes(), True
+    weeks = [_week_slots(rule, monday) for monday in _REFERENCE_MONDAYS]
+    # Without a place's coordinates the library fixes sun events at 07:00 and 19:00, so
+    # equal weeks prove nothing for them.
+    exact = (all((week == weeks[0]).all() for week in weeks[1:])
+             and not any(event in rule for event in _SUN_EVENTS))
+    return np.packbits(weeks[0]).tobytes(), exact
+
+
+def serving_slots(place_hours: str | None, schedule: str | None) -> tuple[bytes, bool]:
+    """Slots when the place is open and the offer is served."""
+    hours, hours_exact = weekly_slots(place_hours)
+    served, served_exact = weekly_slots(schedule)
+    both = np.frombuffer(hours, np.uint8) & np.frombuffer(served, np.uint8)
+    return both.tobytes(), hours_exact and served_exact
+
+
+def local_slot(timezones: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """The weekly slot index at each UTC epoch second in `moments`, in each row's timezone.
+    One zoneinfo lookup per distinct timezone, not per row."""
+    slots = np.empty(len(moments), dtype=np.int64)
+    for zone in np.unique(timezones):
+        rows = timezones == zone
+        name = zone.decode() if isinstance(zone, bytes) else str(zone)
+        offsets = _utc_offsets(name, moments[rows])
+        local = moments[rows] + offsets
+        # 1970-01-01 was a Thursday: shift so that Monday 00:00 is slot 0.
+        minutes = ((local // 60).astype(np.int64) + 3 * 24 * 60) % (7 * 24 * 60)
+        slots[rows] = minutes // SLOT_MINUTES
+    return slots
+
+
+def _utc_offsets(zone: str, moments: np.ndarray) -> np.ndarray:
+    """UTC offset in seconds at each moment. Arrival times in one answer span hours, not
+    months, so a zone changes offset at most once among them: find that change by bisection
+    and split the moments there."""
+    tz = ZoneInfo(zone)
+
+    def offset(moment: float) -> float:
+        return datetime.fromtimestamp(float(moment), tz).utcoffset().total_seconds()
+
+    first, last = float(moments.min()), float(moments.max())
+    before, after = offset(first), offset(last)
+    if before == after:
+        return np.full(len(moments), before)
+    while last - first > 1:  # invariant: offset(first) == before, offset(last) == after
+        middle = (first + last) / 2
+        if offset(middle) == before:
+            first = middle
+        else:
+            last = middle
+    return np.where(moments >= last, after, before)
+
+
+def open_at(masks: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """For rows of packed weekly masks (n x MASK_BYTES uint8), whether slot `slots[i]` is set."""
+    byte = masks[np.arange(len(slots)), slots // 8]
+    return ((byte >> (7 - slots % 8)) & 1).astype(bool)
+
+
+def is_open_exactly(rule: str | None, timezone: str, moment: datetime) -> bool:
+    """The library's own answer at one moment, for the few shortlisted inexact rules."""
+    if not rule:
+        return True
+    local = moment.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+    return not opening_hours.OpeningHours(rule).is_closed(local)
