@@ -81,17 +81,36 @@ class Route:
     def length_m(self) -> float:
         return float(self.along_m[-1] - self.along_m[0])
 
+    def point_at(self, along_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The route's points at distances `along_m` (clipped to the route), on each segment's
+        great circle (no antimeridian or polar trouble from lat/lng arithmetic)."""
+        along_m = np.clip(np.atleast_1d(np.asarray(along_m, float)), self.along_m[0],
+                          self.along_m[-1])
+        seg = np.clip(np.searchsorted(self.along_m, along_m, side="right") - 1, 0,
+                      len(self.along_m) - 2)
+        span = self.along_m[seg + 1] - self.along_m[seg]
+        t = ((along_m - self.along_m[seg]) / np.where(span > 0, span, 1.0))[:, None]
+        inner = (1 - t) * self._xyz[seg] + t * self._xyz[seg + 1]
+        return _lat_lng(inner / np.linalg.norm(inner, axis=1, keepdims=True))
+
+    def remaining_from(self, lat: float, lng: float, within_m: float = 50_000.0) -> Route:
+        """The part of the route ahead of a car at (lat, lng): from the car's nearest point
+        on the route onwards, keeping distances along measured from the original start."""
+        located = self.locate(np.array([lat]), np.array([lng]), within_m)
+        if not np.isfinite(located.offset_m[0]):
+            raise RouteError(f"position is more than {within_m / 1000:.0f} km from the route")
+        start = float(located.along_m[0])
+        if start >= self.along_m[-1] - 1.0:
+            raise RouteError("position is at the end of the route: nothing is ahead")
+        foot_lat, foot_lng = self.point_at(start)
+        ahead = self.along_m > start
+        return Route(np.concatenate([foot_lat, self.lat[ahead]]),
+                     np.concatenate([foot_lng, self.lng[ahead]]), start_along_m=start)
+
     def points_every(self, step_m: float) -> tuple[np.ndarray, np.ndarray]:
         """Points along the route `step_m` apart from its start, and its end: on each
         segment's great circle (no antimeridian or polar trouble from lat/lng maths)."""
-        targets = np.arange(self.along_m[0], self.along_m[-1], step_m)
-        seg = np.clip(np.searchsorted(self.along_m, targets, side="right") - 1, 0,
-                      len(self.along_m) - 2)
-        span = self.along_m[seg + 1] - self.along_m[seg]
-        t = ((targets - self.along_m[seg]) / np.where(span > 0, span, 1.0))[:, None]
-        inner = (1 - t) * self._xyz[seg] + t * self._xyz[seg + 1]
-        inner /= np.linalg.norm(inner, axis=1, keepdims=True)
-        lat, lng = _lat_lng(inner)
+        lat, lng = self.point_at(np.arange(self.along_m[0], self.along_m[-1], step_m))
         return np.append(lat, self.lat[-1]), np.append(lng, self.lng[-1])
 
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:

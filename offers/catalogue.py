@@ -20,6 +20,7 @@ from redis.client import Pipeline
 
 from . import keys
 from .errors import Conflict, Invalid, NotFound
+from .geo_index import GeoIndex, offer_entries, place_entry
 
 MAX_PAGE = 1000
 
@@ -75,6 +76,7 @@ def offer_terms(offer: dict) -> dict:
 class Catalogue:
     def __init__(self, redis: Redis):
         self.redis = redis
+        self.index = GeoIndex(redis)
 
     # -- places ---------------------------------------------------------------------------
 
@@ -92,14 +94,17 @@ class Catalogue:
                            "created_at": now, "updated_at": now})
         key = keys.places(merchant_id)
         existing = self.redis.hmget(key, [p["id"] for p in stored]) if stored else []
+        previous = {}
         for doc, raw in zip(stored, existing, strict=True):
             if raw is not None:
-                doc["created_at"] = orjson.loads(raw)["created_at"]
+                previous[doc["id"]] = orjson.loads(raw)
+                doc["created_at"] = previous[doc["id"]]["created_at"]
         with self.redis.pipeline(transaction=True) as pipe:
             for chunk in _chunks(stored, 1000):
                 pipe.hset(key, mapping={p["id"]: orjson.dumps(p) for p in chunk})
                 pipe.zadd(keys.place_ids(merchant_id), {p["id"]: 0 for p in chunk})
             pipe.execute()
+        self._reindex_places(merchant_id, previous, {p["id"]: p for p in stored})
         return stored
 
     def get_place(self, merchant_id: str, place_id: str) -> dict:
@@ -120,18 +125,22 @@ class Catalogue:
             raw = pipe.hget(key, place_id)
             if raw is None:
                 raise NotFound(f"place {place_id} not found")
-            doc = _changed(orjson.loads(raw), change)
+            old = orjson.loads(raw)
+            doc = _changed(old, change)
             pipe.multi()
             pipe.hset(key, place_id, orjson.dumps(doc))
-            return doc
+            return old, doc
 
-        return self.redis.transaction(write, key, value_from_callable=True)
+        old, doc = self.redis.transaction(write, key, value_from_callable=True)
+        self._reindex_places(merchant_id, {place_id: old}, {place_id: doc})
+        return doc
 
     def delete_place(self, merchant_id: str, place_id: str) -> None:
         places_key, offers_key = keys.places(merchant_id), keys.offers(merchant_id)
 
-        def write(pipe: Pipeline) -> None:
-            if not pipe.hexists(places_key, place_id):
+        def write(pipe: Pipeline) -> dict:
+            raw = pipe.hget(places_key, place_id)
+            if raw is None:
                 raise NotFound(f"place {place_id} not found")
             using = sorted(o["id"] for o in map(orjson.loads, pipe.hvals(offers_key))
                            if place_id in o["place_ids"])
@@ -141,8 +150,10 @@ class Catalogue:
             pipe.multi()
             pipe.hdel(places_key, place_id)
             pipe.zrem(keys.place_ids(merchant_id), place_id)
+            return orjson.loads(raw)
 
-        self.redis.transaction(write, places_key, offers_key)
+        old = self.redis.transaction(write, places_key, offers_key, value_from_callable=True)
+        self.index.apply([place_entry(old, remove=True)], [])
 
     # -- offers ---------------------------------------------------------------------------
 
@@ -153,13 +164,15 @@ class Catalogue:
         places_key = keys.places(merchant_id)
 
         def write(pipe: Pipeline) -> dict:
-            self._require_places(pipe, merchant_id, doc)
+            places = self._require_places(pipe, merchant_id, doc)
             pipe.multi()
             self._put_offer(pipe, merchant_id, doc)
             pipe.zadd(keys.offer_ids(merchant_id), {doc["id"]: 0})
-            return doc
+            return places
 
-        return self.redis.transaction(write, places_key, value_from_callable=True)
+        places = self.redis.transaction(write, places_key, value_from_callable=True)
+        self.index.apply([], offer_entries(doc, places))
+        return doc
 
     def get_offer(self, merchant_id: str, offer_id: str) -> dict:
         raw = self.redis.hget(keys.offers(merchant_id), offer_id)
@@ -178,26 +191,37 @@ class Catalogue:
             raw = pipe.hget(offers_key, offer_id)
             if raw is None:
                 raise NotFound(f"offer {offer_id} not found")
-            doc = _changed(orjson.loads(raw), change)
-            self._require_places(pipe, merchant_id, doc)
+            old = orjson.loads(raw)
+            doc = _changed(old, change)
+            places = self._require_places(pipe, merchant_id, doc)
+            places.update(self._places(pipe, merchant_id, old["place_ids"]))
             pipe.multi()
             self._put_offer(pipe, merchant_id, doc)
-            return doc
+            return old, doc, places
 
-        return self.redis.transaction(write, offers_key, places_key, value_from_callable=True)
+        old, doc, places = self.redis.transaction(write, offers_key, places_key,
+                                                  value_from_callable=True)
+        self.index.apply(offer_entries(old, places, remove=True), offer_entries(doc, places))
+        return doc
 
     def delete_offer(self, merchant_id: str, offer_id: str) -> None:
         offers_key = keys.offers(merchant_id)
 
-        def write(pipe: Pipeline) -> None:
-            if not pipe.hexists(offers_key, offer_id):
+        def write(pipe: Pipeline) -> tuple[dict, dict]:
+            raw = pipe.hget(offers_key, offer_id)
+            if raw is None:
                 raise NotFound(f"offer {offer_id} not found")
+            old = orjson.loads(raw)
+            places = self._places(pipe, merchant_id, old["place_ids"])
             pipe.multi()
             pipe.hdel(offers_key, offer_id)
             pipe.zrem(keys.offer_ids(merchant_id), offer_id)
             pipe.delete(*keys.offer_counter_keys(merchant_id, offer_id))
+            return old, places
 
-        self.redis.transaction(write, offers_key)
+        old, places = self.redis.transaction(write, offers_key, keys.places(merchant_id),
+                                             value_from_callable=True)
+        self.index.apply(offer_entries(old, places, remove=True), [])
 
     def redemption_counts(self, offers: Iterable[dict]) -> list[int]:
         """Redemptions so far of each offer, in one round trip."""
@@ -213,16 +237,39 @@ class Catalogue:
         pipe.hset(keys.offer_terms(merchant_id, doc["id"]), mapping=offer_terms(doc))
 
     @staticmethod
-    def _require_places(pipe: Pipeline, merchant_id: str, offer: dict) -> None:
-        """Check the offer names only the merchant's own places; default its timezone to the
-        first place's, so daily caps roll over at that place's midnight."""
-        found = pipe.hmget(keys.places(merchant_id), offer["place_ids"])
-        missing = [pid for pid, raw in zip(offer["place_ids"], found, strict=True) if raw is None]
+    def _places(redis: Redis | Pipeline, merchant_id: str, place_ids: list[str]) -> dict:
+        """The stored places among `place_ids`, by id (missing ones left out)."""
+        found = redis.hmget(keys.places(merchant_id), place_ids) if place_ids else []
+        return {pid: orjson.loads(raw) for pid, raw in zip(place_ids, found, strict=True)
+                if raw is not None}
+
+    def _require_places(self, pipe: Pipeline, merchant_id: str, offer: dict) -> dict:
+        """The offer's places, checking it names only the merchant's own; default its timezone
+        to the first place's, so daily caps roll over at that place's midnight."""
+        places = self._places(pipe, merchant_id, offer["place_ids"])
+        missing = [pid for pid in offer["place_ids"] if pid not in places]
         if missing:
             raise Invalid("offer names places that do not exist",
                           {"place_ids": [f"unknown place: {pid}" for pid in missing]})
         if not offer.get("timezone"):
-            offer["timezone"] = orjson.loads(found[0])["timezone"]
+            offer["timezone"] = places[offer["place_ids"][0]]["timezone"]
+        return places
+
+    def _reindex_places(self, merchant_id: str, old: dict[str, dict],
+                        new: dict[str, dict]) -> None:
+        """File changed places under their new cells, with the records of every offer that
+        names them (an offer record carries its place's position, hours and timezone)."""
+        removals = [place_entry(doc, remove=True) for doc in old.values()]
+        additions = [place_entry(doc) for doc in new.values()]
+        if old:
+            offers = [o for o in map(orjson.loads, self.redis.hvals(keys.offers(merchant_id)))
+                      if not old.keys().isdisjoint(o["place_ids"])]
+            named = {pid for offer in offers for pid in offer["place_ids"]}
+            current = self._places(self.redis, merchant_id, sorted(named))
+            for offer in offers:
+                removals += offer_entries(offer, {**current, **old}, remove=True)
+                additions += offer_entries(offer, {**current, **new})
+        self.index.apply(removals, additions)
 
     def _page(self, ids_key: str, docs_key: str, cursor: str | None,
               limit: int) -> tuple[list[dict], str | None]:

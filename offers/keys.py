@@ -27,7 +27,7 @@ SHARED_MERCHANT = "m_shared"
 
 # Ids are generated here and nowhere else; anything not of this form names no object, and a
 # strict form keeps key-syntax characters (`{`, `}`, `:`) of a crafted id out of key names.
-_OBJECT_ID = re.compile(r"[po]\.(m_[a-z0-9_]{1,40})\.x?[0-9a-f]{16}")
+_OBJECT_ID = re.compile(r"[po]\.(m_[a-z0-9_]{1,24})\.x?[0-9a-f]{16}")
 
 
 def owner_of(object_id: str) -> str | None:
@@ -97,3 +97,15 @@ def redemption_idempotency(merchant_id: str, fleet_id: str, idempotency_key: str
 def redemptions(merchant_id: str) -> str:
     """Stream (bounded): one entry per counted redemption, for billing and analytics."""
     return f"{_tag(merchant_id)}:redemptions"
+
+
+# -- the geo index: `{g:<res-3 region>}` tags, so one place's cell writes share a slot -------
+
+def cell_places(region: str, cell: int) -> str:
+    """Hash: place id -> packed place record (`offers.geo_index.PLACE_RECORD`)."""
+    return f"{{g:{region}}}:places:{cell:x}"
+
+
+def cell_offers(region: str, cell: int) -> str:
+    """Hash: `<offer id>|<place id>` -> packed offer record (`offers.geo_index.OFFER_RECORD`)."""
+    return f"{{g:{region}}}:offers:{cell:x}"

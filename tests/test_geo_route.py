@@ -148,3 +148,18 @@ def test_real_denver_trace_matches_brute_force():
             assert located.offset_m[i] == pytest.approx(truth, abs=1.0)
         else:
             assert located.offset_m[i] > 999
+
+
+def test_remaining_route_starts_at_the_cars_nearest_point_and_keeps_distances():
+    route = route_from_points([0.0, 0.0, 0.0], [0.0, 0.01, 0.02])
+    ahead = route.remaining_from(0.0005, 0.012)
+    assert ahead.along_m[0] == pytest.approx(WGS84.inv(0.0, 0.0, 0.012, 0.0)[2], abs=0.5)
+    assert ahead.along_m[-1] == pytest.approx(route.along_m[-1], abs=0.01)
+    behind = ahead.locate([0.0005], [0.005], 500)
+    assert behind.offset_m[0] > 500  # a place passed already is not near what is ahead
+
+
+def test_position_far_from_the_route_is_refused():
+    route = route_from_points([0.0, 0.0], [0.0, 0.01])
+    with pytest.raises(RouteError, match="from the route"):
+        route.remaining_from(1.0, 0.0)
