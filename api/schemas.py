@@ -14,6 +14,15 @@ import marshmallow as ma
 import opening_hours
 import tzfpy
 from marshmallow import fields, validate
+from webargs.fields import DelimitedList
+
+from geo.route import (
+    MAX_ROUTE_LENGTH_M,
+    MAX_ROUTE_POINTS,
+    RouteError,
+    route_from_geojson,
+    route_from_polyline,
+)
 
 PLACE_CATEGORIES = (
     "restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
@@ -269,3 +278,112 @@ def keep_unchanged(stored: dict, patch: dict, field: str, why: str) -> None:
     """Refuse a PATCH that would change a field fixed at creation."""
     if field in patch and patch[field] != stored.get(field):
         raise ma.ValidationError({field: [f"cannot change after creation: {why}"]})
+
+
+# -- searches ------------------------------------------------------------------------------
+
+MAX_RADIUS_M = 50_000
+MAX_CORRIDOR_M = 5_000
+
+
+def _latitude(**kwargs) -> fields.Float:
+    return fields.Float(validate=validate.Range(-90, 90),
+                        metadata={"description": "WGS84 latitude, degrees"}, **kwargs)
+
+
+def _longitude(**kwargs) -> fields.Float:
+    return fields.Float(validate=validate.Range(-180, 180),
+                        metadata={"description": "WGS84 longitude, degrees"}, **kwargs)
+
+
+class NearbyArgsSchema(ma.Schema):
+    lat = _latitude(required=True)
+    lng = _longitude(required=True)
+    radius_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_RADIUS_M))
+    category = DelimitedList(Text(validate=validate.OneOf(PLACE_CATEGORIES)), metadata={
+        "description": "Comma-separated categories to keep"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+
+
+class PositionSchema(ma.Schema):
+    lat = _latitude(required=True)
+    lng = _longitude(required=True)
+    heading_deg = fields.Float(validate=validate.Range(0, 360))
+    speed_kmh = fields.Float(validate=validate.Range(0, 400))
+
+
+class LineStringSchema(ma.Schema):
+    """GeoJSON LineString; coordinates are [lng, lat] pairs."""
+
+    type = Text(required=True, validate=validate.Equal("LineString"))
+    coordinates = fields.List(fields.List(fields.Float(), validate=validate.Length(2, 3)),
+                              required=True, validate=validate.Length(max=MAX_ROUTE_POINTS))
+
+
+class RouteInputSchema(ma.Schema):
+    """A route as a GeoJSON LineString or a Google encoded polyline (precision 5): either one.
+    Loading turns it into a `geo.route.Route` under `route` (422 if it cannot be served)."""
+
+    route = fields.Nested(LineStringSchema, metadata={"description": (
+        f"GeoJSON LineString, [lng, lat] order, at most {MAX_ROUTE_POINTS} points and "
+        f"{MAX_ROUTE_LENGTH_M / 1000:.0f} km")})
+    polyline = Text(validate=validate.Length(1, 8 * MAX_ROUTE_POINTS),
+                    metadata={"description": "Google encoded polyline, precision 5"})
+
+    @ma.post_load
+    def parse_route(self, data: dict, **kwargs) -> dict:
+        if "route" in data and "polyline" in data:
+            raise ma.ValidationError("send route or polyline, not both", "polyline")
+        try:
+            if "route" in data:
+                data["route"] = route_from_geojson(data["route"])
+            elif "polyline" in data:
+                data["route"] = route_from_polyline(data.pop("polyline"))
+        except RouteError as error:
+            raise ma.ValidationError(str(error), "route") from None
+        return data
+
+
+class AlongRouteSchema(RouteInputSchema):
+    corridor_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
+    position = fields.Nested(PositionSchema, metadata={
+        "description": "Where the car is: only places ahead of it count"})
+    categories = fields.List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
+                             validate=validate.Length(max=len(PLACE_CATEGORIES)))
+    brands = fields.List(_text(100), validate=validate.Length(max=100))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+
+    @ma.validates_schema
+    def require_route(self, data: dict, **kwargs) -> None:
+        if "route" not in data and "polyline" not in data:
+            raise ma.ValidationError("a route or a polyline is required", "route")
+
+
+class PlaceHitSchema(ma.Schema):
+    place_id = Text()
+    name = Text()
+    category = Text()
+    brand = Text(allow_none=True)
+    lat = fields.Float()
+    lng = fields.Float()
+    distance_m = fields.Float(metadata={"description": "Geodesic distance from the point"})
+
+
+class RouteHitSchema(PlaceHitSchema):
+    class Meta:
+        exclude = ("distance_m",)
+
+    distance_along_route_m = fields.Float(metadata={
+        "description": "Along the route, from its start or from `position`"})
+    offset_m = fields.Float(metadata={"description": "Geodesic distance to the route"})
+    side = Text(metadata={"description": "left or right of the direction of travel"})
+    detour_m = fields.Float(metadata={"description": "Estimated extra distance to visit"})
+    detour_s = fields.Float(metadata={"description": "Estimated extra time to visit"})
+
+
+class NearbyPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(PlaceHitSchema))
+
+
+class AlongRoutePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(RouteHitSchema))

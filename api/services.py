@@ -10,6 +10,7 @@ from redis import Redis
 from offers.catalogue import Catalogue
 from offers.redemptions import Redemptions
 from offers.registry import Registry
+from offers.search import PlaceSearch
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,13 @@ class Services:
     registry: Registry
     catalogue: Catalogue
     redemptions: Redemptions
+    search: PlaceSearch
 
     @classmethod
     def connect(cls, redis: Redis) -> Services:
         catalogue = Catalogue(redis)
-        return cls(redis, Registry(redis), catalogue, Redemptions(redis, catalogue))
+        return cls(redis, Registry(redis), catalogue, Redemptions(redis, catalogue),
+                   PlaceSearch(redis))
 
 
 def services() -> Services:

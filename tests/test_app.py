@@ -104,15 +104,21 @@ place_like = st.fixed_dictionaries({}, optional={k: json_values for k in CAFE})
 OFFER = {"place_ids": [], "title": "t", "category": "cafe", "discount": {}, "budget": {},
          "valid_from": "", "valid_until": "", "schedule": "", "per_driver_limit": 1}
 offer_like = st.fixed_dictionaries({}, optional={k: json_values for k in OFFER})
+SEARCH = {"route": {"type": "LineString", "coordinates": [[0, 0], [0.1, 0]]},
+          "polyline": "", "corridor_m": 1, "position": {}, "categories": [], "brands": []}
+search_like = st.fixed_dictionaries({}, optional={k: json_values for k in SEARCH}) | \
+    st.fixed_dictionaries({"route": st.fixed_dictionaries(
+        {"type": st.just("LineString"),
+         "coordinates": st.lists(st.lists(json_values, max_size=3), max_size=5)})})
 
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(json_values, place_like, offer_like))
+@given(body=st.one_of(json_values, place_like, offer_like, search_like))
 @pytest.mark.parametrize("method, path", [
     ("post", "/v1/places"), ("post", "/v1/places/bulk"), ("post", "/v1/offers"),
     ("patch", "{place}"), ("patch", "{offer}"), ("post", "/v1/redemptions"),
-    ("post", "/v1/merchants"),
+    ("post", "/v1/merchants"), ("post", "/v1/places/search-along-route"),
 ])
 def test_no_json_body_makes_a_500(client, admin, fleet, existing, method, path, body):
     headers = fleet[1] if path == "/v1/redemptions" else admin
