@@ -15,7 +15,7 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
 from flask_smorest import Api
 
-from . import accounts, health, offers, places, redemptions, search
+from . import accounts, health, offers, places, recommendations, redemptions, search
 from .errors import register_error_handlers
 from .services import Services
 
@@ -55,7 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name)})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (health, accounts, search, places, offers, redemptions):
+    for module in (health, accounts, search, places, offers, redemptions, recommendations):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     return app

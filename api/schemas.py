@@ -387,3 +387,60 @@ class NearbyPageSchema(ma.Schema):
 
 class AlongRoutePageSchema(ma.Schema):
     items = fields.List(fields.Nested(RouteHitSchema))
+
+
+# -- recommendations -------------------------------------------------------------------------
+
+WEATHER = ("sunny", "cloudy", "rainy", "snowy", "foggy")
+PASSENGERS = ("alone", "partner", "friends", "kids")
+TRIP_PURPOSES = ("home", "work", "leisure")
+
+
+class ContextSchema(ma.Schema):
+    """What a car knows about the moment. Never demographics."""
+
+    weather = Text(validate=validate.OneOf(WEATHER))
+    temperature_c = fields.Float(validate=validate.Range(-60, 60))
+    passengers = Text(validate=validate.OneOf(PASSENGERS))
+    trip_purpose = Text(validate=validate.OneOf(TRIP_PURPOSES))
+    fuel_level_pct = fields.Float(validate=validate.Range(0, 100))
+    battery_level_pct = fields.Float(validate=validate.Range(0, 100))
+
+
+class RecommendationRequestSchema(RouteInputSchema):
+    driver_id = _text(128, required=True, metadata={
+        "description": "The fleet's pseudonymous driver id"})
+    position = fields.Nested(PositionSchema, required=True)
+    corridor_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
+    radius_m = fields.Float(load_default=2000, validate=validate.Range(1, MAX_RADIUS_M),
+                            metadata={"description": "Search radius when there is no route"})
+    max_detour_s = fields.Float(validate=validate.Range(0, 24 * 3600))
+    categories = fields.List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
+                             validate=validate.Length(max=len(PLACE_CATEGORIES)))
+    limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
+    one_per_place = fields.Boolean(load_default=True, metadata={
+        "description": "At most one offer per place (the best)"})
+    at = fields.AwareDateTime(metadata={"description": "Defaults to now"})
+    context = fields.Nested(ContextSchema, load_default=dict)
+
+
+class RecommendedSchema(ma.Schema):
+    offer_id = Text()
+    place_id = Text()
+    title = Text()
+    category = Text()
+    brand = Text(allow_none=True)
+    place_name = Text()
+    lat = fields.Float()
+    lng = fields.Float()
+    distance_m = fields.Float(metadata={"description": "Straight-line distance from the car"})
+    distance_along_route_m = fields.Float(allow_none=True)
+    detour_s = fields.Float()
+    eta_s = fields.Float(metadata={"description": "Estimated time until arrival"})
+    score = fields.Float()
+    reasons = fields.List(Text())
+
+
+class RecommendationSchema(ma.Schema):
+    recommendation_id = Text()
+    items = fields.List(fields.Nested(RecommendedSchema))

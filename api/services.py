@@ -11,6 +11,8 @@ from offers.catalogue import Catalogue
 from offers.redemptions import Redemptions
 from offers.registry import Registry
 from offers.search import PlaceSearch
+from offers.serving import OfferServing
+from ranking import BaselineRanker, Ranker
 
 
 @dataclass(frozen=True)
@@ -20,12 +22,14 @@ class Services:
     catalogue: Catalogue
     redemptions: Redemptions
     search: PlaceSearch
+    serving: OfferServing
+    ranker: Ranker
 
     @classmethod
     def connect(cls, redis: Redis) -> Services:
         catalogue = Catalogue(redis)
         return cls(redis, Registry(redis), catalogue, Redemptions(redis, catalogue),
-                   PlaceSearch(redis))
+                   PlaceSearch(redis), OfferServing(redis), BaselineRanker())
 
 
 def services() -> Services:

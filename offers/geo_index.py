@@ -38,7 +38,7 @@ OFFER_RECORD = np.dtype([
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
-    ("timezone", "S32"), ("serving", "u1", (MASK_BYTES,)),
+    ("timezone", "S32"), ("cap_timezone", "S32"), ("serving", "u1", (MASK_BYTES,)),
     ("offer_id", "S48"), ("place_id", "S48"),
 ])
 
@@ -88,7 +88,8 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
                 offer.get("value_estimate") or 0.0, discount["value"],
                 CATEGORIES.index(offer["category"]), DISCOUNT_KINDS.index(discount["kind"]),
                 (place.get("attributes") or {}).get("price_level") or 0, exact,
-                place["timezone"], np.frombuffer(slots, np.uint8), offer["id"], place_id,
+                place["timezone"], offer["timezone"], np.frombuffer(slots, np.uint8),
+                offer["id"], place_id,
             )], dtype=OFFER_RECORD).tobytes()
         entries.append((_cell_key(keys.cell_offers, place), field, record))
     return entries

@@ -3,9 +3,10 @@
 Opening hours and offer schedules use OpenStreetMap's syntax, read by the `opening_hours`
 library. For serving, each (place hours AND offer schedule) pair becomes a weekly mask of
 15-minute local-time slots, so thousands of candidates are checked at their arrival times with
-numpy. A rule the week cannot express (dates, months, sunrise) is marked inexact: its mask is
-still a fair filter, and the few such items that reach a shortlist are checked with the library
-at their exact arrival time.
+numpy. A slot is set if the rule is open at any moment of it. A rule the mask cannot express
+exactly (dates, months, sunrise, times off the quarter hour) is marked inexact: its mask still
+never drops an open place, and the few such items that reach a shortlist are checked with the
+library at their exact arrival time.
 """
 
 from __future__ import annotations
@@ -26,17 +27,21 @@ ALWAYS = np.ones(SLOTS_PER_WEEK, dtype=bool)
 _SUN_EVENTS = ("sunrise", "sunset", "dawn", "dusk")
 
 
-def _week_slots(rule: str, monday: datetime) -> np.ndarray:
+def _week_slots(rule: str, monday: datetime) -> tuple[np.ndarray, bool]:
+    """Slots open at any moment of the week starting `monday`, and whether every change of
+    state falls on a slot boundary (if not, a set slot may be partly closed)."""
     slots = np.zeros(SLOTS_PER_WEEK, dtype=bool)
     end = monday + timedelta(days=7)
+    aligned = True
     for start, stop, state, _ in opening_hours.OpeningHours(rule).intervals(monday, end):
         # "unknown" (e.g. "Mo-Fr 08:00-18:00 unknown") is not a promise of closing: keep it.
         if state == opening_hours.State.CLOSED:
             continue
-        first = int((start - monday).total_seconds() // (SLOT_MINUTES * 60))
-        last = int(-(-(min(stop, end) - monday).total_seconds() // (SLOT_MINUTES * 60)))
-        slots[first:last] = True
-    return slots
+        begin_s = (start - monday).total_seconds()
+        end_s = (min(stop, end) - monday).total_seconds()
+        aligned &= begin_s % (SLOT_MINUTES * 60) == 0 and end_s % (SLOT_MINUTES * 60) == 0
+        slots[int(begin_s // (SLOT_MINUTES * 60)):int(-(-end_s // (SLOT_MINUTES * 60)))] = True
+    return slots, aligned
 
 
 @lru_cache(maxsize=4096)
@@ -45,10 +50,11 @@ def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
     expresses it exactly. No rule means always open."""
     if not rule:
         return np.packbits(ALWAYS).tobytes(), True
-    weeks = [_week_slots(rule, monday) for monday in _REFERENCE_MONDAYS]
+    weeks, aligned = zip(*(_week_slots(rule, monday) for monday in _REFERENCE_MONDAYS),
+                         strict=True)
     # Without a place's coordinates the library fixes sun events at 07:00 and 19:00, so
     # equal weeks prove nothing for them.
-    exact = (all((week == weeks[0]).all() for week in weeks[1:])
+    exact = (all((week == weeks[0]).all() for week in weeks[1:]) and all(aligned)
              and not any(event in rule for event in _SUN_EVENTS))
     return np.packbits(weeks[0]).tobytes(), exact
 

@@ -18,6 +18,7 @@ from offers.hours import (
 
 RULES = ["24/7", "Mo-Fr 07:00-20:00; Sa 08:00-14:00; Su off", "Mo-Su 16:00-02:00",
          "Mo-Fr 08:00-12:00,13:00-17:30", "Tu-Sa 17:00-02:00; Su,Mo off", "off"]
+# Every rule above is exact, so the mask alone must agree with the library.
 
 
 def mask_rows(rule, schedule=None):
@@ -53,6 +54,7 @@ def test_date_rules_are_marked_inexact_and_weekly_rules_exact():
     assert weekly_slots("Mo-Fr 08:00-18:00")[1]
     assert not weekly_slots("Jan-Mar Mo-Fr 08:00-18:00; Apr-Dec off")[1]
     assert not weekly_slots("sunrise-sunset")[1]
+    assert not weekly_slots("Mo-Fr 08:10-18:00")[1]  # off the quarter hour
 
 
 def test_local_slot_follows_daylight_saving_across_a_change():

@@ -1,0 +1,57 @@
+"""What the ranking sees: candidate offers as parallel numpy arrays, the driver and the context.
+
+The recommendation endpoint builds one `Candidates` per request (after the geo and serving
+filters) and asks a `Ranker` for scores and, for the few items it answers with, reasons. Every
+ranker, the baseline here and the learned models after it, sees exactly this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidates:
+    offer_id: np.ndarray         # bytes, one row per (offer, place)
+    place_id: np.ndarray         # bytes
+    category: np.ndarray         # int, index into offers.geo_index.CATEGORIES
+    brand: np.ndarray            # uint64 brand fingerprint (0: none)
+    value_estimate: np.ndarray   # float, what the offer is worth to a driver (0: unknown)
+    discount_kind: np.ndarray    # int, index into offers.geo_index.DISCOUNT_KINDS
+    discount_value: np.ndarray   # float
+    price_level: np.ndarray      # int 1..4, 0 unknown
+    distance_m: np.ndarray       # geodesic distance from the car
+    along_m: np.ndarray          # distance along the route from the car (nan without a route)
+    detour_s: np.ndarray         # estimated extra time to visit
+    eta_s: np.ndarray            # estimated time until arrival
+    expires_in_s: np.ndarray     # time left before the offer ends at arrival (inf: no end)
+
+    def __len__(self) -> int:
+        return len(self.offer_id)
+
+    def take(self, rows: np.ndarray) -> Candidates:
+        return Candidates(**{name: getattr(self, name)[rows]
+                             for name in self.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Situation:
+    """The request's driver and context (only fields a car knows; never demographics)."""
+
+    driver_id: str
+    fleet_id: str
+    local_hour: float | None = None
+    context: dict = field(default_factory=dict)
+
+
+class Ranker(Protocol):
+    version: str
+
+    def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
+        """One score per candidate, higher is better."""
+
+    def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
+        """Short human-readable reasons for each candidate (called for the answer only)."""

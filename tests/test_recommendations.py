@@ -1,0 +1,222 @@
+"""POST /v1/recommendations: the serving rules, end to end through the API on real Redis."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from geo.route import WGS84
+
+from .conftest import CAFE
+
+# Driving east along a parallel in Denver at 60 km/h: 1 km takes 60 s.
+ROUTE = {"type": "LineString", "coordinates": [[-105.10, 39.745], [-104.80, 39.745]]}
+AT = "2026-12-02T08:00:00-07:00"  # a Wednesday morning in Denver
+
+
+def east_of_start(km: float) -> float:
+    """The longitude `km` east of the route start along its parallel."""
+    lng, _, _ = WGS84.fwd(-105.10, 39.745, 90, km * 1000)
+    return lng
+
+
+@pytest.fixture
+def shop(client, merchant):
+    """Publish a place `km` along the route (just off it) with one offer; returns ids."""
+    _, headers = merchant
+
+    def publish(km: float, place=None, **offer):
+        body = {**CAFE, "lat": 39.746, "lng": east_of_start(km), "opening_hours": None,
+                **(place or {})}
+        place_id = client.post("/v1/places", json=body, headers=headers).json["id"]
+        response = client.post("/v1/offers", headers=headers, json={
+            "place_ids": [place_id], "title": f"Coffee at {km} km", "category": "cafe",
+            "discount": {"kind": "percent", "value": 20}, "valid_from": "2026-01-01T00:00:00Z",
+            **offer})
+        assert response.status_code == 201, response.json
+        return place_id, response.json["id"]
+
+    return publish
+
+
+def recommend(client, fleet, **changes):
+    _, headers = fleet
+    body = {"driver_id": "driver-1", "route": ROUTE, "at": AT,
+            "position": {"lat": 39.745, "lng": -105.10, "speed_kmh": 60}, **changes}
+    body = {k: v for k, v in body.items() if v is not None}  # route=None: no route
+    response = client.post("/v1/recommendations", json=body, headers=headers)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def offer_ids(answer):
+    return [item["offer_id"] for item in answer["items"]]
+
+
+def test_answer_has_an_id_and_ranked_items_with_reasons(client, fleet, shop):
+    _, near = shop(2)
+    _, far = shop(10)
+    answer = recommend(client, fleet)
+    assert answer["recommendation_id"].startswith("rec_")
+    assert offer_ids(answer) == [near, far]  # same value, the nearer detour-free one first
+    item = answer["items"][0]
+    assert item["distance_along_route_m"] == pytest.approx(2000, abs=5)
+    assert item["eta_s"] == pytest.approx(120 + 1.3 * 111 / (30 / 3.6), abs=5)
+    assert item["score"] > answer["items"][1]["score"]
+    assert item["reasons"] and all(isinstance(r, str) for r in item["reasons"])
+
+
+def test_places_behind_the_car_are_not_served(client, fleet, shop):
+    _, behind = shop(2)
+    _, ahead = shop(10)
+    answer = recommend(client, fleet, position={"lat": 39.745, "lng": east_of_start(5)})
+    assert offer_ids(answer) == [ahead]
+
+
+def test_offer_must_be_valid_at_arrival_not_just_now(client, fleet, shop):
+    # Valid from 08:10: a place 2 km ahead is reached at ~08:02, one 20 km ahead at ~08:20.
+    _, soon = shop(2, valid_from="2026-12-02T08:10:00-07:00")
+    _, later = shop(20, valid_from="2026-12-02T08:10:00-07:00")
+    assert offer_ids(recommend(client, fleet)) == [later]
+
+
+def test_offer_ending_before_arrival_is_not_served(client, fleet, shop):
+    shop(20, valid_until="2026-12-02T08:10:00-07:00")
+    _, near = shop(2, valid_until="2026-12-02T08:10:00-07:00")
+    assert offer_ids(recommend(client, fleet)) == [near]
+
+
+def test_place_must_be_open_at_arrival_in_its_own_timezone(client, fleet, shop):
+    # Opens at 08:10 Denver time: closed when the car passes 2 km ahead, open 20 km ahead.
+    hours = {"opening_hours": "Mo-Fr 08:10-18:00", "timezone": "America/Denver"}
+    shop(2, place=hours)
+    _, open_then = shop(20, place=hours)
+    assert offer_ids(recommend(client, fleet)) == [open_then]
+
+
+def test_schedule_limits_when_an_offer_is_served(client, fleet, shop):
+    _, breakfast = shop(2, schedule="Mo-Fr 06:00-10:00")
+    shop(3, schedule="Mo-Fr 16:00-19:00")
+    assert offer_ids(recommend(client, fleet)) == [breakfast]
+
+
+def test_used_up_budget_cap_or_driver_limit_is_never_served(client, fleet, shop):
+    _, headers = fleet
+    place_a, budget = shop(2, budget={"max_redemptions": 1})
+    place_b, per_driver = shop(3, per_driver_limit=1)
+    _, untouched = shop(4)
+    for offer_id, place_id in ((budget, place_a), (per_driver, place_b)):
+        assert client.post("/v1/redemptions", headers=headers, json={
+            "offer_id": offer_id, "place_id": place_id, "driver_id": "driver-1",
+            "idempotency_key": uuid.uuid4().hex}).status_code == 201
+    assert offer_ids(recommend(client, fleet)) == [untouched]
+    # The per-driver limit is this driver's only.
+    assert set(offer_ids(recommend(client, fleet, driver_id="driver-2"))) == {per_driver,
+                                                                               untouched}
+
+
+def test_one_item_per_place_unless_asked_otherwise(client, merchant, fleet, shop):
+    _, headers = merchant
+    place_id, first = shop(2, value_estimate=5)
+    second = client.post("/v1/offers", headers=headers, json={
+        "place_ids": [place_id], "title": "Muffin", "category": "cafe", "value_estimate": 1,
+        "discount": {"kind": "amount", "value": 1, "currency": "USD"}}).json["id"]
+    assert offer_ids(recommend(client, fleet)) == [first]
+    assert offer_ids(recommend(client, fleet, one_per_place=False)) == [first, second]
+
+
+def test_max_detour_categories_and_limit(client, fleet, shop):
+    shop(2, place={"lat": 39.76})  # 1.7 km off the route
+    _, on_route = shop(3)
+    assert offer_ids(recommend(client, fleet, max_detour_s=120)) == [on_route]
+    assert offer_ids(recommend(client, fleet, categories=["fuel"])) == []
+    assert len(recommend(client, fleet, limit=1)["items"]) == 1
+
+
+def test_without_a_route_the_radius_and_heading_decide(client, fleet, shop):
+    _, west = shop(2)
+    _, east = shop(4)
+    position = {"lat": 39.745, "lng": east_of_start(3), "heading_deg": 90}
+    answer = recommend(client, fleet, route=None, position=position, radius_m=2000)
+    assert offer_ids(answer) == [east]
+    assert answer["items"][0]["distance_along_route_m"] is None
+
+
+def test_paused_deleted_and_moved_offers_stop_being_served(client, merchant, fleet, shop):
+    _, headers = merchant
+    _, paused = shop(2)
+    _, deleted = shop(3)
+    moved_place, moved = shop(4)
+    client.patch(f"/v1/offers/{paused}", json={"status": "paused"}, headers=headers)
+    client.delete(f"/v1/offers/{deleted}", headers=headers)
+    client.patch(f"/v1/places/{moved_place}", json={"lat": 40.5}, headers=headers)
+    assert offer_ids(recommend(client, fleet)) == []
+    client.patch(f"/v1/offers/{paused}", json={"status": "active"}, headers=headers)
+    client.patch(f"/v1/places/{moved_place}", json={"lat": 39.746}, headers=headers)
+    assert offer_ids(recommend(client, fleet)) == [paused, moved]
+
+
+def test_random_edits_never_leave_the_index_out_of_step(client, merchant, fleet, shop):
+    """After every random create, pause, resume, delete or move, the radius answer is exactly
+    the active offers at places within the radius (a brute-force model of the catalogue)."""
+    _, headers = merchant
+    rng = random.Random(3)
+    model: dict[str, dict] = {}  # offer id -> {"place": id, "km": float, "active": bool}
+    for _ in range(40):
+        action = rng.choice(["create", "create", "pause", "resume", "delete", "move"])
+        if action == "create" or not model:
+            km = rng.uniform(0, 8)
+            place_id, offer_id = shop(km)
+            model[offer_id] = {"place": place_id, "km": km, "active": True}
+            continue
+        offer_id = rng.choice(sorted(model))
+        entry = model[offer_id]
+        if action in ("pause", "resume"):
+            status = "paused" if action == "pause" else "active"
+            client.patch(f"/v1/offers/{offer_id}", json={"status": status}, headers=headers)
+            entry["active"] = status == "active"
+        elif action == "delete":
+            client.delete(f"/v1/offers/{offer_id}", headers=headers)
+            del model[offer_id]
+        else:
+            entry["km"] = rng.uniform(0, 8)
+            client.patch(f"/v1/places/{entry['place']}", json={"lng": east_of_start(entry["km"])},
+                         headers=headers)
+        expected = {oid for oid, e in model.items() if e["active"] and WGS84.inv(
+            -105.10, 39.746, east_of_start(e["km"]), 39.746)[2] <= 5000}
+        answer = recommend(client, fleet, route=None, limit=50, radius_m=5000,
+                           position={"lat": 39.746, "lng": -105.10})
+        assert set(offer_ids(answer)) == expected
+
+
+INVALID = {
+    "no position": ({"position": None}, "position"),
+    "lat out of range": ({"position": {"lat": 95, "lng": 0}}, "position"),
+    "route of one point": ({"route": {"type": "LineString", "coordinates": [[0, 0]]}}, "route"),
+    "position far from route": ({"position": {"lat": 45.0, "lng": -100.0}}, "position"),
+    "limit over 50": ({"limit": 51}, "limit"),
+    "radius over 50 km": ({"radius_m": 50_001}, "radius_m"),
+    "unknown weather": ({"context": {"weather": "plasma"}}, "context"),
+    "demographics": ({"context": {"age": 34}}, "context"),
+    "time without offset": ({"at": "2026-12-02T08:00:00"}, "at"),
+}
+
+
+@pytest.mark.parametrize("change, field", INVALID.values(), ids=INVALID.keys())
+def test_requests_that_cannot_be_served_are_422(client, fleet, change, field):
+    _, headers = fleet
+    body = {"driver_id": "d", "route": ROUTE, "position": {"lat": 39.745, "lng": -105.1},
+            **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    response = client.post("/v1/recommendations", json=body, headers=headers)
+    assert response.status_code == 422, response.json
+    assert field in response.json["errors"]
+
+
+def test_only_fleet_keys_get_recommendations(client, merchant):
+    _, headers = merchant
+    body = {"driver_id": "d", "position": {"lat": 39.7, "lng": -105.0}}
+    assert client.post("/v1/recommendations", json=body).status_code == 401
+    assert client.post("/v1/recommendations", json=body, headers=headers).status_code == 403
