@@ -14,7 +14,6 @@ the ellipsoid's, and the distance is flat around its minimum, so the error is ne
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,11 +61,13 @@ class Route:
     """Vertices in order of travel (`lat`, `lng` arrays, degrees) and the geodesic distance from
     the start to each (`along_m`)."""
 
-    def __init__(self, lat: np.ndarray, lng: np.ndarray, start_along_m: float = 0.0):
-        lat, lng = _densified(np.asarray(lat, float), np.asarray(lng, float))
-        self.lat, self.lng = lat, lng
-        _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
-        self.along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
+    def __init__(self, lat: np.ndarray, lng: np.ndarray, start_along_m: float = 0.0,
+                 _along_m: np.ndarray | None = None):
+        if _along_m is None:
+            lat, lng = _densified(np.asarray(lat, float), np.asarray(lng, float))
+            _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
+            _along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
+        self.lat, self.lng, self.along_m = lat, lng, _along_m
         self._xyz = unit_vectors(lat, lng)
         a, b = self._xyz[:-1], self._xyz[1:]
         mid = a + b
@@ -96,16 +97,22 @@ class Route:
     def remaining_from(self, lat: float, lng: float, within_m: float = 50_000.0) -> Route:
         """The part of the route ahead of a car at (lat, lng): from the car's nearest point
         on the route onwards, keeping distances along measured from the original start."""
-        located = self.locate(np.array([lat]), np.array([lng]), within_m)
-        if not np.isfinite(located.offset_m[0]):
+        # A car is nearly always on its route: look close first, far only if need be.
+        for reach in (min(2_000.0, within_m), within_m):
+            located = self.locate(np.array([lat]), np.array([lng]), reach)
+            if np.isfinite(located.offset_m[0]):
+                break
+        else:
             raise RouteError(f"position is more than {within_m / 1000:.0f} km from the route")
         start = float(located.along_m[0])
         if start >= self.along_m[-1] - 1.0:
             raise RouteError("position is at the end of the route: nothing is ahead")
         foot_lat, foot_lng = self.point_at(start)
         ahead = self.along_m > start
+        # The vertices ahead keep their distances; only the first, partial segment is new.
         return Route(np.concatenate([foot_lat, self.lat[ahead]]),
-                     np.concatenate([foot_lng, self.lng[ahead]]), start_along_m=start)
+                     np.concatenate([foot_lng, self.lng[ahead]]),
+                     _along_m=np.concatenate([[start], self.along_m[ahead]]))
 
     def points_every(self, step_m: float) -> tuple[np.ndarray, np.ndarray]:
         """Points along the route `step_m` apart from its start, and its end: on each
@@ -140,31 +147,27 @@ class Route:
                                               seg_side[keep])
         foot_lat, foot_lng = _lat_lng(foot)
         _, _, dist = WGS84.inv(lng[point_idx], lat[point_idx], foot_lng, foot_lat)
-        _, _, from_start = WGS84.inv(self.lng[seg_idx], self.lat[seg_idx], foot_lng, foot_lat)
-        pair_along = self.along_m[seg_idx] + from_start
-        # For each point keep its nearest pair; ties go to the earliest along the route.
-        order = np.lexsort((pair_along, dist, point_idx))
-        first = np.unique(point_idx[order], return_index=True)[1]
-        best = order[first]
-        chosen = point_idx[best]
+        # For each point keep its nearest pair; ties (a route passing twice) go to the earliest
+        # along the route, ordered by segment start and then the foot's place on the segment.
+        from_a = np.einsum("ij,ij->i", self._xyz[seg_idx], foot)
+        order = np.lexsort((-from_a, seg_idx, dist, point_idx))
+        best = order[np.unique(point_idx[order], return_index=True)[1]]
+        chosen, seg = point_idx[best], seg_idx[best]
+        _, _, from_start = WGS84.inv(self.lng[seg], self.lat[seg], foot_lng[best], foot_lat[best])
         offset[chosen] = dist[best]
-        along[chosen] = pair_along[best]
+        along[chosen] = self.along_m[seg] + from_start
         side[chosen] = seg_side[best]
         return Located(offset, along, side)
 
     def _nearby_pairs(self, lat, lng, within_m) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate (point, segment) pairs, found with a k-d tree over segment midpoints on
-        the unit sphere. Conservative: never drops a pair that could be within reach."""
-        points = unit_vectors(lat, lng)
-        candidates = self._midpoints.query_ball_point(
-            points, r=self._max_half + within_m / MIN_RADIUS_M * 1.001 + 1e-9)
-        sizes = np.fromiter(map(len, candidates), dtype=np.intp, count=len(candidates))
-        point_idx = np.repeat(np.arange(len(points)), sizes)
-        seg_idx = np.fromiter(itertools.chain.from_iterable(candidates), dtype=np.intp,
-                              count=int(sizes.sum()))
-        chord = np.linalg.norm(points[point_idx] - self._mid[seg_idx], axis=1)
-        near = chord <= self._half[seg_idx] + within_m / MIN_RADIUS_M * 1.001 + 1e-9
-        return point_idx[near], seg_idx[near]
+        """Candidate (point, segment) pairs, found with k-d trees of segment midpoints and of
+        the points on the unit sphere. Conservative: never drops a pair that could be within
+        reach (a chord is shorter than its arc, and arcs times MIN_RADIUS_M understate)."""
+        reach = within_m / MIN_RADIUS_M * 1.001 + 1e-9
+        pairs = self._midpoints.sparse_distance_matrix(
+            cKDTree(unit_vectors(lat, lng)), self._max_half + reach, output_type="ndarray")
+        near = pairs["v"] <= self._half[pairs["i"]] + reach
+        return pairs["j"][near].astype(np.intp), pairs["i"][near].astype(np.intp)
 
     def _feet(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The nearest point of each segment's great-circle arc to each point, and the side."""
