@@ -64,8 +64,7 @@ class Route:
     def __init__(self, lat: np.ndarray, lng: np.ndarray, start_along_m: float = 0.0,
                  _along_m: np.ndarray | None = None):
         if _along_m is None:
-            lat, lng = _densified(np.asarray(lat, float), np.asarray(lng, float))
-            _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
+            lat, lng, steps = _densified(np.asarray(lat, float), np.asarray(lng, float))
             _along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
         self.lat, self.lng, self.along_m = lat, lng, _along_m
         self._xyz = unit_vectors(lat, lng)
@@ -190,12 +189,13 @@ class Route:
         return foot, side
 
 
-def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split segments longer than MAX_SEGMENT_M at intermediate geodesic points."""
+def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split segments longer than MAX_SEGMENT_M at intermediate geodesic points; returns the
+    vertices and the length of each segment."""
     _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
     long_segments = np.nonzero(steps > MAX_SEGMENT_M)[0]
     if long_segments.size == 0:
-        return lat, lng
+        return lat, lng, steps
     out_lat, out_lng, last = [], [], 0
     for i in long_segments:  # a loop over long segments only, which real routes rarely have
         out_lat.append(lat[last:i + 1])
@@ -207,7 +207,8 @@ def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray
         last = i + 1
     out_lat.append(lat[last:])
     out_lng.append(lng[last:])
-    return np.concatenate(out_lat), np.concatenate(out_lng)
+    lat, lng = np.concatenate(out_lat), np.concatenate(out_lng)
+    return lat, lng, WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])[2]
 
 
 def route_from_points(lat, lng) -> Route:
