@@ -64,6 +64,7 @@ def test_every_transaction_and_script_stays_in_one_hash_tag(client, admin, new_a
     listener.join(10)
 
     open_blocks: dict[str, set[str] | None] = defaultdict(lambda: None)
+    watched: dict[str, set[str]] = {}
     blocks, untagged = [], []
     for command in commands:
         words = command["command"].split(" ")
@@ -71,8 +72,11 @@ def test_every_transaction_and_script_stays_in_one_hash_tag(client, admin, new_a
         connection = f"{command['client_address']}:{command['client_port']}"
         if name in KEYLESS and name not in ("MULTI", "EXEC"):
             continue
+        if name == "WATCH":  # watched keys must share the transaction's slot too
+            watched[connection] = {TAG.match(k).group(1) for k in words[1:] if TAG.match(k)}
+            continue
         if name == "MULTI":
-            open_blocks[connection] = set()
+            open_blocks[connection] = watched.pop(connection, set())
             continue
         if name == "EXEC":
             blocks.append(open_blocks.pop(connection))
