@@ -314,10 +314,16 @@ def check_with_schemas(catalogue: Catalogue, offers: list[tuple[str, dict]],
 
 # -- routes ------------------------------------------------------------------------------------
 
-def make_route(rng, region: Region, length_km: float, step_km: float = 0.2) -> np.ndarray:
-    """A smooth random path of `length_km` starting in a town: (n, 2) lat/lng vertices."""
-    town = rng.choice(len(region.town_weight), p=region.town_weight)
-    position = region.town_xy[town] + rng.normal(size=2) * region.town_sigma[town] * 0.5
+def make_route(rng, region: Region, length_km: float, start: str = "towns",
+               step_km: float = 0.2) -> np.ndarray:
+    """A smooth random path of `length_km`: (n, 2) lat/lng vertices. It starts in a town
+    chosen by size (`start="towns"`, where most driving is) or anywhere in the region
+    (`start="anywhere"`, mostly countryside)."""
+    if start == "towns":
+        town = rng.choice(len(region.town_weight), p=region.town_weight)
+        position = region.town_xy[town] + rng.normal(size=2) * region.town_sigma[town] * 0.5
+    else:
+        position = rng.uniform(-region.half_km, region.half_km, size=2)
     position = np.clip(position, -region.half_km * 0.9, region.half_km * 0.9)
     heading = rng.uniform(0, 2 * np.pi)
     turn = 0.0
@@ -338,15 +344,15 @@ def make_route(rng, region: Region, length_km: float, step_km: float = 0.2) -> n
     return np.stack([np.round(lat, 6), np.round(lng, 6)], axis=1)
 
 
-def make_routes(seed: int, region: Region, lengths_km: list[float],
-                count: int) -> dict[float, list[dict]]:
+def make_routes(seed: int, region: Region, lengths_km: list[float], count: int,
+                start: str = "towns") -> dict[float, list[dict]]:
     """`count` GeoJSON LineStrings ([lng, lat]) per length, the same for any catalogue."""
     routes = {}
     for length in lengths_km:
-        rng = np.random.default_rng([seed, 5, int(length * 1000)])
+        rng = np.random.default_rng([seed, 5, int(length * 1000), start == "towns"])
         routes[length] = [
-            {"type": "LineString",
-             "coordinates": [[float(b), float(a)] for a, b in make_route(rng, region, length)]}
+            {"type": "LineString", "coordinates": [
+                [float(b), float(a)] for a, b in make_route(rng, region, length, start)]}
             for _ in range(count)]
     return routes
 

@@ -15,6 +15,7 @@ the ellipsoid's, and the distance is flat around its minimum, so the error is ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polyline
@@ -29,7 +30,10 @@ MAX_SEGMENT_M = 5_000.0
 # angle on the unit sphere times this never overstates a geodesic distance, so reach computed
 # with it is a safe upper bound.
 MIN_RADIUS_M = 6_335_000.0
-RADIUS_RATIO = 6_399_600.0 / MIN_RADIUS_M * 1.0001  # largest over smallest radius of curvature
+MAX_RADIUS_M = 6_400_000.0  # the largest (prime vertical, at the poles), rounded up
+RADIUS_RATIO = MAX_RADIUS_M / MIN_RADIUS_M  # bounds how far an angle can misorder distances
+MEAN_RADIUS_M = 6_371_008.8
+SCREEN_STEP_M = 40.0
 
 
 class RouteError(ValueError):
@@ -44,6 +48,16 @@ def unit_vectors(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
 def _lat_lng(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
     return np.degrees(np.arctan2(z, np.hypot(x, y))), np.degrees(np.arctan2(y, x))
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Per point: `inside` the search distance (exactly decided), and estimates of `offset_m`
+    and `along_m` good to about SCREEN_STEP_M / 2 (inf and nan outside)."""
+
+    inside: np.ndarray
+    offset_m: np.ndarray
+    along_m: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,42 @@ class Route:
         segment's great circle (no antimeridian or polar trouble from lat/lng maths)."""
         lat, lng = self.point_at(np.arange(self.along_m[0], self.along_m[-1], step_m))
         return np.append(lat, self.lat[-1]), np.append(lng, self.lng[-1])
+
+    @cached_property
+    def _samples(self) -> tuple[np.ndarray, cKDTree]:
+        """Points on the route every SCREEN_STEP_M, in a k-d tree on the unit sphere."""
+        along = np.append(np.arange(self.along_m[0], self.along_m[-1], SCREEN_STEP_M),
+                          self.along_m[-1])
+        return along, cKDTree(unit_vectors(*self.point_at(along)))
+
+    def screen(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Screened:
+        """Which points lie within `within_m` of the route, decided exactly but measured only
+        roughly: the nearest route sample settles most points in one vectorised k-d query,
+        and only those whose bounds straddle `within_m` are measured exactly with `locate`.
+
+        Bounds: the sample is on the route, so the true distance is at most the distance to
+        it, itself at most MAX_RADIUS_M times the angle; every route point is within half a
+        step of a sample, so the true distance is at least MIN_RADIUS_M times the angle less
+        half a step."""
+        lat, lng = np.asarray(lat, float), np.asarray(lng, float)
+        along_samples, tree = self._samples
+        half_step = SCREEN_STEP_M / 2 + 0.1  # and 10 cm for great circle versus geodesic
+        reach = (within_m + half_step) / MIN_RADIUS_M * 1.001 + 1e-9
+        chord, nearest = tree.query(unit_vectors(lat, lng), distance_upper_bound=reach)
+        found = nearest < len(along_samples)
+        angle = 2 * np.arcsin(np.minimum(np.where(found, chord, 2.0) / 2, 1.0))
+        inside = found & (angle * MAX_RADIUS_M <= within_m)
+        unsure = found & ~inside & (angle * MIN_RADIUS_M - half_step <= within_m)
+        offset = np.where(found, angle * MEAN_RADIUS_M, np.inf)
+        along = np.where(found, along_samples[np.minimum(nearest, len(along_samples) - 1)],
+                         np.nan)
+        if unsure.any():
+            exact = self.locate(lat[unsure], lng[unsure], within_m)
+            rows = np.nonzero(unsure)[0]
+            inside[rows] = exact.offset_m <= within_m
+            offset[rows], along[rows] = exact.offset_m, exact.along_m
+        return Screened(inside, np.where(inside, offset, np.inf),
+                        np.where(inside, along, np.nan))
 
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`."""

@@ -15,7 +15,7 @@ import orjson
 from redis import Redis
 
 from geo.cells import corridor_cells, radius_cells
-from geo.route import WGS84, Route
+from geo.route import SCREEN_STEP_M, WGS84, Route
 
 from . import keys
 from .geo_index import CATEGORIES, GeoIndex, brand_key
@@ -28,6 +28,11 @@ DETOUR_SPEED_MS = 30 / 3.6
 
 def detour_m(offset_m: np.ndarray) -> np.ndarray:
     return 2.0 * ROAD_FACTOR * offset_m
+
+
+def _with_spare(limit: int) -> int:
+    """How many to fetch for `limit` answers, with spares for stale records dropped."""
+    return limit + limit // 10 + 5
 
 
 def _filter(records: np.ndarray, categories: list[str] | None,
@@ -64,24 +69,29 @@ class PlaceSearch:
         measured from the route's start (for a route from `remaining_from`, from the car)."""
         records = _filter(self.index.places_in(corridor_cells(route, corridor_m)),
                           categories, brands)
+        screened = route.screen(records["lat"], records["lng"], corridor_m)
+        records, estimated = records[screened.inside], screened.along_m[screened.inside]
+        # Measure exactly only what can make the answer: the first places by estimated
+        # distance along, and any whose estimate is within two screening steps of the last.
+        wanted = _with_spare(limit)
+        if len(records) > wanted:
+            last = np.partition(estimated, wanted - 1)[wanted - 1]
+            records = records[estimated <= last + 2 * SCREEN_STEP_M]
         located = route.locate(records["lat"], records["lng"], corridor_m)
-        inside = located.offset_m <= corridor_m
-        records = records[inside]
-        offset = located.offset_m[inside]
-        along = located.along_m[inside] - route.along_m[0]
-        side = located.side[inside]
-        order = np.lexsort((records["place_id"], along))
-        detour = detour_m(offset[order])
-        return self._answer(records[order], {
-            "distance_along_route_m": along[order], "offset_m": offset[order],
-            "side": np.where(side[order] < 0, "left", "right"),
+        order = np.lexsort((records["place_id"], located.along_m))
+        records, offset = records[order], located.offset_m[order]
+        along = located.along_m[order] - route.along_m[0]
+        detour = detour_m(offset)
+        return self._answer(records, {
+            "distance_along_route_m": along, "offset_m": offset,
+            "side": np.where(located.side[order] < 0, "left", "right"),
             "detour_m": detour, "detour_s": detour / DETOUR_SPEED_MS}, limit)
 
     def _answer(self, records: np.ndarray, measures: dict[str, np.ndarray],
                 limit: int) -> list[dict]:
         """The first `limit` places with their documents, dropping any record whose place was
         deleted or moved since it was filed (possible only while a write is in flight)."""
-        take = min(len(records), limit + limit // 10 + 5)
+        take = min(len(records), _with_spare(limit))
         docs = self.place_documents([pid.decode() for pid in records["place_id"][:take]])
         items = []
         for i in range(take):

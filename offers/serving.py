@@ -65,11 +65,13 @@ class OfferServing:
         index records behind them (row for row)."""
         if trip.route is not None:
             records = self.index.offers_in(corridor_cells(trip.route, trip.corridor_m))
-            located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
-            inside = located.offset_m <= trip.corridor_m
+            # Membership is exact; offsets and distances along are estimates good to ~20 m,
+            # plenty for detours and arrival times.
+            screened = trip.route.screen(records["lat"], records["lng"], trip.corridor_m)
+            inside = screened.inside
             records = records[inside]
-            offset = located.offset_m[inside]
-            along = located.along_m[inside] - trip.route.along_m[0]
+            offset = screened.offset_m[inside]
+            along = screened.along_m[inside] - trip.route.along_m[0]
             detour = detour_m(offset)
             eta = along / trip.cruise_ms + ROAD_FACTOR * offset / DETOUR_SPEED_MS
         else:
