@@ -88,6 +88,16 @@ def import_places(path: str, merchant_id: str | None) -> None:
 
 
 @main.command()
+def reindex() -> None:
+    """Rebuild the geo index from the catalogue (after an upgrade that changed its layout)."""
+    client = _redis()
+    catalogue = Catalogue(client)
+    catalogue.index.clear()
+    merchants = [m.decode() for m in client.hkeys(keys.MERCHANTS)] + [keys.SHARED_MERCHANT]
+    click.echo(f"filed {catalogue.reindex(merchants)} places of {len(merchants)} catalogues")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.pass_context
@@ -101,6 +111,7 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     os.environ.setdefault("OFFERS_ADMIN_TOKEN", _demo_admin_token())
     try:
         ctx.invoke(seed)
+        ctx.invoke(reindex)  # data kept from an older version may be filed the old way
         click.echo(f"admin token: {os.environ['OFFERS_ADMIN_TOKEN']}")
         click.echo(f"API:      http://{host}:{port}/v1")
         click.echo(f"API docs: http://{host}:{port}/docs")

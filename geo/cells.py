@@ -1,8 +1,9 @@
 """H3 cells for the geo index: which cell a place is filed under, and which cells a search must
 read so that it never misses a place (a superset, which the exact distance check then trims).
 
-Places are filed at `INDEX_RES` (res 7: cells of about 5 km²), so a 50 km route with a 1 km
-corridor reads a few dozen cells. Each cell's key carries its resolution-3 parent as the Redis
+Places are filed at `INDEX_RES` (res 8: cells of about 0.74 km²), fine enough that the cells a
+1 km corridor reads hold little beyond it, so a 50 km route reads a few hundred small cells in
+one pipelined round trip. Each cell's key carries its resolution-3 parent as the Redis
 Cluster hash tag (`region_of`): neighbouring cells share a slot, so writes for one place are one
 transaction, while the whole index still spreads over the cluster.
 """
@@ -13,21 +14,21 @@ import math
 
 import h3.api.basic_int as h3
 import numpy as np
-from scipy.spatial import cKDTree
 
-from .route import MIN_RADIUS_M, WGS84, Route, unit_vectors
+from .route import WGS84, Route
 
-INDEX_RES = 7
+INDEX_RES = 8
 REGION_RES = 3
-# Largest and smallest distance from a res-7 cell's centre to its corners, over 100,000 cells
-# sampled uniformly on the globe and all pentagons (1,548 m and 988 m), with 15% to spare for
+# Largest and smallest distance from a cell's centre to its corners at each resolution, over
+# 100,000 cells sampled uniformly on the globe and all pentagons, with 15% to spare for
 # sampling and for the ellipsoid; used only to over-select cells, never to accept a place.
-CELL_RADIUS_MAX_M = 1_548 * 1.15
-CELL_RADIUS_MIN_M = 988 / 1.15
+_CELL_RADII_M = {7: (1_548.2, 987.9), 8: (585.2, 395.6)}
+CELL_RADIUS_MAX_M = _CELL_RADII_M[INDEX_RES][0] * 1.15
+CELL_RADIUS_MIN_M = _CELL_RADII_M[INDEX_RES][1] / 1.15
 # Adjacent centres are sqrt(3) radii apart; a ring of grid distance k reaches at least
 # k * spacing * cos(30 deg) in every direction.
 _RING_REACH_M = math.sqrt(3) * CELL_RADIUS_MIN_M * math.cos(math.radians(30))
-_SAMPLE_STEP_M = 250.0
+_MAX_FILTERED_CELLS = 5_000
 
 
 def cell_of(lat: float, lng: float) -> int:
@@ -55,6 +56,8 @@ def _centres(cells: list[int]) -> tuple[np.ndarray, np.ndarray]:
 def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
     """Every cell that may hold a point within `radius_m` (geodesic) of (lat, lng)."""
     cells = _disk({cell_of(lat, lng)}, radius_m + 2 * CELL_RADIUS_MAX_M)
+    if len(cells) > _MAX_FILTERED_CELLS:
+        return cells  # measuring each centre would cost more than reading the extra cells
     clat, clng = _centres(cells)
     _, _, dist = WGS84.inv(np.full(len(cells), lng), np.full(len(cells), lat), clng, clat)
     return [c for c, d in zip(cells, dist, strict=True) if d <= radius_m + CELL_RADIUS_MAX_M]
@@ -62,15 +65,12 @@ def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
 
 def corridor_cells(route: Route, corridor_m: float) -> list[int]:
     """Every cell that may hold a point within `corridor_m` of the route."""
-    # Every point of the route is within STEP/2 of a sample, so a cell none of whose points
-    # can be within corridor + STEP/2 of a sample holds nothing within the corridor.
-    lat, lng = route.points_every(_SAMPLE_STEP_M)
-    cells = _disk({cell_of(a, b) for a, b in zip(lat, lng, strict=True)},
-                  corridor_m + 2 * CELL_RADIUS_MAX_M + _SAMPLE_STEP_M)
-    samples = cKDTree(unit_vectors(lat, lng))
-    chord, _ = samples.query(unit_vectors(*_centres(cells)))
-    # A chord on the unit sphere times the smallest radius of curvature is a lower bound on
-    # the geodesic distance, so this test can only keep too many cells, never too few.
-    lower_bound = chord * MIN_RADIUS_M - _SAMPLE_STEP_M / 2
-    return [c for c, d in zip(cells, lower_bound, strict=True)
-            if d <= corridor_m + CELL_RADIUS_MAX_M]
+    # Disks around coarse samples of the route propose cells (sparse samples, wide disks:
+    # fewer, less overlapping disks); the route's own fine samples then drop every cell whose
+    # centre is surely farther than corridor + a cell's radius from the route.
+    reach = corridor_m + 2 * CELL_RADIUS_MAX_M
+    lat, lng = route.points_every(reach)
+    cells = _disk({cell_of(a, b) for a, b in zip(lat, lng, strict=True)}, reach + reach / 2)
+    clat, clng = _centres(cells)
+    lower = route.distance_lower_bound(clat, clng, corridor_m + CELL_RADIUS_MAX_M)
+    return [c for c, d in zip(cells, lower, strict=True) if d <= corridor_m + CELL_RADIUS_MAX_M]

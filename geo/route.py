@@ -34,6 +34,7 @@ MAX_RADIUS_M = 6_400_000.0  # the largest (prime vertical, at the poles), rounde
 RADIUS_RATIO = MAX_RADIUS_M / MIN_RADIUS_M  # bounds how far an angle can misorder distances
 MEAN_RADIUS_M = 6_371_008.8
 SCREEN_STEP_M = 40.0
+_HALF_STEP_M = SCREEN_STEP_M / 2 + 0.1  # and 10 cm for a great circle against a geodesic
 
 
 class RouteError(ValueError):
@@ -150,14 +151,11 @@ class Route:
         step of a sample, so the true distance is at least MIN_RADIUS_M times the angle less
         half a step."""
         lat, lng = np.asarray(lat, float), np.asarray(lng, float)
-        along_samples, tree = self._samples
-        half_step = SCREEN_STEP_M / 2 + 0.1  # and 10 cm for great circle versus geodesic
-        reach = (within_m + half_step) / MIN_RADIUS_M * 1.001 + 1e-9
-        chord, nearest = tree.query(unit_vectors(lat, lng), distance_upper_bound=reach)
-        found = nearest < len(along_samples)
-        angle = 2 * np.arcsin(np.minimum(np.where(found, chord, 2.0) / 2, 1.0))
+        along_samples = self._samples[0]
+        angle, nearest = self._nearest_sample(lat, lng, within_m)
+        found = np.isfinite(angle)
         inside = found & (angle * MAX_RADIUS_M <= within_m)
-        unsure = found & ~inside & (angle * MIN_RADIUS_M - half_step <= within_m)
+        unsure = found & ~inside & (angle * MIN_RADIUS_M - _HALF_STEP_M <= within_m)
         offset = np.where(found, angle * MEAN_RADIUS_M, np.inf)
         along = np.where(found, along_samples[np.minimum(nearest, len(along_samples) - 1)],
                          np.nan)
@@ -168,6 +166,24 @@ class Route:
             offset[rows], along[rows] = exact.offset_m, exact.along_m
         return Screened(inside, np.where(inside, offset, np.inf),
                         np.where(inside, along, np.nan))
+
+    def distance_lower_bound(self, lat: np.ndarray, lng: np.ndarray,
+                             within_m: float) -> np.ndarray:
+        """A lower bound of each point's distance to the route (inf beyond `within_m`)."""
+        angle, _ = self._nearest_sample(np.asarray(lat, float), np.asarray(lng, float),
+                                        within_m)
+        return np.maximum(angle * MIN_RADIUS_M - _HALF_STEP_M, 0.0)
+
+    def _nearest_sample(self, lat: np.ndarray, lng: np.ndarray,
+                        within_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """Angle on the unit sphere to the nearest route sample (inf when no sample is near
+        enough for the point to be within `within_m`), and that sample's index."""
+        along_samples, tree = self._samples
+        reach = (within_m + _HALF_STEP_M) / MIN_RADIUS_M * 1.001 + 1e-9
+        chord, nearest = tree.query(unit_vectors(lat, lng), distance_upper_bound=reach)
+        found = nearest < len(along_samples)
+        angle = 2 * np.arcsin(np.minimum(np.where(found, chord, 0.0) / 2, 1.0))
+        return np.where(found, angle, np.inf), nearest
 
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`."""

@@ -230,6 +230,20 @@ class Catalogue:
                 pipe.get(keys.offer_redeemed(offer["merchant_id"], offer["id"]))
             return [int(n or 0) for n in pipe.execute()]
 
+    def reindex(self, merchant_ids: Iterable[str]) -> int:
+        """File these merchants' places and live offers in the geo index again (after the
+        index layout changed, or to repair it); returns how many places were filed."""
+        filed = 0
+        for merchant_id in merchant_ids:
+            places = {pid.decode(): orjson.loads(raw) for pid, raw in
+                      self.redis.hgetall(keys.places(merchant_id)).items()}
+            offers = map(orjson.loads, self.redis.hvals(keys.offers(merchant_id)))
+            self.index.apply([], [place_entry(doc) for doc in places.values()])
+            self.index.apply([], [entry for offer in offers
+                                  for entry in offer_entries(offer, places)])
+            filed += len(places)
+        return filed
+
     # -- shared mechanics -----------------------------------------------------------------
 
     def _put_offer(self, pipe: Pipeline, merchant_id: str, doc: dict) -> None:

@@ -114,6 +114,18 @@ class GeoIndex:
                         pipe.hset(key, field, record)
                 pipe.execute()
 
+    def clear(self) -> None:
+        """Remove every cell of the index (before a full reindex)."""
+        for pattern in ("{g:*}:places:*", "{g:*}:offers:*"):
+            batch = []
+            for key in self.redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    self.redis.unlink(*batch)
+                    batch = []
+            if batch:
+                self.redis.unlink(*batch)
+
     def places_in(self, cells: list[int]) -> np.ndarray:
         return self._read(keys.cell_places, cells, PLACE_RECORD)
 

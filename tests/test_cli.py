@@ -120,3 +120,18 @@ def test_the_app_answers_over_http_under_gunicorn(redis_url, command):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_reindex_rebuilds_a_lost_geo_index(run, redis_client):
+    run("seed")
+    search = {"lat": 39.74, "lng": -104.99, "radius": 3000}
+    from offers.search import PlaceSearch
+
+    before = PlaceSearch(redis_client).nearby(search["lat"], search["lng"], search["radius"], 50)
+    for key in list(redis_client.scan_iter(match="{g:*")):
+        redis_client.delete(key)
+    assert PlaceSearch(redis_client).nearby(39.74, -104.99, 3000, 50) == []
+    result = run("reindex")
+    assert result.exit_code == 0 and "filed" in result.output
+    assert PlaceSearch(redis_client).nearby(39.74, -104.99, 3000, 50) == before
+    assert before
