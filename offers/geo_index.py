@@ -25,7 +25,7 @@ from redis import Redis
 from geo.cells import cell_of, region_of
 
 from . import keys
-from .hours import MASK_BYTES, serving_slots
+from .hours import MASK_BYTES, serving_slots, zone_id
 
 CATEGORIES = ("restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
               "convenience", "supermarket", "car_wash", "parking", "other")
@@ -38,7 +38,7 @@ OFFER_RECORD = np.dtype([
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
-    ("timezone", "S32"), ("cap_timezone", "S32"), ("serving", "u1", (MASK_BYTES,)),
+    ("zone", "<u4"), ("cap_zone", "<u4"), ("serving", "u1", (MASK_BYTES,)),
     ("offer_id", "S48"), ("place_id", "S48"),
 ])
 
@@ -88,7 +88,8 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
                 offer.get("value_estimate") or 0.0, discount["value"],
                 CATEGORIES.index(offer["category"]), DISCOUNT_KINDS.index(discount["kind"]),
                 (place.get("attributes") or {}).get("price_level") or 0, exact,
-                place["timezone"], offer["timezone"], np.frombuffer(slots, np.uint8),
+                zone_id(place["timezone"]), zone_id(offer["timezone"]),
+                np.frombuffer(slots, np.uint8),
                 offer["id"], place_id,
             )], dtype=OFFER_RECORD).tobytes()
         entries.append((_cell_key(keys.cell_offers, place), field, record))

@@ -11,9 +11,10 @@ library at their exact arrival time.
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import numpy as np
 import opening_hours
@@ -67,14 +68,26 @@ def serving_slots(place_hours: str | None, schedule: str | None) -> tuple[bytes,
     return both.tobytes(), hours_exact and served_exact
 
 
-def local_slot(timezones: np.ndarray, moments: np.ndarray) -> np.ndarray:
-    """The weekly slot index at each UTC epoch second in `moments`, in each row's timezone.
-    One zoneinfo lookup per distinct timezone, not per row."""
+def zone_id(name: str) -> int:
+    """A 32-bit id for an IANA timezone name, as index records store it (4 bytes, not 32)."""
+    return zlib.crc32(name.encode())
+
+
+_ZONES_BY_ID = {zone_id(name): name for name in available_timezones() | {"UTC"}}
+assert len(_ZONES_BY_ID) == len(available_timezones() | {"UTC"}), "timezone ids collide"
+
+
+def zone_name(zone: int) -> str:
+    return _ZONES_BY_ID[int(zone)]
+
+
+def local_slot(zones: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """The weekly slot index at each UTC epoch second in `moments`, in each row's timezone
+    (`zone_id`s). One zoneinfo lookup per distinct timezone, not per row."""
     slots = np.empty(len(moments), dtype=np.int64)
-    for zone in np.unique(timezones):
-        rows = timezones == zone
-        name = zone.decode() if isinstance(zone, bytes) else str(zone)
-        offsets = _utc_offsets(name, moments[rows])
+    for zone in np.unique(zones):
+        rows = zones == zone
+        offsets = _utc_offsets(zone_name(zone), moments[rows])
         local = moments[rows] + offsets
         # 1970-01-01 was a Thursday: shift so that Monday 00:00 is slot 0.
         minutes = ((local // 60).astype(np.int64) + 3 * 24 * 60) % (7 * 24 * 60)

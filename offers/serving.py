@@ -20,7 +20,7 @@ from ranking import Candidates
 from . import keys
 from .catalogue import offer_state
 from .geo_index import CATEGORIES, GeoIndex
-from .hours import is_open_exactly, local_slot, open_at
+from .hours import is_open_exactly, local_slot, open_at, zone_name
 from .redemptions import driver_key
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
 
@@ -96,7 +96,7 @@ class OfferServing:
         arrival = trip.at.timestamp() + eta
         keep &= (records["valid_from"] <= arrival) & (arrival < records["valid_until"])
         if len(records):
-            keep &= open_at(records["serving"], local_slot(records["timezone"], arrival))
+            keep &= open_at(records["serving"], local_slot(records["zone"], arrival))
         rows = np.nonzero(keep)[0]
         records = records[rows]
         return Candidates(
@@ -127,7 +127,7 @@ class OfferServing:
             for record, arrival in zip(records, arrivals, strict=True):
                 offer_id, place_id = record["offer_id"].decode(), record["place_id"].decode()
                 merchant = keys.owner_of(offer_id) or keys.SHARED_MERCHANT
-                day = arrival.astimezone(ZoneInfo(record["cap_timezone"].decode())).date()
+                day = arrival.astimezone(ZoneInfo(zone_name(record["cap_zone"]))).date()
                 pipe.hget(keys.offers(merchant), offer_id)
                 pipe.hget(keys.places(keys.owner_of(place_id) or merchant), place_id)
                 pipe.get(keys.offer_redeemed(merchant, offer_id))

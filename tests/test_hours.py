@@ -14,6 +14,7 @@ from offers.hours import (
     open_at,
     serving_slots,
     weekly_slots,
+    zone_id,
 )
 
 RULES = ["24/7", "Mo-Fr 07:00-20:00; Sa 08:00-14:00; Su off", "Mo-Su 16:00-02:00",
@@ -31,7 +32,7 @@ def test_weekly_mask_agrees_with_the_library_every_quarter_hour_of_a_week(rule):
     zone = "America/Denver"
     start = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # a Monday, 00:00 in Denver
     moments = np.array([(start + timedelta(minutes=15 * i)).timestamp() for i in range(672)])
-    slots = local_slot(np.array([zone] * 672), moments)
+    slots = local_slot(np.array([zone_id(zone)] * 672), moments)
     masks = np.repeat(mask_rows(rule), 672, axis=0)
     expected = [is_open_exactly(rule, zone, datetime.fromtimestamp(m, UTC)) for m in moments]
     assert list(open_at(masks, slots)) == expected
@@ -41,7 +42,7 @@ def test_offer_schedule_narrows_place_hours():
     rows = mask_rows("Mo-Fr 07:00-20:00", "Mo-Fr 06:00-10:00")
     monday_0930 = datetime(2026, 11, 30, 9, 30, tzinfo=UTC).timestamp()
     monday_1030 = datetime(2026, 11, 30, 10, 30, tzinfo=UTC).timestamp()
-    slots = local_slot(np.array(["UTC", "UTC"]), np.array([monday_0930, monday_1030]))
+    slots = local_slot(np.array([zone_id("UTC")] * 2), np.array([monday_0930, monday_1030]))
     assert list(open_at(np.repeat(rows, 2, axis=0), slots)) == [True, False]
 
 
@@ -61,6 +62,6 @@ def test_local_slot_follows_daylight_saving_across_a_change():
     # Europe/Helsinki leaves DST on 2026-10-25 at 01:00 UTC (04:00 EEST -> 03:00 EET).
     before = datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp()   # 03:30 local, UTC+3
     after = datetime(2026, 10, 25, 1, 30, tzinfo=UTC).timestamp()    # 03:30 local, UTC+2
-    slots = local_slot(np.array(["Europe/Helsinki"] * 2), np.array([before, after]))
+    slots = local_slot(np.array([zone_id("Europe/Helsinki")] * 2), np.array([before, after]))
     sunday_0330 = 6 * 96 + 3 * 4 + 2
     assert list(slots) == [sunday_0330, sunday_0330]
