@@ -72,7 +72,9 @@ BOUNDARY_TOLERANCE_M = 1.0
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
 PRODUCT_PACKAGES = ("api/", "geo/", "offers/", "ranking/")
 # Methods that measure with the exact coordinates, so their order along the route must match.
-ORDER_EXACT_METHODS = ("along_route", "along_route_core", "numpy")
+ORDER_EXACT_METHODS = ("along_route", "along_route_ids", "along_route_all", "numpy")
+LIMITED_METHODS = ("along_route", "along_route_ids")  # answer at most --limit places
+UNLIMITED = 10**9
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -263,22 +265,21 @@ def create_accounts(client: redis.Redis) -> str:
 
 # -- the search methods ------------------------------------------------------------------------
 
-def along_route_core(search: PlaceSearch, route: Route, corridor_m: float) -> np.ndarray:
-    """`PlaceSearch.along_route` without the documents: cells, records, exact filter, order."""
-    records = search.index.places_in(corridor_cells(route, corridor_m))
-    located = route.locate(records["lat"], records["lng"], corridor_m)
-    inside = located.offset_m <= corridor_m
-    ids, along = records["place_id"][inside], located.along_m[inside]
-    return ids[np.lexsort((ids, along))]
+class IdsOnlySearch(PlaceSearch):
+    """`PlaceSearch` exactly as it is, except that an answer is the ordered place ids instead
+    of documents: `along_route` without its last round trip (the documents) and the dicts."""
+
+    def _answer(self, records: np.ndarray, measures: dict, limit: int) -> np.ndarray:
+        return records["place_id"][:limit]
 
 
 def stage_times(client: redis.Redis, lines: list[dict], corridor_m: float) -> dict:
-    """Where a query's time goes: p50 of each step of the retrieval, for places (the search)
-    and for offer records (what a recommendation reads), and the bytes each read returns."""
+    """The fixed steps of a retrieval timed one by one (p50 ms): parsing the route, choosing
+    its cells, and reading the place cells (a search) and the offer cells (a recommendation),
+    with the bytes each read returns. The rest of a query is its numpy work."""
     index = PlaceSearch(client).index
     times: dict[str, list[float]] = {k: [] for k in (
-        "parse_route", "corridor_cells", "read_place_cells", "locate_places",
-        "read_offer_cells", "locate_offers")}
+        "parse_route", "corridor_cells", "read_place_cells", "read_offer_cells")}
     sizes: dict[str, list[int]] = {"place_bytes": [], "offer_bytes": []}
     for line in lines:
         marks = [time.perf_counter()]
@@ -288,11 +289,7 @@ def stage_times(client: redis.Redis, lines: list[dict], corridor_m: float) -> di
         marks.append(time.perf_counter())
         places = index.places_in(cells)
         marks.append(time.perf_counter())
-        route.locate(places["lat"], places["lng"], corridor_m)
-        marks.append(time.perf_counter())
         offers = index.offers_in(cells)
-        marks.append(time.perf_counter())
-        route.locate(offers["lat"], offers["lng"], corridor_m)
         marks.append(time.perf_counter())
         for name, begin, end in zip(times, marks[:-1], marks[1:], strict=True):
             times[name].append((end - begin) * 1000)
@@ -310,13 +307,15 @@ def _vertices(line: dict) -> tuple[np.ndarray, np.ndarray]:
 def search_methods(client: redis.Redis, geosearch: GeoSearchBaseline, scan: NumpyBaseline,
                    postgis: PostgisBaseline | None, corridor_m: float,
                    limit: int) -> dict[str, Callable[[dict], object]]:
-    search = PlaceSearch(client)
+    search, ids_only = PlaceSearch(client), IdsOnlySearch(client)
     methods = {
         "route_parse": route_from_geojson,
         "along_route": lambda line: search.along_route(route_from_geojson(line), corridor_m,
                                                        limit),
-        "along_route_core": lambda line: along_route_core(search, route_from_geojson(line),
-                                                          corridor_m),
+        "along_route_ids": lambda line: ids_only.along_route(route_from_geojson(line),
+                                                             corridor_m, limit),
+        "along_route_all": lambda line: ids_only.along_route(route_from_geojson(line),
+                                                             corridor_m, UNLIMITED),
         "geosearch": lambda line: geosearch.along(route_from_geojson(line), corridor_m),
         "numpy": lambda line: scan.along(route_from_geojson(line), corridor_m),
     }
@@ -333,7 +332,7 @@ def _kept(method: str, result):
         return None
     if method == "along_route":
         return [item["place_id"] for item in result]
-    if method == "along_route_core":
+    if method in ("along_route_ids", "along_route_all"):
         return [pid.decode() for pid in result]
     return [str(pid) for pid in result[0]], result[1]
 
@@ -370,11 +369,11 @@ class Verifier:
         for i, line in enumerate(lines):
             route = route_from_geojson(line)
             full = [item["place_id"] for item in
-                    self.search.along_route(route, self.corridor_m, 10**9)]
+                    self.search.along_route(route, self.corridor_m, UNLIMITED)]
             self._count(counts, route, full, results, i)
             for method in checks:
                 found = _ids(method, results[method][i])
-                expected = full[: self.limit] if method == "along_route" else full
+                expected = full[: self.limit] if method in LIMITED_METHODS else full
                 if method.startswith("postgis"):
                     found, expected = sorted(found), sorted(expected)
                 self._compare(method, checks[method], route, found, expected)
@@ -447,11 +446,11 @@ def recommendation_bodies(lines: list[dict], at: datetime, corridor_m: float,
     return bodies
 
 
-def _answer(status: int, data: bytes) -> int:
-    """Items in a recommendation answer; anything but a 200 stops the benchmark."""
+def _answer(status: int, data: bytes) -> tuple[str, ...]:
+    """The offer ids of a recommendation answer; anything but a 200 stops the benchmark."""
     if status != 200:
         raise RuntimeError(f"recommendation failed with {status}: {data[:500]!r}")
-    return len(orjson.loads(data)["items"])
+    return tuple(item["offer_id"] for item in orjson.loads(data)["items"])
 
 
 def inprocess_client(redis_url: str, fleet_key: str) -> Callable[[bytes], tuple[int, bytes]]:
@@ -521,14 +520,15 @@ def http_client(port: int, fleet_key: str) -> tuple[Callable[[bytes], tuple[int,
     return call, stats
 
 
-def profile(call: Callable[[bytes], tuple[int, bytes]], bodies: list[bytes],
-            top: int = 10) -> dict:
-    """cProfile over in-process recommendations: the top entries by cumulative and own time."""
+def profile(call: Callable, inputs: list, top: int = 10) -> dict:
+    """cProfile over calls in-process: the top entries by cumulative time (all, and in the
+    project's own packages) and by own time, in ms per call."""
     profiler = cProfile.Profile()
     profiler.enable()
-    for body in bodies:
-        call(body)
+    for item in inputs:
+        call(item)
     profiler.disable()
+    bodies = inputs
     stats = pstats.Stats(profiler)
     rows = []
     for (path, line, name), (_, calls, own, cumulative, _) in stats.stats.items():
@@ -590,12 +590,15 @@ def run_searches(args, client, catalogue, routes, at, baselines) -> dict:
         out[f"{length:g}"] = {"timings": timings, **checked,
                               "stages": stage_times(client, lines, args.corridor_m),
                               "us_per_record": per_record(timings, checked["counts"])}
-    return out
+    middle = sorted(routes)[len(routes) // 2]
+    profiled = {"route_km": middle, "call": f"along_route(route, corridor, {args.limit})",
+                **profile(methods["along_route"], routes[middle][: args.profile_queries])}
+    return out, profiled
 
 
 def per_record(timings: dict, counts: dict) -> dict:
     """Median over queries of latency divided by what the query read: cost per candidate."""
-    pairs = {"along_route_core": "place_records_read", "along_route": "place_records_read",
+    pairs = {"along_route_all": "place_records_read", "along_route": "place_records_read",
              "geosearch": "geosearch_hits", "numpy": "numpy_bbox_candidates"}
     out = {}
     for method, count in pairs.items():
@@ -610,15 +613,17 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
     bodies = {length: recommendation_bodies(lines, at, args.corridor_m, args.recommend_limit)
               for length, lines in routes.items()}
     out: dict = {f"{length:g}": {} for length in routes}
+    expected: dict = {}
     inprocess = inprocess_client(server_url, fleet_key)
     for length, batch in bodies.items():
-        latencies, answers = measure(inprocess, batch, args.warmup, lambda a: _answer(*a))
+        latencies, expected[length] = measure(inprocess, batch, args.warmup,
+                                              lambda a: _answer(*a))
         out[f"{length:g}"]["recommend_inprocess"] = {
             "summary": summary(latencies), "latencies_ms": latencies,
-            "mean_items": float(np.mean(answers))}
+            "mean_items": float(np.mean([len(a) for a in expected[length]]))}
         log(f"  {length:g} km recommend in-process: p50 {np.median(latencies):.2f} ms")
     middle = sorted(routes)[len(routes) // 2]
-    profiled = {"route_km": middle,
+    profiled = {"route_km": middle, "call": "POST /v1/recommendations (Flask test client)",
                 **profile(inprocess, bodies[middle][: args.profile_queries])}
     if args.no_http:
         return {"by_length": out, "profile": profiled}
@@ -633,7 +638,9 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
                 latencies, answers = measure(call, batch, args.warmup, lambda a: _answer(*a))
                 out[f"{length:g}"][name] = {
                     "summary": summary(latencies), "latencies_ms": latencies,
-                    "mean_items": float(np.mean(answers)),
+                    "mean_items": float(np.mean([len(a) for a in answers])),
+                    "same_offers_as_inprocess": sum(
+                        a == b for a, b in zip(answers, expected[length], strict=True)),
                     "connections_closed_by_server": stats["server_closed"],
                     "requests": stats["requests"]}
                 log(f"  {length:g} km {name}: p50 {np.median(latencies):.2f} ms")
@@ -659,7 +666,8 @@ def run_size(args, n: int, region: synthetic.Region, routes: dict, now: datetime
         release_documents(catalogue, offers)
         result["memory_breakdown"] = memory_breakdown(client)
         baselines = setup_baselines(args, client, catalogue, result)
-        result["search"] = run_searches(args, client, catalogue, routes, at, baselines)
+        result["search"], result["search_profile"] = run_searches(args, client, catalogue,
+                                                                  routes, at, baselines)
         result["recommendations"] = run_recommendations(args, server.url, fleet_key, routes, at)
         for length, block in result["recommendations"]["by_length"].items():
             counts = result["search"][length]["counts"]
@@ -718,12 +726,14 @@ def print_size(size: dict) -> None:
               f"cells; {means['places_in_corridor']:.0f} places and "
               f"{means['offer_candidates']:.0f} live offers in the corridor)")
         read = {"along_route": means["place_records_read"],
-                "along_route_core": means["place_records_read"],
+                "along_route_ids": means["place_records_read"],
+                "along_route_all": means["place_records_read"],
                 "geosearch": means.get("geosearch_hits"),
                 "numpy": means.get("numpy_bbox_candidates")}
         for method, timing in block["timings"].items():
             s = timing["summary"]
-            shown = {"along_route": min(means["places_in_corridor"], 1000)}.get(
+            limited = min(means["places_in_corridor"], 1000)
+            shown = {"along_route": limited, "along_route_ids": limited}.get(
                 method, means["places_in_corridor"] if method != "route_parse" else "")
             print(_row([method, f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}",
                         f"{shown:.0f}" if shown != "" else "",
@@ -732,7 +742,7 @@ def print_size(size: dict) -> None:
         stages, read = block["stages"]["p50_ms"], block["stages"]["mean_bytes"]
         print("   us per record read (median): " + ", ".join(
             f"{k} {v:.2f}" for k, v in block["us_per_record"].items()))
-        print("   stages p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+        print("   steps p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
               + f"; bytes read: places {read['place_bytes'] / 1e6:.2f} MB, offers "
               f"{read['offer_bytes'] / 1e6:.2f} MB")
         recs = size["recommendations"]["by_length"][length]
@@ -740,10 +750,12 @@ def print_size(size: dict) -> None:
             s = timing["summary"]
             extra = f"{timing['mean_items']:.1f} items"
             if "connections_closed_by_server" in timing:
-                extra += f"; {timing['connections_closed_by_server']} conn closed"
+                extra = (f"{timing['same_offers_as_inprocess']} same, {extra}; "
+                         f"{timing['connections_closed_by_server']} closed")
             print(_row([method, f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}",
                         "", f"{means['offer_records_read']:.0f}", extra], widths))
     print_ratios(size)
+    print_profile(size["search_profile"])
     print_profile(size["recommendations"]["profile"])
 
 
@@ -763,7 +775,7 @@ def print_ratios(size: dict) -> None:
     print("ratios of p50 latencies (baseline / ours; >1 means ours is faster):")
     for length, block in size["search"].items():
         parts = []
-        for ours in ("along_route", "along_route_core"):
+        for ours in ("along_route", "along_route_all"):
             for base in ("geosearch", "numpy", "postgis_dwithin", "postgis_pieces"):
                 a, b = _p50(block, ours), _p50(block, base)
                 if a and b:
@@ -772,8 +784,8 @@ def print_ratios(size: dict) -> None:
 
 
 def print_profile(profiled: dict) -> None:
-    print(f"cProfile, in-process recommendation, {profiled['route_km']:g} km routes, "
-          f"{profiled['requests']} requests (ms per request):")
+    print(f"cProfile of {profiled['call']}, {profiled['route_km']:g} km routes, "
+          f"{profiled['requests']} calls (ms per call):")
     for title, key in (("top 10 by cumulative time", "cumulative"),
                        ("top 15 in api/ geo/ offers/ ranking/ by cumulative time",
                         "product_cumulative"),
@@ -795,12 +807,12 @@ def print_scaling(sizes: list[dict]) -> None:
         a, b = small["search"][length], large["search"][length]
         parts = [f"places in corridor x{_ratio(b, a, 'places_in_corridor'):.2f}",
                  f"records read x{_ratio(b, a, 'place_records_read'):.2f}"]
-        for method in ("along_route", "along_route_core", "geosearch", "numpy",
+        for method in ("along_route", "along_route_ids", "along_route_all", "geosearch", "numpy",
                        "postgis_dwithin", "postgis_pieces"):
             pa, pb = _p50(a, method), _p50(b, method)
             if pa and pb:
                 parts.append(f"{method} x{pb / pa:.2f}")
-        for method in ("along_route_core", "numpy"):
+        for method in ("along_route_all", "numpy"):
             pa, pb = _p50(a, method), _p50(b, method)
             if pa and pb:
                 parts.append(f"{method} us/place-in-corridor {1000 * pa / _mean(a):.2f} -> "
@@ -820,8 +832,14 @@ def _ratio(b: dict, a: dict, count: str) -> float:
 
 
 def all_identical(sizes: list[dict]) -> bool:
-    return all(check["mismatched_queries"] == 0 for size in sizes
-               for block in size["search"].values() for check in block["checks"].values())
+    """No search mismatch, and every HTTP answer the same offers as in-process."""
+    searches = all(check["mismatched_queries"] == 0 for size in sizes
+                   for block in size["search"].values() for check in block["checks"].values())
+    answers = all(timing.get("same_offers_as_inprocess", timing["summary"]["n"])
+                  == timing["summary"]["n"] for size in sizes
+                  for block in size["recommendations"]["by_length"].values()
+                  for timing in block.values())
+    return searches and answers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,11 +101,16 @@ def redemptions(merchant_id: str) -> str:
 
 # -- the geo index: `{g:<res-3 region>}` tags, so one place's cell writes share a slot -------
 
+# The record layout's version: bump it whenever PLACE_RECORD or OFFER_RECORD change, so that
+# records of an older layout are never decoded as the new one (`offers reindex` refiles).
+GEO_LAYOUT = "v1"
+
+
 def cell_places(region: str, cell: int) -> str:
     """Hash: place id -> packed place record (`offers.geo_index.PLACE_RECORD`)."""
-    return f"{{g:{region}}}:places:{cell:x}"
+    return f"{{g:{region}}}:places:{GEO_LAYOUT}:{cell:x}"
 
 
 def cell_offers(region: str, cell: int) -> str:
     """Hash: `<offer id>|<place id>` -> packed offer record (`offers.geo_index.OFFER_RECORD`)."""
-    return f"{{g:{region}}}:offers:{cell:x}"
+    return f"{{g:{region}}}:offers:{GEO_LAYOUT}:{cell:x}"
