@@ -3,19 +3,24 @@
     .venv/bin/python -m benchmarks.along_route [--places 200000 1000000]
         [--routes-km 10 50 200] [--queries 200] [--out FILE.json] [--postgres-dsn DSN]
 
+The run works on a copy of the code taken when it starts (api/, geo/, offers/, ranking/), so a
+long run, and the gunicorn it starts later, measure one version even if the working tree
+changes meanwhile; the JSON records its git commit and a hash of its files.
+
 For each catalogue size it starts a throwaway redis-server (never the one on :6379), writes a
 synthetic catalogue (`benchmarks.synthetic`) through the real code path, `Catalogue.add_places`
 in chunks of 10,000 and `Catalogue.add_offer` one offer at a time, and measures:
 
 - build rate (places/s) and Redis memory per place (`INFO memory` used_memory delta);
 - latency, per route length, of
-  (a) `PlaceSearch.along_route(route, corridor, 1000)` in-process, and its retrieval core
-      alone (cells, records, exact filter, order: no documents), the same work the baselines do;
+  (a) `PlaceSearch.along_route(route, corridor, 1000)` in-process; the same call answering
+      place ids instead of documents (`along_route_ids`); and the same without a limit
+      (`along_route_all`: every place in the corridor, the like-for-like of the baselines);
   (b) POST /v1/recommendations through the Flask test client (fleet key, position at the
       route start, limit 10);
   (c) the same over HTTP against gunicorn with one worker (sequential requests from one
       keep-alive client; the default sync worker closes each connection, so a gthread worker
-      with keep-alive is measured too);
+      with keep-alive is measured too), checking each answer equals the in-process one;
 - the baselines on the same places and routes: Redis GEOSEARCH sampled along the route with an
   exact filter, a numpy scan (bounding box, then `Route.locate`) and PostGIS (`ST_DWithin`, whole
   route and route pieces) when PostgreSQL with PostGIS is reachable;
@@ -34,12 +39,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
 import http.client
 import json
 import os
 import platform
 import pstats
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,6 +79,7 @@ PLACES_CHUNK = 10_000
 BOUNDARY_TOLERANCE_M = 1.0
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
 PRODUCT_PACKAGES = ("api/", "geo/", "offers/", "ranking/")
+SNAPSHOT_ENV = "BENCH_CODE_STATE"  # set in the child that runs on a snapshot of the code
 # Methods that measure with the exact coordinates, so their order along the route must match.
 ORDER_EXACT_METHODS = ("along_route", "along_route_ids", "along_route_all", "numpy")
 LIMITED_METHODS = ("along_route", "along_route_ids")  # answer at most --limit places
@@ -94,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres-dsn", default=DEFAULT_DSN)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--live-code", action="store_true",
+                        help="run on the working tree instead of a snapshot of it")
     parser.add_argument("--profile-queries", type=int, default=100,
                         help="in-process recommendations profiled with cProfile")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
@@ -132,9 +143,7 @@ def machine_info() -> dict:
     return {"nproc": _command("nproc"), "cpu_model": cpu, "memory": memory,
             "platform": platform.platform(), "python": sys.version.split()[0],
             "numpy": np.__version__, "scipy": scipy.__version__, "h3": h3.__version__,
-            "pyproj": pyproj.__version__, "redis_py": redis.__version__,
-            "git_commit": _command("git", "rev-parse", "HEAD"),
-            "git_uncommitted": _command("git", "status", "--porcelain").splitlines()}
+            "pyproj": pyproj.__version__, "redis_py": redis.__version__}
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -842,15 +851,62 @@ def all_identical(sizes: list[dict]) -> bool:
     return searches and answers
 
 
+def code_state(repo: Path, snapshot: Path | None = None) -> dict:
+    """The git commit and uncommitted paths of `repo`, and a SHA-256 over the product's Python
+    files as measured (in `snapshot` when there is one)."""
+    root = snapshot or repo
+    digest = hashlib.sha256()
+    for name in PRODUCT_PACKAGES:
+        for path in sorted((root / name).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return {"repo": str(repo), "git_commit": _command("git", "-C", str(repo), "rev-parse", "HEAD"),
+            "git_uncommitted": _command("git", "-C", str(repo), "status",
+                                        "--porcelain").splitlines(),
+            "code_sha256": digest.hexdigest()}
+
+
+def run_from_snapshot(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the benchmark on a copy of the code taken now, so that a long run (and the gunicorn
+    it starts later) measures one version even if the code changes meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="bench-code-") as tmp:
+        snapshot = Path(tmp)
+        for name in (*PRODUCT_PACKAGES, "seed_data", "benchmarks"):
+            shutil.copytree(REPO / name.strip("/"), snapshot / name.strip("/"),
+                            ignore=shutil.ignore_patterns("__pycache__", "results"))
+        state = {**code_state(REPO, snapshot), "snapshot": tmp,
+                 "command": shlex.join([sys.executable, "-m", "benchmarks.along_route",
+                                        *argv])}
+        env = {**os.environ, SNAPSHOT_ENV: json.dumps(state), "PYTHONPATH": tmp}
+        child = subprocess.Popen([sys.executable, "-m", "benchmarks.along_route", *argv,
+                                  "--out", str(args.out.resolve())], cwd=tmp, env=env)
+
+        def forward(signum, _frame) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return child.wait()
+
+
+def _exit_on_term(_signum, _frame) -> None:
+    raise SystemExit(143)  # run the `finally` blocks: stop redis-server, drop the table
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if not os.environ.get(SNAPSHOT_ENV) and not args.live_code:
+        return run_from_snapshot(args, argv)
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    code = json.loads(os.environ[SNAPSHOT_ENV]) if os.environ.get(SNAPSHOT_ENV) else {
+        **code_state(REPO), "command": shlex.join([sys.executable, "-m",
+                                                   "benchmarks.along_route", *argv])}
     now = synthetic.now_utc()
     region = synthetic.make_region(args.seed, args.region_km)
     routes = synthetic.make_routes(args.seed, region, args.routes_km, args.queries,
                                    args.route_start)
-    report = {"command": shlex.join([sys.executable, "-m", "benchmarks.along_route",
-                                     *(sys.argv[1:] if argv is None else argv)]),
-              "started_at": now.isoformat(), "machine": machine_info(),
+    report = {"command": code.pop("command"), "started_at": now.isoformat(),
+              "machine": machine_info(), "code": code,
               "settings": {k: (str(v) if isinstance(v, Path) else v)
                            for k, v in vars(args).items()},
               "sizes": []}
@@ -863,8 +919,7 @@ def main(argv: list[str] | None = None) -> int:
     print_scaling(report["sizes"])
     identical = all_identical(report["sizes"])
     report["all_results_identical_within_1m"] = identical
-    # The code may change under a long run (gunicorn imports it when it starts): say if so.
-    report["git_commit_at_end"] = _command("git", "rev-parse", "HEAD")
+    report["git_commit_at_end"] = _command("git", "-C", code["repo"], "rev-parse", "HEAD")
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2
                                       | orjson.OPT_SERIALIZE_NUMPY))
     print(f"\nJSON: {args.out}")

@@ -43,7 +43,6 @@ class Situation:
 
     driver_id: str
     fleet_id: str
-    local_hour: float | None = None
     context: dict = field(default_factory=dict)
 
 
