@@ -15,7 +15,7 @@ import orjson
 from redis import Redis
 
 from geo.cells import corridor_cells, radius_cells
-from geo.route import SCREEN_STEP_M, WGS84, Route
+from geo.route import WGS84, Route
 
 from . import keys
 from .geo_index import CATEGORIES, GeoIndex, brand_key
@@ -69,14 +69,10 @@ class PlaceSearch:
         measured from the route's start (for a route from `remaining_from`, from the car)."""
         records = _filter(self.index.places_in(corridor_cells(route, corridor_m)),
                           categories, brands)
-        screened = route.screen(records["lat"], records["lng"], corridor_m)
-        records, estimated = records[screened.inside], screened.along_m[screened.inside]
-        # Measure exactly only what can make the answer: the first places by estimated
-        # distance along, and any whose estimate is within two screening steps of the last.
-        wanted = _with_spare(limit)
-        if len(records) > wanted:
-            last = np.partition(estimated, wanted - 1)[wanted - 1]
-            records = records[estimated <= last + 2 * SCREEN_STEP_M]
+        # Screening settles membership cheaply; what is inside is then measured exactly (an
+        # estimate of distance along can pick the wrong pass where a route comes back near
+        # itself, which would change which places come first).
+        records = records[route.screen(records["lat"], records["lng"], corridor_m).inside]
         located = route.locate(records["lat"], records["lng"], corridor_m)
         order = np.lexsort((records["place_id"], located.along_m))
         records, offset = records[order], located.offset_m[order]
