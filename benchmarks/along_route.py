@@ -97,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=1000, help="along_route limit")
     parser.add_argument("--recommend-limit", type=int, default=10)
     parser.add_argument("--region-km", type=float, default=300.0)
+    parser.add_argument("--far-copies", type=int, nargs="+", default=[0],
+                        help="also run each size with K more copies of its places in regions "
+                             "far from every route (a catalogue K+1 times larger with the same "
+                             "corridors)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--route-start", choices=("towns", "anywhere"), default="towns",
                         help="routes start in a town chosen by size, or anywhere")
@@ -656,13 +660,18 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
     return {"by_length": out, "profile": profiled, "gunicorn_commands": commands}
 
 
-def run_size(args, n: int, region: synthetic.Region, routes: dict, now: datetime) -> dict:
+def run_size(args, n: int, far_copies: int, region: synthetic.Region, routes: dict,
+             now: datetime) -> dict:
     at = next_wednesday_noon(now)
-    log(f"catalogue of {n:,} places: generating")
-    catalogue = synthetic.make_places(args.seed, region, n)
-    offers = synthetic.make_offers(args.seed, catalogue, now)
+    log(f"catalogue of {n:,} places and {far_copies} far copies: generating")
+    parts = [synthetic.make_places(args.seed, region, n, copy)
+             for copy in range(far_copies + 1)]
+    offers = [offer for copy, part in enumerate(parts)
+              for offer in synthetic.make_offers(args.seed, part, now, copy)]
+    catalogue = synthetic.merged(parts)
     checked = synthetic.check_with_schemas(catalogue, offers)
-    result: dict = {"places": n, "recommendation_at": at.isoformat(),
+    result: dict = {"places": len(catalogue.place_id), "places_near_routes": n,
+                    "far_copies": far_copies, "recommendation_at": at.isoformat(),
                     "documents_checked_with_schemas": checked}
     server = RedisServer().start()
     baselines = None
@@ -713,7 +722,9 @@ def _check_text(check: dict | None) -> str:
 
 def print_size(size: dict) -> None:
     build, n = size["build"], size["places"]
-    print(f"\n=== {n:,} places, {build['offers']:,} offers ({build['offer_records']:,} "
+    far = (f" ({size['places_near_routes']:,} in the routes' region and {size['far_copies']} "
+           f"copies far away)" if size.get("far_copies") else "")
+    print(f"\n=== {n:,} places{far}, {build['offers']:,} offers ({build['offer_records']:,} "
           f"offer-place records), 200 merchants; Redis {size['redis_version']} ===")
     print(f"build: places {build['places_per_s']:,.0f} places/s ({build['places_path']}); "
           f"offers {build['offers_per_s']:,.0f} offers/s = {build['offer_records_per_s']:,.0f} "
@@ -912,7 +923,8 @@ def main(argv: list[str] | None = None) -> int:
               "sizes": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for n in args.places:
-        report["sizes"].append(run_size(args, n, region, routes, now))
+        for far_copies in args.far_copies:
+            report["sizes"].append(run_size(args, n, far_copies, region, routes, now))
         args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2
                                           | orjson.OPT_SERIALIZE_NUMPY))
         print_size(report["sizes"][-1])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 
 import numpy as np
 from redis import Redis
@@ -30,7 +31,7 @@ GEO_KEY = "bench:geo"
 # the ellipsoid's geodesic by under 0.25%, and GEOSEARCH's 52-bit cells move points by < 1 m.
 SPHERE_MARGIN = 1.005
 GEOHASH_ERROR_M = 1.0
-PG_TABLE = "bench_along_route_places"
+PG_TABLE = "bench_along_route_places_"  # + the process id: concurrent runs do not collide
 PG_PIECE_VERTICES = 16
 
 
@@ -103,11 +104,12 @@ def _linestring(lat: np.ndarray, lng: np.ndarray) -> str:
 
 
 class PostgisBaseline:
-    """Owns one table (`PG_TABLE`), created on `load` and dropped on `close`."""
+    """Owns one table (`PG_TABLE` + pid), created on `load` and dropped on `close`."""
 
     def __init__(self, dsn: str):
         import psycopg  # only needed when PostgreSQL is reachable
 
+        self.table = f"{self.table}{os.getpid()}"
         self.connection = psycopg.connect(dsn, autocommit=True)
         with self.connection.cursor() as cursor:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS postgis")
@@ -116,18 +118,18 @@ class PostgisBaseline:
 
     def load(self, place_id: np.ndarray, lat: np.ndarray, lng: np.ndarray) -> dict:
         with self.connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {PG_TABLE}")
-            cursor.execute(f"CREATE TABLE {PG_TABLE} (id text PRIMARY KEY, "
+            cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
+            cursor.execute(f"CREATE TABLE {self.table} (id text PRIMARY KEY, "
                            "geog geography(Point, 4326) NOT NULL)")
             buffer = io.StringIO()
             for pid, a, b in zip(place_id.tolist(), lat.tolist(), lng.tolist(), strict=True):
                 buffer.write(f"{pid}\tSRID=4326;POINT({b!r} {a!r})\n")
-            with cursor.copy(f"COPY {PG_TABLE} (id, geog) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {self.table} (id, geog) FROM STDIN") as copy:
                 copy.write(buffer.getvalue())
-            cursor.execute(f"CREATE INDEX {PG_TABLE}_geog ON {PG_TABLE} USING gist (geog)")
-            cursor.execute(f"ANALYZE {PG_TABLE}")
-            cursor.execute(f"SELECT pg_total_relation_size('{PG_TABLE}'), "
-                           f"pg_relation_size('{PG_TABLE}_geog')")
+            cursor.execute(f"CREATE INDEX {self.table}_geog ON {self.table} USING gist (geog)")
+            cursor.execute(f"ANALYZE {self.table}")
+            cursor.execute(f"SELECT pg_total_relation_size('{self.table}'), "
+                           f"pg_relation_size('{self.table}_geog')")
             total, index = cursor.fetchone()
         return {"table_and_index_bytes": total, "gist_index_bytes": index}
 
@@ -136,7 +138,7 @@ class PostgisBaseline:
         """ST_DWithin against the whole route: the GiST probe uses the route's bounding box.
         PostGIS needs no `Route`: it is given the route's vertices as they came."""
         with self.connection.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {PG_TABLE} WHERE ST_DWithin(geog, "
+            cursor.execute(f"SELECT id FROM {self.table} WHERE ST_DWithin(geog, "
                            "%s::geography, %s)", (_linestring(lat, lng), corridor_m))
             ids = np.array([row[0] for row in cursor.fetchall()], dtype=str)
         return np.sort(ids), {"results": len(ids)}
@@ -152,7 +154,7 @@ class PostgisBaseline:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT DISTINCT p.id FROM unnest(%s::text[]) AS s(piece) "
-                f"CROSS JOIN LATERAL (SELECT id FROM {PG_TABLE} "
+                f"CROSS JOIN LATERAL (SELECT id FROM {self.table} "
                 f"WHERE ST_DWithin(geog, s.piece::geography, %s)) AS p",
                 (pieces, corridor_m))
             ids = np.array([row[0] for row in cursor.fetchall()], dtype=str)
@@ -160,11 +162,11 @@ class PostgisBaseline:
 
     def explain(self, lat: np.ndarray, lng: np.ndarray, corridor_m: float) -> str:
         with self.connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN ANALYZE SELECT id FROM {PG_TABLE} WHERE ST_DWithin(geog, "
+            cursor.execute(f"EXPLAIN ANALYZE SELECT id FROM {self.table} WHERE ST_DWithin(geog, "
                            "%s::geography, %s)", (_linestring(lat, lng), corridor_m))
             return "\n".join(row[0] for row in cursor.fetchall())
 
     def close(self) -> None:
         with self.connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {PG_TABLE}")
+            cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
         self.connection.close()

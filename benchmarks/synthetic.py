@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from api.schemas import OfferSchema, PlaceSchema
+from api.schemas import OfferSchema, PlaceSchema, timezone_at
 from offers.catalogue import place_id_for
 
 CENTRE = (39.74, -104.99)  # Denver
@@ -86,6 +86,7 @@ OPENING_HOURS = ((None, 0.35), ("24/7", 0.15), ("Mo-Su 06:00-22:00", 0.20),
 SCHEDULES = ((None, 0.7), ("Mo-Fr 06:00-10:00", 0.1), ("Mo-Su 11:00-14:00", 0.1),
              ("Sa,Su 08:00-20:00", 0.1))
 MERCHANTS = 200
+FAR_SHIFT_DEG = 6.0  # far copies of the region: Kansas, Missouri, Indiana, Ohio, ...
 MAX_OFFER_PLACES = 25
 
 
@@ -216,11 +217,16 @@ class Catalogue:
     merchant: np.ndarray
 
 
-def make_places(seed: int, region: Region, n: int) -> Catalogue:
-    xy, categories = place_points(seed, region, n)
+def make_places(seed: int, region: Region, n: int, copy: int = 0) -> Catalogue:
+    """`n` places in the region; `copy` k > 0 draws another `n` in a copy of the region moved
+    k * FAR_SHIFT_DEG east, far from every route (to grow the catalogue, not the corridors)."""
+    part_seed = seed + 1000 * copy
+    xy, categories = place_points(part_seed, region, n)
     lat, lng = to_lat_lng(xy[:, 0], xy[:, 1])
-    lat, lng = np.round(lat, 6), np.round(lng, 6)  # as real feeds send them
-    rng = np.random.default_rng([seed, 2, n])
+    lat, lng = np.round(lat, 6), np.round(lng + FAR_SHIFT_DEG * copy, 6)
+    timezone = TIMEZONE if copy == 0 else timezone_at(CENTRE[0],
+                                                      CENTRE[1] + FAR_SHIFT_DEG * copy)
+    rng = np.random.default_rng([part_seed, 2, n])
     merchants = np.array(merchant_ids(), dtype=object)
     merchant_category = _merchant_categories(np.random.default_rng([seed, 3]))
     owner = np.empty(n, dtype=object)
@@ -234,18 +240,28 @@ def make_places(seed: int, region: Region, n: int) -> Catalogue:
     place_ids = np.empty(n, dtype=object)
     for i in range(n):
         merchant = str(owner[i])
-        external_id = f"bench:{i}"
+        external_id = f"bench:{i}" if copy == 0 else f"bench:c{copy}:{i}"
         number = len(by_merchant[merchant]) + 1
         doc = {"name": f"{merchant.upper()} {categories[i]} #{number}",
                "category": str(categories[i]), "brand": f"Brand {merchant[3:]}",
                "lat": float(lat[i]), "lng": float(lng[i]), "external_id": external_id,
-               "timezone": TIMEZONE, "attributes": {}}
+               "timezone": timezone, "attributes": {}}
         if hours[i] is not None:
             doc["opening_hours"] = hours[i]
         by_merchant[merchant].append(doc)
         place_ids[i] = place_id_for(merchant, external_id)
     return Catalogue({m: docs for m, docs in by_merchant.items() if docs},
                      place_ids.astype(str), lat, lng, categories, owner.astype(str))
+
+
+def merged(parts: list[Catalogue]) -> Catalogue:
+    """One catalogue of several parts (each merchant's places concatenated)."""
+    places: dict[str, list[dict]] = {}
+    for part in parts:
+        for merchant, docs in part.places.items():
+            places.setdefault(merchant, []).extend(docs)
+    return Catalogue(places, *(np.concatenate([getattr(p, name) for p in parts]) for name in
+                               ("place_id", "lat", "lng", "category", "merchant")))
 
 
 # -- offers ------------------------------------------------------------------------------------
@@ -275,10 +291,11 @@ def _offer(rng, place_ids: list[str], category: str, number: int, valid_from: st
     return doc
 
 
-def make_offers(seed: int, catalogue: Catalogue, now: datetime) -> list[tuple[str, dict]]:
+def make_offers(seed: int, catalogue: Catalogue, now: datetime,
+                copy: int = 0) -> list[tuple[str, dict]]:
     """(merchant_id, offer document) pairs: each place in one offer, half of them in a second;
     an offer names 1 to MAX_OFFER_PLACES places of its merchant."""
-    rng = np.random.default_rng([seed, 4, len(catalogue.place_id)])
+    rng = np.random.default_rng([seed + 1000 * copy, 4, len(catalogue.place_id)])
     valid_from = (now - timedelta(days=30)).replace(microsecond=0).isoformat()
     valid_until = (now + timedelta(days=365)).replace(microsecond=0).isoformat()
     offers = []
@@ -301,12 +318,14 @@ def make_offers(seed: int, catalogue: Catalogue, now: datetime) -> list[tuple[st
 def check_with_schemas(catalogue: Catalogue, offers: list[tuple[str, dict]],
                        sample: int = 2000) -> int:
     """Assert that a sample of the built documents is exactly what the API schemas load."""
-    places = [d for docs in catalogue.places.values() for d in docs[: max(1, sample // 100)]]
+    # A spread over each merchant's places, so every part of a merged catalogue is sampled.
+    places = [d for docs in catalogue.places.values()
+              for d in docs[:: max(1, len(docs) // 10)][:10]]
     place_schema, offer_schema = PlaceSchema(), OfferSchema()
     for doc in places[:sample]:
         loaded = place_schema.load(doc)
         assert loaded == doc, (loaded, doc)
-    for _, doc in offers[:sample]:
+    for _, doc in offers[:: max(1, len(offers) // sample)][:sample]:
         loaded = offer_schema.load(doc)
         assert loaded == doc, (loaded, doc)
     return min(len(places), sample) + min(len(offers), sample)
