@@ -56,7 +56,8 @@ def recommend(body: dict):
     ranker = services().ranker
     candidates, records = found.candidates(trip, body.get("categories"),
                                            body.get("max_detour_s"))
-    order = np.argsort(-ranker.score(candidates, situation), kind="stable")
+    scores = ranker.score(candidates, situation)
+    order = np.argsort(-scores, kind="stable")
     if body["one_per_place"]:
         _, first = np.unique(candidates.place_id[order], return_index=True)
         order = order[np.sort(first)]
@@ -76,7 +77,6 @@ def recommend(body: dict):
             break
     rows = np.array(chosen, dtype=np.intp)
     picked = candidates.take(rows)
-    scores = ranker.score(picked, situation)
     reasons = ranker.reasons(picked, situation)
     items = []
     for i, shortlisted in enumerate(served):
@@ -89,5 +89,5 @@ def recommend(body: dict):
             "distance_m": float(picked.distance_m[i]),
             "distance_along_route_m": None if np.isnan(along) else float(along),
             "detour_s": float(picked.detour_s[i]), "eta_s": float(picked.eta_s[i]),
-            "score": float(scores[i]), "reasons": reasons[i]})
+            "score": float(scores[rows[i]]), "reasons": reasons[i]})
     return {"recommendation_id": "rec_" + secrets.token_hex(10), "items": items}
