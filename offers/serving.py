@@ -65,13 +65,14 @@ class OfferServing:
         index records behind them (row for row)."""
         if trip.route is not None:
             records = self.index.offers_in(corridor_cells(trip.route, trip.corridor_m))
-            # Membership is exact; offsets and distances along are estimates good to ~20 m,
-            # plenty for detours and arrival times.
-            screened = trip.route.screen(records["lat"], records["lng"], trip.corridor_m)
-            inside = screened.inside
-            records = records[inside]
-            offset = screened.offset_m[inside]
-            along = screened.along_m[inside] - trip.route.along_m[0]
+            # Screening settles membership cheaply; what is inside is measured exactly, since
+            # the estimate of distance along can pick the wrong pass of a route that comes
+            # back near itself, and arrival times decide validity and opening hours.
+            records = records[trip.route.screen(records["lat"], records["lng"],
+                                                trip.corridor_m).inside]
+            located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
+            offset = located.offset_m
+            along = located.along_m - trip.route.along_m[0]
             detour = detour_m(offset)
             eta = along / trip.cruise_ms + ROAD_FACTOR * offset / DETOUR_SPEED_MS
         else:
