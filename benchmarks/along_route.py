@@ -107,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres-dsn", default=DEFAULT_DSN)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--report", type=Path, metavar="FILE.json",
+                        help="print the tables of an earlier run's JSON and exit")
     parser.add_argument("--live-code", action="store_true",
                         help="run on the working tree instead of a snapshot of it")
     parser.add_argument("--profile-queries", type=int, default=100,
@@ -906,6 +908,12 @@ def _exit_on_term(_signum, _frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.report:
+        report = json.loads(args.report.read_text())
+        for size in report["sizes"]:
+            print_size(size)
+        print_scaling(report["sizes"])
+        return 0
     if not os.environ.get(SNAPSHOT_ENV) and not args.live_code:
         return run_from_snapshot(args, argv)
     signal.signal(signal.SIGTERM, _exit_on_term)

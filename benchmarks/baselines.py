@@ -109,7 +109,7 @@ class PostgisBaseline:
     def __init__(self, dsn: str):
         import psycopg  # only needed when PostgreSQL is reachable
 
-        self.table = f"{self.table}{os.getpid()}"
+        self.table = f"{PG_TABLE}{os.getpid()}"
         self.connection = psycopg.connect(dsn, autocommit=True)
         with self.connection.cursor() as cursor:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS postgis")
