@@ -32,7 +32,6 @@ MAX_SEGMENT_M = 5_000.0
 MIN_RADIUS_M = 6_335_000.0
 MAX_RADIUS_M = 6_400_000.0  # the largest (prime vertical, at the poles), rounded up
 RADIUS_RATIO = MAX_RADIUS_M / MIN_RADIUS_M  # bounds how far an angle can misorder distances
-MEAN_RADIUS_M = 6_371_008.8
 SCREEN_STEP_M = 40.0
 _HALF_STEP_M = SCREEN_STEP_M / 2 + 0.1  # and 10 cm for a great circle against a geodesic
 
@@ -49,16 +48,6 @@ def unit_vectors(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
 def _lat_lng(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
     return np.degrees(np.arctan2(z, np.hypot(x, y))), np.degrees(np.arctan2(y, x))
-
-
-@dataclass(frozen=True)
-class Screened:
-    """Per point: `inside` the search distance (exactly decided), and estimates of `offset_m`
-    and `along_m` good to about SCREEN_STEP_M / 2 (inf and nan outside)."""
-
-    inside: np.ndarray
-    offset_m: np.ndarray
-    along_m: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -141,31 +130,24 @@ class Route:
                           self.along_m[-1])
         return along, cKDTree(unit_vectors(*self.point_at(along)))
 
-    def screen(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Screened:
-        """Which points lie within `within_m` of the route, decided exactly but measured only
-        roughly: the nearest route sample settles most points in one vectorised k-d query,
-        and only those whose bounds straddle `within_m` are measured exactly with `locate`.
+    def screen(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> np.ndarray:
+        """Whether each point lies within `within_m` of the route, decided exactly but cheaply:
+        the nearest route sample settles most points in one vectorised k-d query, and only
+        those whose bounds straddle `within_m` are measured with `locate`. (Callers measure
+        what is inside with `locate`: the nearest sample can lie on another pass of a route
+        that comes back near itself, so it says nothing reliable about distance along.)
 
         Bounds: the sample is on the route, so the true distance is at most the distance to
         it, itself at most MAX_RADIUS_M times the angle; every route point is within half a
         step of a sample, so the true distance is at least MIN_RADIUS_M times the angle less
         half a step."""
         lat, lng = np.asarray(lat, float), np.asarray(lng, float)
-        along_samples = self._samples[0]
-        angle, nearest = self._nearest_sample(lat, lng, within_m)
-        found = np.isfinite(angle)
-        inside = found & (angle * MAX_RADIUS_M <= within_m)
-        unsure = found & ~inside & (angle * MIN_RADIUS_M - _HALF_STEP_M <= within_m)
-        offset = np.where(found, angle * MEAN_RADIUS_M, np.inf)
-        along = np.where(found, along_samples[np.minimum(nearest, len(along_samples) - 1)],
-                         np.nan)
+        angle, _ = self._nearest_sample(lat, lng, within_m)
+        inside = angle * MAX_RADIUS_M <= within_m
+        unsure = ~inside & (angle * MIN_RADIUS_M - _HALF_STEP_M <= within_m)
         if unsure.any():
-            exact = self.locate(lat[unsure], lng[unsure], within_m)
-            rows = np.nonzero(unsure)[0]
-            inside[rows] = exact.offset_m <= within_m
-            offset[rows], along[rows] = exact.offset_m, exact.along_m
-        return Screened(inside, np.where(inside, offset, np.inf),
-                        np.where(inside, along, np.nan))
+            inside[unsure] = self.locate(lat[unsure], lng[unsure], within_m).offset_m <= within_m
+        return inside
 
     def distance_lower_bound(self, lat: np.ndarray, lng: np.ndarray,
                              within_m: float) -> np.ndarray:

@@ -72,7 +72,7 @@ class PlaceSearch:
         # Screening settles membership cheaply; what is inside is then measured exactly (an
         # estimate of distance along can pick the wrong pass where a route comes back near
         # itself, which would change which places come first).
-        records = records[route.screen(records["lat"], records["lng"], corridor_m).inside]
+        records = records[route.screen(records["lat"], records["lng"], corridor_m)]
         located = route.locate(records["lat"], records["lng"], corridor_m)
         order = np.lexsort((records["place_id"], located.along_m))
         records, offset = records[order], located.offset_m[order]

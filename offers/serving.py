@@ -69,7 +69,7 @@ class OfferServing:
             # the estimate of distance along can pick the wrong pass of a route that comes
             # back near itself, and arrival times decide validity and opening hours.
             records = records[trip.route.screen(records["lat"], records["lng"],
-                                                trip.corridor_m).inside]
+                                                trip.corridor_m)]
             located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
             offset = located.offset_m
             along = located.along_m - trip.route.along_m[0]

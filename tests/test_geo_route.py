@@ -174,21 +174,13 @@ def test_screen_decides_membership_exactly_like_locate(case):
         return
     route = route_from_points(route_lat[keep], route_lng[keep])
     exact = route.locate(plat, plng, corridor)
-    screened = route.screen(plat, plng, corridor)
-    assert list(screened.inside) == list(exact.offset_m <= corridor)
-    inside = screened.inside
-    assert np.allclose(screened.offset_m[inside], exact.offset_m[inside], atol=25)
-    # (Distances along are compared on a route that never comes back near itself, below:
-    # where it does, the two may pick different passes.)
+    assert list(route.screen(plat, plng, corridor)) == list(exact.offset_m <= corridor)
 
 
-def test_screen_settles_most_points_without_exact_measure():
+def test_screen_agrees_with_locate_on_3000_points_around_a_winding_route():
     lng = np.linspace(-105.2, -104.7, 300)
     route = route_from_points(39.74 + 0.01 * np.sin(np.linspace(0, 6, 300)), lng)
     rng = np.random.default_rng(5)
     plat, plng = rng.uniform(39.72, 39.76, 3000), rng.uniform(-105.2, -104.7, 3000)
     exact = route.locate(plat, plng, 1000)
-    screened = route.screen(plat, plng, 1000)
-    assert list(screened.inside) == list(exact.offset_m <= 1000)
-    assert np.allclose(screened.along_m[screened.inside], exact.along_m[screened.inside],
-                       atol=25)
+    assert list(route.screen(plat, plng, 1000)) == list(exact.offset_m <= 1000)
