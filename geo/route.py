@@ -19,10 +19,10 @@ from functools import cached_property
 
 import numpy as np
 import polyline
-from pyproj import Geod
 from scipy.spatial import cKDTree
 
-WGS84 = Geod(ellps="WGS84")
+from .earth import CHORD_RANGE_M, WGS84, chord_distance_m, ecef_from_unit
+
 MAX_ROUTE_POINTS = 20_000
 MAX_ROUTE_LENGTH_M = 2_000_000.0
 MAX_SEGMENT_M = 5_000.0
@@ -72,6 +72,7 @@ class Route:
             _along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
         self.lat, self.lng, self.along_m = lat, lng, _along_m
         self._xyz = unit_vectors(lat, lng)
+        self._ecef = ecef_from_unit(self._xyz)
         a, b = self._xyz[:-1], self._xyz[1:]
         mid = a + b
         self._mid = mid / np.linalg.norm(mid, axis=1, keepdims=True)
@@ -80,6 +81,15 @@ class Route:
                                 np.linalg.norm(b - self._mid, axis=1))
         self._max_half = float(self._half.max())
         self._midpoints = cKDTree(self._mid)
+        # Per segment, once: the great circle's unit normal (a x b points left of travel) and
+        # the two planes that bound the arc, so a foot is on the arc iff both dots are >= 0.
+        normal = np.cross(a, b)
+        norm = np.linalg.norm(normal, axis=1)
+        self._degenerate = norm < 1e-15
+        self._normal = np.where(self._degenerate[:, None], 0.0,
+                                normal / np.where(self._degenerate, 1.0, norm)[:, None])
+        self._past_a = np.cross(self._normal, a)
+        self._before_b = np.cross(b, self._normal)
 
     @property
     def length_m(self) -> float:
@@ -168,7 +178,10 @@ class Route:
         return np.where(found, angle, np.inf), nearest
 
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
-        """Offset, distance along and side of each point, for points within `within_m`."""
+        """Offset, distance along and side of each point, for points within `within_m`
+        (at most CHORD_RANGE_M, where distances are measured as chords)."""
+        if within_m > CHORD_RANGE_M:
+            raise ValueError(f"locate measures up to {CHORD_RANGE_M:.0f} m from the route")
         lat, lng = np.asarray(lat, float), np.asarray(lng, float)
         n = lat.size
         offset = np.full(n, np.inf)
@@ -179,28 +192,31 @@ class Route:
         point_idx, seg_idx = self._nearby_pairs(lat, lng, within_m)
         if point_idx.size == 0:
             return Located(offset, along, side)
-        points = unit_vectors(lat, lng)[point_idx]
+        units = unit_vectors(lat, lng)
+        points = units[point_idx]
         foot, seg_side = self._feet(points, seg_idx)
         # Keep only pairs that can be a point's nearest: on the unit sphere a geodesic distance
         # is between R_min and R_max times the angle, so any pair whose angle exceeds the
         # point's smallest angle by more than that ratio cannot win (nor one beyond reach).
-        angle = np.arctan2(np.linalg.norm(np.cross(points, foot), axis=1),
-                           np.einsum("ij,ij->i", points, foot))
+        gap = points - foot
+        angle = 2 * np.arcsin(np.minimum(np.sqrt(_dot(gap, gap)) / 2, 1.0))
         smallest = np.full(n, np.inf)
         np.minimum.at(smallest, point_idx, angle)
         keep = ((angle <= smallest[point_idx] * RADIUS_RATIO + 1e-9)
                 & (angle * MIN_RADIUS_M <= within_m + 1.0))
         point_idx, seg_idx, foot, seg_side = (point_idx[keep], seg_idx[keep], foot[keep],
                                               seg_side[keep])
-        foot_lat, foot_lng = _lat_lng(foot)
-        _, _, dist = WGS84.inv(lng[point_idx], lat[point_idx], foot_lng, foot_lat)
+        # Feet and points are a few kilometres apart at most, and every foot is within
+        # MAX_SEGMENT_M of its segment's start: the chord formula is exact there.
+        foot_ecef = ecef_from_unit(foot)
+        dist = chord_distance_m(ecef_from_unit(units)[point_idx], foot_ecef)
         # For each point keep its nearest pair; ties (a route passing twice) go to the earliest
         # along the route, ordered by segment start and then the foot's place on the segment.
-        from_a = np.einsum("ij,ij->i", self._xyz[seg_idx], foot)
+        from_a = _dot(self._xyz[seg_idx], foot)
         order = np.lexsort((-from_a, seg_idx, dist, point_idx))
         best = order[np.unique(point_idx[order], return_index=True)[1]]
         chosen, seg = point_idx[best], seg_idx[best]
-        _, _, from_start = WGS84.inv(self.lng[seg], self.lat[seg], foot_lng[best], foot_lat[best])
+        from_start = chord_distance_m(self._ecef[seg], foot_ecef[best])
         offset[chosen] = dist[best]
         along[chosen] = self.along_m[seg] + from_start
         side[chosen] = seg_side[best]
@@ -218,23 +234,23 @@ class Route:
 
     def _feet(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The nearest point of each segment's great-circle arc to each point, and the side."""
-        a, b = self._xyz[seg], self._xyz[seg + 1]
-        normal = np.cross(a, b)
-        norm = np.linalg.norm(normal, axis=1, keepdims=True)
-        degenerate = norm[:, 0] < 1e-15
-        normal = np.where(degenerate[:, None], 0.0, normal / np.where(norm == 0, 1, norm))
-        height = np.einsum("ij,ij->i", points, normal)
+        normal = self._normal[seg]
+        height = _dot(points, normal)
         foot = points - height[:, None] * normal
-        foot_norm = np.linalg.norm(foot, axis=1, keepdims=True)
-        foot = foot / np.where(foot_norm == 0, 1, foot_norm)
-        inside = ((np.einsum("ij,ij->i", np.cross(a, foot), normal) >= 0)
-                  & (np.einsum("ij,ij->i", np.cross(foot, b), normal) >= 0) & ~degenerate)
-        nearer_a = (np.linalg.norm(points - a, axis=1) <= np.linalg.norm(points - b, axis=1))
-        endpoint = np.where(nearer_a[:, None], a, b)
+        foot_norm = np.sqrt(_dot(foot, foot))
+        foot /= np.where(foot_norm == 0, 1.0, foot_norm)[:, None]
+        inside = ((_dot(foot, self._past_a[seg]) >= 0) & (_dot(foot, self._before_b[seg]) >= 0)
+                  & ~self._degenerate[seg])
+        a, b = self._xyz[seg], self._xyz[seg + 1]
+        # For unit vectors |p - a|^2 = 2 - 2 p.a: the nearer end has the larger dot.
+        endpoint = np.where((_dot(points, a) >= _dot(points, b))[:, None], a, b)
         foot = np.where(inside[:, None], foot, endpoint)
-        # The normal a x b points to the left of travel from a to b.
         side = -np.sign(height).astype(np.int8)
         return foot, side
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
 
 
 def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

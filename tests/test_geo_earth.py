@@ -1,0 +1,33 @@
+"""The chord formula against pyproj's exact geodesic, over the whole ellipsoid."""
+
+import numpy as np
+import pytest
+
+from geo.earth import CHORD_RANGE_M, WGS84, distance_m
+
+
+def _pairs(n: int, max_m: float, seed: int = 7):
+    rng = np.random.default_rng(seed)
+    lat1 = rng.uniform(-89.999, 89.999, n)
+    lng1 = rng.uniform(-180.0, 180.0, n)
+    length = rng.uniform(0.0, max_m, n)
+    lng2, lat2, _ = WGS84.fwd(lng1, lat1, rng.uniform(0.0, 360.0, n), length)
+    return lat1, lng1, lat2, lng2, length
+
+
+@pytest.mark.parametrize(("max_m", "tolerance_m"), [(5_000.0, 1e-5), (CHORD_RANGE_M, 0.003)])
+def test_short_distances_match_the_geodesic(max_m, tolerance_m):
+    lat1, lng1, lat2, lng2, length = _pairs(100_000, max_m)
+    assert np.abs(distance_m(lat1, lng1, lat2, lng2) - length).max() < tolerance_m
+
+
+def test_long_distances_fall_back_to_the_geodesic():
+    lat1, lng1, lat2, lng2, length = _pairs(10_000, 19_000_000.0)  # shorter than any antipodal path
+    assert np.abs(distance_m(lat1, lng1, lat2, lng2) - length).max() < 0.003
+
+
+def test_distance_across_the_antimeridian_and_at_the_pole():
+    assert distance_m(0.0, 179.9995, 0.0, -179.9995) == pytest.approx(
+        WGS84.inv(179.9995, 0.0, -179.9995, 0.0)[2], abs=1e-6)
+    assert distance_m(89.9999, 0.0, 89.9999, 180.0) == pytest.approx(
+        WGS84.inv(0.0, 89.9999, 180.0, 89.9999)[2], abs=1e-6)
