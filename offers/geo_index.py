@@ -1,7 +1,10 @@
 """The geo index: places and live offers filed under H3 cells, as fixed-size binary records.
 
-A search reads its cells with one pipelined round trip (`HVALS` per cell) and decodes every
-candidate at once with `numpy.frombuffer`; no candidate is ever parsed on its own. A place's
+Each cell is one Redis string: its records packed back to back, so a search reads all its cells
+with one `MGET` per region (one round trip) and decodes every candidate at once with
+`numpy.frombuffer`; no candidate is ever parsed on its own. (Hashes of one field per record
+cost 7x more to read: Redis and the client then handle every record as a reply of its own.)
+Writes go through one Lua script per region that rewrites the cells it touches atomically. A place's
 record sits in the cell of its position; an offer has one record per place it is valid at,
 carrying what serving filters on (position, validity, weekly serving slots, timezone) and what
 the baseline ranking uses (value, discount, category).
@@ -31,18 +34,64 @@ CATEGORIES = ("restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
               "convenience", "supermarket", "car_wash", "parking", "other")
 DISCOUNT_KINDS = ("percent", "amount", "per_unit")
 
+# A record starts with its identity (the place id; the offer and place ids), which is what a
+# write matches on. Ids are at most 46 characters (`keys.owner_of`), padded with NULs.
+ID_BYTES = 48
 PLACE_RECORD = np.dtype([
-    ("lat", "<f8"), ("lng", "<f8"), ("brand", "<u8"), ("category", "u1"), ("place_id", "S48"),
+    ("place_id", f"S{ID_BYTES}"), ("lat", "<f8"), ("lng", "<f8"), ("brand", "<u8"),
+    ("category", "u1"),
 ])
 OFFER_RECORD = np.dtype([
+    ("offer_id", f"S{ID_BYTES}"), ("place_id", f"S{ID_BYTES}"),
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
     ("zone", "<u4"), ("cap_zone", "<u4"), ("serving", "u1", (MASK_BYTES,)),
-    ("offer_id", "S48"), ("place_id", "S48"),
 ])
 
-Entry = tuple[str, str, bytes | None]  # (key, field, record); None removes the field
+_RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, 2 * ID_BYTES: OFFER_RECORD}
+Entry = tuple[str, bytes, bytes | None]  # (cell key, identity, record); None removes it
+
+# KEYS: the cells of one region. ARGV: record size, identity size, then (key index, identity,
+# record or "" to remove) triples, removals first. Each touched cell is read once, its records
+# kept unless their identity is being written, and the new records appended.
+_APPLY = """
+local size, id_size = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cells = {}
+for i = 3, #ARGV, 3 do
+  local k, id, record = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  local cell = cells[k]
+  if not cell then
+    cell = {touched = {}, added = {}, order = {}}
+    cells[k] = cell
+  end
+  cell.touched[id] = true
+  if record == "" then
+    cell.added[id] = nil
+  else
+    if not cell.added[id] then cell.order[#cell.order + 1] = id end
+    cell.added[id] = record
+  end
+end
+for k, cell in pairs(cells) do
+  local blob = redis.call("GET", KEYS[k]) or ""
+  local parts = {}
+  for p = 1, #blob, size do
+    if not cell.touched[string.sub(blob, p, p + id_size - 1)] then
+      parts[#parts + 1] = string.sub(blob, p, p + size - 1)
+    end
+  end
+  for _, id in ipairs(cell.order) do
+    if cell.added[id] then parts[#parts + 1] = cell.added[id] end
+  end
+  if #parts == 0 then
+    redis.call("DEL", KEYS[k])
+  else
+    redis.call("SET", KEYS[k], table.concat(parts))
+  end
+end
+return 0
+"""
 
 
 def brand_key(brand: str | None) -> int:
@@ -62,13 +111,17 @@ def _cell_key(kind, place: dict) -> str:
     return kind(region_of(cell), cell)
 
 
+def _identity(*ids: str) -> bytes:
+    return b"".join(i.encode().ljust(ID_BYTES, b"\0") for i in ids)
+
+
 def place_entry(place: dict, remove: bool = False) -> Entry:
     record = None
     if not remove:
-        record = np.array([(place["lat"], place["lng"], brand_key(place.get("brand")),
-                            CATEGORIES.index(place["category"]), place["id"])],
+        record = np.array([(place["id"], place["lat"], place["lng"],
+                            brand_key(place.get("brand")), CATEGORIES.index(place["category"]))],
                           dtype=PLACE_RECORD).tobytes()
-    return _cell_key(keys.cell_places, place), place["id"], record
+    return _cell_key(keys.cell_places, place), _identity(place["id"]), record
 
 
 def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) -> list[Entry]:
@@ -78,42 +131,45 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     entries = []
     for place_id in offer["place_ids"]:
         place = places[place_id]
-        field = f"{offer['id']}|{place_id}"
         record = None
         if not remove:
             slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
             record = np.array([(
-                place["lat"], place["lng"], _epoch(offer["valid_from"], 0.0),
+                offer["id"], place_id, place["lat"], place["lng"], _epoch(offer["valid_from"], 0.0),
                 _epoch(offer.get("valid_until"), np.inf), brand_key(place.get("brand")),
                 offer.get("value_estimate") or 0.0, discount["value"],
                 CATEGORIES.index(offer["category"]), DISCOUNT_KINDS.index(discount["kind"]),
                 (place.get("attributes") or {}).get("price_level") or 0, exact,
                 zone_id(place["timezone"]), zone_id(offer["timezone"]),
                 np.frombuffer(slots, np.uint8),
-                offer["id"], place_id,
             )], dtype=OFFER_RECORD).tobytes()
-        entries.append((_cell_key(keys.cell_offers, place), field, record))
+        entries.append((_cell_key(keys.cell_offers, place), _identity(offer["id"], place_id),
+                        record))
     return entries
 
 
 class GeoIndex:
     def __init__(self, redis: Redis):
         self.redis = redis
+        self._apply = redis.register_script(_APPLY)
 
     def apply(self, removals: Iterable[Entry], additions: Iterable[Entry]) -> None:
-        """Remove then add entries: one MULTI per region hash tag, so a record moving between
-        cells of one region never disappears or shows twice to a reader."""
-        by_region: dict[str, list[Entry]] = defaultdict(list)
-        for entry in itertools.chain(removals, additions):
-            by_region[entry[0][: entry[0].index("}") + 1]].append(entry)
-        for entries in by_region.values():
-            with self.redis.pipeline(transaction=True) as pipe:
-                for key, field, record in entries:
-                    if record is None:
-                        pipe.hdel(key, field)
-                    else:
-                        pipe.hset(key, field, record)
-                pipe.execute()
+        """Remove then add entries: one script per region hash tag and record kind (atomic),
+        so a record moving between cells of one region never disappears or shows twice."""
+        batches: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for key, identity, record in itertools.chain(removals, additions):
+            batches[key[: key.index("}") + 1], len(identity)][key].append((identity, record))
+        if not batches:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for (_, identity_size), cells in batches.items():
+                size = _RECORD_BY_IDENTITY[identity_size].itemsize
+                args: list = [size, identity_size]
+                for index, writes in enumerate(cells.values(), start=1):
+                    for identity, record in writes:
+                        args += [index, identity, record or b""]
+                self._apply(keys=list(cells), args=args, client=pipe)
+            pipe.execute()
 
     def clear(self) -> None:
         """Remove every cell of the index (before a full reindex)."""
@@ -134,8 +190,14 @@ class GeoIndex:
         return self._read(keys.cell_offers, cells, OFFER_RECORD)
 
     def _read(self, kind, cells: list[int], dtype: np.dtype) -> np.ndarray:
+        by_region: dict[str, list[str]] = defaultdict(list)
+        for cell in cells:
+            region = region_of(cell)
+            by_region[region].append(kind(region, cell))
         with self.redis.pipeline(transaction=False) as pipe:
-            for cell in cells:
-                pipe.hvals(kind(region_of(cell), cell))
+            for names in by_region.values():
+                pipe.mget(names)
             values = pipe.execute()
-        return np.frombuffer(b"".join(itertools.chain.from_iterable(values)), dtype=dtype)
+        return np.frombuffer(b"".join(v for v in itertools.chain.from_iterable(values) if v),
+                             dtype=dtype)
+

@@ -103,14 +103,14 @@ def redemptions(merchant_id: str) -> str:
 
 # The record layout's version: bump it whenever PLACE_RECORD or OFFER_RECORD change, so that
 # records of an older layout are never decoded as the new one (`offers reindex` refiles).
-GEO_LAYOUT = "v1"
+GEO_LAYOUT = "v2"
 
 
 def cell_places(region: str, cell: int) -> str:
-    """Hash: place id -> packed place record (`offers.geo_index.PLACE_RECORD`)."""
+    """String: the cell's packed place records (`offers.geo_index.PLACE_RECORD`), back to back."""
     return f"{{g:{region}}}:places:{GEO_LAYOUT}:{cell:x}"
 
 
 def cell_offers(region: str, cell: int) -> str:
-    """Hash: `<offer id>|<place id>` -> packed offer record (`offers.geo_index.OFFER_RECORD`)."""
+    """String: the cell's packed offer records (`offers.geo_index.OFFER_RECORD`), back to back."""
     return f"{{g:{region}}}:offers:{GEO_LAYOUT}:{cell:x}"
