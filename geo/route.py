@@ -60,6 +60,9 @@ class Located:
     along_m: np.ndarray
     side: np.ndarray
 
+    def take(self, rows: np.ndarray) -> Located:
+        return Located(self.offset_m[rows], self.along_m[rows], self.side[rows])
+
 
 class Route:
     """Vertices in order of travel (`lat`, `lng` arrays, degrees) and the geodesic distance from
@@ -110,9 +113,11 @@ class Route:
     def remaining_from(self, lat: float, lng: float, within_m: float = 50_000.0) -> Route:
         """The part of the route ahead of a car at (lat, lng): from the car's nearest point
         on the route onwards, keeping distances along measured from the original start."""
-        # A car is nearly always on its route: look close first, far only if need be.
+        # A car is nearly always on its route: look close first, far only if need be. (One
+        # point: searched without the samples, which this full route would build for nothing.)
+        car = unit_vectors(np.array([lat]), np.array([lng]))
         for reach in (min(2_000.0, within_m), within_m):
-            located = self.locate(np.array([lat]), np.array([lng]), reach)
+            located = self._locate(car, np.array([reach / MIN_RADIUS_M]), reach)
             if np.isfinite(located.offset_m[0]):
                 break
         else:
@@ -140,59 +145,55 @@ class Route:
                           self.along_m[-1])
         return along, cKDTree(unit_vectors(*self.point_at(along)))
 
-    def screen(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> np.ndarray:
-        """Whether each point lies within `within_m` of the route, decided exactly but cheaply:
-        the nearest route sample settles most points in one vectorised k-d query, and only
-        those whose bounds straddle `within_m` are measured with `locate`. (Callers measure
-        what is inside with `locate`: the nearest sample can lie on another pass of a route
-        that comes back near itself, so it says nothing reliable about distance along.)
-
-        Bounds: the sample is on the route, so the true distance is at most the distance to
-        it, itself at most MAX_RADIUS_M times the angle; every route point is within half a
-        step of a sample, so the true distance is at least MIN_RADIUS_M times the angle less
-        half a step."""
-        lat, lng = np.asarray(lat, float), np.asarray(lng, float)
-        angle, _ = self._nearest_sample(lat, lng, within_m)
-        inside = angle * MAX_RADIUS_M <= within_m
-        unsure = ~inside & (angle * MIN_RADIUS_M - _HALF_STEP_M <= within_m)
-        if unsure.any():
-            inside[unsure] = self.locate(lat[unsure], lng[unsure], within_m).offset_m <= within_m
-        return inside
-
     def distance_lower_bound(self, lat: np.ndarray, lng: np.ndarray,
                              within_m: float) -> np.ndarray:
-        """A lower bound of each point's distance to the route (inf beyond `within_m`)."""
-        angle, _ = self._nearest_sample(np.asarray(lat, float), np.asarray(lng, float),
-                                        within_m)
+        """A lower bound of each point's distance to the route (inf beyond `within_m`): every
+        route point is within half a step of a sample, and an angle times MIN_RADIUS_M never
+        overstates a distance."""
+        angle = self._nearest_sample(unit_vectors(np.asarray(lat, float),
+                                                  np.asarray(lng, float)), within_m)
         return np.maximum(angle * MIN_RADIUS_M - _HALF_STEP_M, 0.0)
 
-    def _nearest_sample(self, lat: np.ndarray, lng: np.ndarray,
-                        within_m: float) -> tuple[np.ndarray, np.ndarray]:
-        """Angle on the unit sphere to the nearest route sample (inf when no sample is near
-        enough for the point to be within `within_m`), and that sample's index."""
+    def _nearest_sample(self, units: np.ndarray, within_m: float) -> np.ndarray:
+        """Angle on the unit sphere to the nearest route sample, inf when no sample is near
+        enough for the point to be within `within_m`."""
         along_samples, tree = self._samples
         reach = (within_m + _HALF_STEP_M) / MIN_RADIUS_M * 1.001 + 1e-9
-        chord, nearest = tree.query(unit_vectors(lat, lng), distance_upper_bound=reach)
+        chord, nearest = tree.query(units, distance_upper_bound=reach)
         found = nearest < len(along_samples)
         angle = 2 * np.arcsin(np.minimum(np.where(found, chord, 0.0) / 2, 1.0))
-        return np.where(found, angle, np.inf), nearest
+        return np.where(found, angle, np.inf)
 
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`
-        (at most CHORD_RANGE_M, where distances are measured as chords)."""
+        (at most CHORD_RANGE_M, where distances are measured as chords).
+
+        The nearest route sample (one k-d query) bounds each point's search: no point of the
+        route is nearer than the sample less half a step, so points beyond that are skipped,
+        and the sample is on the route, so only segments within its distance (times the
+        radius ratio, for the ellipsoid) can hold the nearest point. Those few segments are
+        then measured exactly."""
+        units = unit_vectors(np.asarray(lat, float), np.asarray(lng, float))
+        reach = np.minimum(self._nearest_sample(units, within_m) * RADIUS_RATIO,
+                           within_m / MIN_RADIUS_M)
+        return self._locate(units, reach, within_m)
+
+    def _locate(self, units: np.ndarray, reach: np.ndarray, within_m: float) -> Located:
+        """`locate` for points as unit vectors, each searched up to its `reach` (an angle on
+        the unit sphere; inf: not at all)."""
         if within_m > CHORD_RANGE_M:
             raise ValueError(f"locate measures up to {CHORD_RANGE_M:.0f} m from the route")
-        lat, lng = np.asarray(lat, float), np.asarray(lng, float)
-        n = lat.size
+        n = len(units)
         offset = np.full(n, np.inf)
         along = np.full(n, np.nan)
         side = np.zeros(n, dtype=np.int8)
-        if n == 0:
+        searched = np.nonzero(np.isfinite(reach))[0]
+        if searched.size == 0:
             return Located(offset, along, side)
-        point_idx, seg_idx = self._nearby_pairs(lat, lng, within_m)
+        point_idx, seg_idx = self._nearby_pairs(units[searched], reach[searched])
         if point_idx.size == 0:
             return Located(offset, along, side)
-        units = unit_vectors(lat, lng)
+        point_idx = searched[point_idx]
         points = units[point_idx]
         foot, seg_side = self._feet(points, seg_idx)
         # Keep only pairs that can be a point's nearest: on the unit sphere a geodesic distance
@@ -222,14 +223,14 @@ class Route:
         side[chosen] = seg_side[best]
         return Located(offset, along, side)
 
-    def _nearby_pairs(self, lat, lng, within_m) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate (point, segment) pairs, found with k-d trees of segment midpoints and of
-        the points on the unit sphere. Conservative: never drops a pair that could be within
-        reach (a chord is shorter than its arc, and arcs times MIN_RADIUS_M understate)."""
-        reach = within_m / MIN_RADIUS_M * 1.001 + 1e-9
+    def _nearby_pairs(self, units: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate (point, segment) pairs: segments with a point within each point's reach,
+        found with k-d trees of segment midpoints and of the points on the unit sphere.
+        Conservative: a chord is shorter than its arc, and the reach has a margin."""
+        reach = reach * 1.001 + 1e-9
         pairs = self._midpoints.sparse_distance_matrix(
-            cKDTree(unit_vectors(lat, lng)), self._max_half + reach, output_type="ndarray")
-        near = pairs["v"] <= self._half[pairs["i"]] + reach
+            cKDTree(units), self._max_half + float(reach.max()), output_type="ndarray")
+        near = pairs["v"] <= self._half[pairs["i"]] + reach[pairs["j"]]
         return pairs["j"][near].astype(np.intp), pairs["i"][near].astype(np.intp)
 
     def _feet(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -69,11 +69,9 @@ class PlaceSearch:
         measured from the route's start (for a route from `remaining_from`, from the car)."""
         records = _filter(self.index.places_in(corridor_cells(route, corridor_m)),
                           categories, brands)
-        # Screening settles membership cheaply; what is inside is then measured exactly (an
-        # estimate of distance along can pick the wrong pass where a route comes back near
-        # itself, which would change which places come first).
-        records = records[route.screen(records["lat"], records["lng"], corridor_m)]
         located = route.locate(records["lat"], records["lng"], corridor_m)
+        inside = located.offset_m <= corridor_m
+        records, located = records[inside], located.take(inside)
         order = np.lexsort((records["place_id"], located.along_m))
         records, offset = records[order], located.offset_m[order]
         along = located.along_m[order] - route.along_m[0]

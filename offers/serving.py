@@ -14,7 +14,8 @@ import orjson
 from redis import Redis
 
 from geo.cells import corridor_cells, radius_cells
-from geo.route import WGS84, Route
+from geo.earth import WGS84, distance_m
+from geo.route import Route
 from ranking import Candidates
 
 from . import keys
@@ -65,28 +66,30 @@ class OfferServing:
         index records behind them (row for row)."""
         if trip.route is not None:
             records = self.index.offers_in(corridor_cells(trip.route, trip.corridor_m))
-            # Screening settles membership cheaply; what is inside is measured exactly, since
-            # the estimate of distance along can pick the wrong pass of a route that comes
-            # back near itself, and arrival times decide validity and opening hours.
-            records = records[trip.route.screen(records["lat"], records["lng"],
-                                                trip.corridor_m)]
+            # Exact distances along (not the nearest sample's): a route that comes back near
+            # itself has two candidates, and arrival times decide validity and opening hours.
             located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
+            inside = located.offset_m <= trip.corridor_m
+            records, located = records[inside], located.take(inside)
             offset = located.offset_m
             along = located.along_m - trip.route.along_m[0]
             detour = detour_m(offset)
             eta = along / trip.cruise_ms + ROAD_FACTOR * offset / DETOUR_SPEED_MS
+            distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
         else:
             records = self.index.offers_in(radius_cells(trip.lat, trip.lng, trip.radius_m))
-            _, _, straight = self._from_car(trip, records)
-            inside = straight <= trip.radius_m
-            records = records[inside]
+            distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
+            inside = distance <= trip.radius_m
+            records, distance = records[inside], distance[inside]
             along = np.full(len(records), np.nan)
-            detour = ROAD_FACTOR * straight[inside]
+            detour = ROAD_FACTOR * distance
             eta = detour / trip.cruise_ms
-        azimuth, _, distance = self._from_car(trip, records)
         keep = np.ones(len(records), dtype=bool)
         if trip.route is None and trip.heading_deg is not None:
             # Without a route, "ahead" is within 90 degrees of the heading (or right here).
+            n = len(records)
+            azimuth, _, _ = WGS84.inv(np.full(n, trip.lng), np.full(n, trip.lat),
+                                      records["lng"], records["lat"])
             turn = np.abs((azimuth - trip.heading_deg + 180.0) % 360.0 - 180.0)
             keep &= (turn <= 90.0) | (distance < 50.0)
         if categories:
@@ -110,12 +113,6 @@ class OfferServing:
             along_m=along[rows], detour_s=detour_s[rows], eta_s=eta[rows],
             expires_in_s=records["valid_until"] - arrival[rows],
         ), records
-
-    @staticmethod
-    def _from_car(trip: Trip, records: np.ndarray):
-        n = len(records)
-        return WGS84.inv(np.full(n, trip.lng), np.full(n, trip.lat), records["lng"],
-                         records["lat"])
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,
                  driver_id: str) -> list[Shortlisted | None]:

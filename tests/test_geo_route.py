@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo.route import WGS84, RouteError, route_from_geojson, route_from_points, route_from_polyline
+from geo.route import (
+    MIN_RADIUS_M,
+    WGS84,
+    RouteError,
+    route_from_geojson,
+    route_from_points,
+    route_from_polyline,
+    unit_vectors,
+)
 
 from .conftest import SHARED_DATA
 
@@ -165,22 +173,33 @@ def test_position_far_from_the_route_is_refused():
         route.remaining_from(1.0, 0.0)
 
 
+def _exhaustive(route, lat, lng, within_m):
+    """locate without the nearest-sample bound: every segment within `within_m` is measured."""
+    units = unit_vectors(np.asarray(lat, float), np.asarray(lng, float))
+    return route._locate(units, np.full(len(units), within_m / MIN_RADIUS_M), within_m)
+
+
+def _same(a, b) -> bool:
+    return (np.array_equal(a.offset_m, b.offset_m) and np.array_equal(a.side, b.side)
+            and np.array_equal(a.along_m, b.along_m, equal_nan=True))
+
+
 @settings(max_examples=60, deadline=None)
 @given(route_and_places())
-def test_screen_decides_membership_exactly_like_locate(case):
+def test_the_nearest_sample_bound_never_changes_what_locate_finds(case):
     route_lat, route_lng, plat, plng, corridor = case
     keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
     if keep.sum() < 2:
         return
     route = route_from_points(route_lat[keep], route_lng[keep])
-    exact = route.locate(plat, plng, corridor)
-    assert list(route.screen(plat, plng, corridor)) == list(exact.offset_m <= corridor)
+    assert _same(route.locate(plat, plng, corridor), _exhaustive(route, plat, plng, corridor))
 
 
-def test_screen_agrees_with_locate_on_3000_points_around_a_winding_route():
+def test_the_sample_bound_agrees_on_3000_points_around_a_winding_route():
     lng = np.linspace(-105.2, -104.7, 300)
     route = route_from_points(39.74 + 0.01 * np.sin(np.linspace(0, 6, 300)), lng)
     rng = np.random.default_rng(5)
     plat, plng = rng.uniform(39.72, 39.76, 3000), rng.uniform(-105.2, -104.7, 3000)
-    exact = route.locate(plat, plng, 1000)
-    assert list(route.screen(plat, plng, 1000)) == list(exact.offset_m <= 1000)
+    located = route.locate(plat, plng, 1000)
+    assert np.isfinite(located.offset_m).sum() > 1000
+    assert _same(located, _exhaustive(route, plat, plng, 1000))
