@@ -136,3 +136,57 @@ def _print_tokens(accounts: list[dict]) -> None:
     for account in accounts:
         click.echo(f"{account['role']:8} {account['id']:16} {account['name']:28} "
                    f"key: {account['api_key']}")
+
+
+@main.group()
+def ranking() -> None:
+    """Train and evaluate the ranking model (see docs/ranking.md)."""
+
+
+_FORMAT = click.Choice(["log", "coupon-survey"])
+
+
+@ranking.command(name="train")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "data_format", required=True, type=_FORMAT)
+@click.option("--out", "model_dir", required=True, type=click.Path(file_okay=False))
+def ranking_train(data_path: str, data_format: str, model_dir: str) -> None:
+    """Fit the global model and the per-driver prior; write them to MODEL_DIR."""
+    from ranking.datasets import read_dataset
+    from ranking.training import train as train_model
+
+    data = read_dataset(data_path, data_format)
+    model = train_model(data)
+    model.save(model_dir)
+    click.echo(f"trained on {len(data)} rows of {model.info['drivers']} drivers; "
+               f"model in {model_dir}")
+
+
+@ranking.command(name="evaluate")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "data_format", required=True, type=_FORMAT)
+@click.option("--warm-start-fraction", default=0.5, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each driver's rows, in row order, fed as feedback first.")
+@click.option("--predictions", required=True, type=click.Path(dir_okay=False),
+              help="CSV of the scored rows: row, driver_id, y, p.")
+@click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False),
+              help="Directory for PNG plots and summary.json.")
+def ranking_evaluate(model_dir: str, data_path: str, data_format: str, warm_start_fraction: float,
+             predictions: str, report_dir: str | None) -> None:
+    """Score each driver's later rows after learning from their earlier ones."""
+    from ranking import evaluation
+    from ranking.datasets import read_dataset
+    from ranking.training import RankingModel
+
+    data = read_dataset(data_path, data_format)
+    result = evaluation.evaluate(RankingModel.load(model_dir), data, warm_start_fraction)
+    evaluation.write_predictions(predictions, data, result)
+    for name, p in (("per-driver", result.p), ("global only", result.p_global)):
+        figures = evaluation.summary(result.y, p)
+        click.echo(f"{name:12} AUC {figures['auc']:.4f}  log loss {figures['log_loss']:.4f}  "
+                   f"accuracy {figures['accuracy']:.4f}  ({figures['rows']} rows)")
+    if report_dir:
+        evaluation.write_report(report_dir, data, result)
+        click.echo(f"report in {report_dir}")

@@ -1,0 +1,178 @@
+"""Labelled rows for training and evaluation: the serving/feedback log and the coupon survey.
+
+Both formats become a `Dataset` of the raw fields `ranking.features` defines, so the one
+feature function runs on them exactly as it runs on a request's candidates. The survey's
+demographic columns (gender, age, maritalStatus, has_children, education, occupation, income,
+car) are never read.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from offers.geo_index import CATEGORIES
+
+from .features import (
+    ENUM_FIELDS,
+    FREQUENCIES,
+    PASSENGERS,
+    PREFERENCE_KEYS,
+    RAW_FIELDS,
+    TRIP_PURPOSES,
+    WEATHER,
+    encode,
+    raw_to_features,
+)
+
+FORMATS = ("log", "coupon-survey")
+# The log CSV: one line per offer shown (or acted on) with what the server knew then.
+LOG_COLUMNS = ("driver_id", *RAW_FIELDS, "label")
+_INT_FIELDS = {"arrival_weekday", "price_level"}
+
+# The survey's values onto the engine's (see docs/ranking.md for the whole mapping).
+SURVEY_COUPONS = {  # coupon -> (engine category, price level; 0 unknown)
+    "Coffee House": ("cafe", 0),
+    "Bar": ("bar", 0),
+    "Carry out & Take away": ("fast_food", 0),
+    "Restaurant(<20)": ("restaurant", 1),
+    "Restaurant(20-50)": ("restaurant", 2),
+}
+SURVEY_DESTINATIONS = {"Home": "home", "Work": "work", "No Urgent Place": "leisure"}
+SURVEY_PASSENGERS = {"Alone": "alone", "Partner": "partner", "Friend(s)": "friends",
+                     "Kid(s)": "kids"}
+SURVEY_WEATHER = {"Sunny": "sunny", "Rainy": "rainy", "Snowy": "snowy"}
+SURVEY_EXPIRATION_S = {"2h": 2 * 3600.0, "1d": 24 * 3600.0}
+SURVEY_PREFERENCES = {"bar": "Bar", "coffee_house": "CoffeeHouse", "carry_away": "CarryAway",
+                      "restaurant_lt20": "RestaurantLessThan20",
+                      "restaurant_20_50": "Restaurant20To50"}
+# Minutes to the venue: under 15, 15 to 25, 25 or more; each taken at the middle of its band.
+SURVEY_DETOUR_S = (10 * 60.0, 20 * 60.0, 30 * 60.0)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    raw: dict[str, np.ndarray]   # RAW_FIELDS, one row each
+    driver_id: np.ndarray        # str
+    y: np.ndarray                # int 0/1
+    row: np.ndarray              # 0-based index of the data row in the file read
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, rows: np.ndarray) -> Dataset:
+        return Dataset({k: v[rows] for k, v in self.raw.items()}, self.driver_id[rows],
+                       self.y[rows], self.row[rows])
+
+    def features(self) -> np.ndarray:
+        return raw_to_features(self.raw)
+
+
+def read_dataset(path: str | Path, format: str) -> Dataset:
+    if format == "log":
+        return read_log(path)
+    if format == "coupon-survey":
+        return read_coupon_survey(path)
+    raise ValueError(f"unknown format {format!r}; one of {', '.join(FORMATS)}")
+
+
+def _hour_of(text: str) -> float:
+    """'7AM' -> 7, '12PM' -> 12, '10PM' -> 22."""
+    hour = int(text[:-2]) % 12
+    return float(hour + (12 if text[-2:].upper() == "PM" else 0))
+
+
+def survey_rows_to_dataset(rows: list[dict[str, str]]) -> Dataset:
+    """The survey's rows (csv.DictReader dicts) as the raw fields the server would log."""
+    n = len(rows)
+
+    def column(name: str) -> list[str]:
+        return [r[name] for r in rows]
+
+    def mapped(name: str, mapping: dict[str, str], names: tuple[str, ...]) -> np.ndarray:
+        return encode([mapping.get(v) for v in column(name)], names)
+
+    coupons = [SURVEY_COUPONS[v] for v in column("coupon")]
+    minutes_band = (np.array(column("toCoupon_GEQ15min"), dtype=int)
+                    + np.array(column("toCoupon_GEQ25min"), dtype=int))
+    unknown = np.full(n, np.nan)
+    raw = {
+        "arrival_hour": np.array([_hour_of(v) for v in column("time")]),
+        "arrival_weekday": np.full(n, -1, dtype=np.int64),
+        "weather": mapped("weather", SURVEY_WEATHER, WEATHER),
+        "temperature_c": (np.array(column("temperature"), dtype=float) - 32) * 5 / 9,
+        "passengers": mapped("passanger", SURVEY_PASSENGERS, PASSENGERS),
+        "trip_purpose": mapped("destination", SURVEY_DESTINATIONS, TRIP_PURPOSES),
+        "fuel_level_pct": unknown, "battery_level_pct": unknown,
+        "category": encode([c for c, _ in coupons], CATEGORIES),
+        "brand": np.zeros(n, dtype=np.uint64),
+        "price_level": np.array([p for _, p in coupons], dtype=np.int64),
+        "discount_kind": np.full(n, -1, dtype=np.int64),
+        "discount_value": unknown, "value_estimate": np.zeros(n),
+        "expires_in_s": np.array([SURVEY_EXPIRATION_S[v] for v in column("expiration")]),
+        "detour_s": np.asarray(SURVEY_DETOUR_S)[minutes_band],
+        "along_m": unknown, "distance_m": unknown,
+        "ahead": np.array(column("direction_same"), dtype=float),
+    }
+    for key, name in SURVEY_PREFERENCES.items():
+        raw[f"pref_{key}"] = encode(column(name), FREQUENCIES)
+    return Dataset(raw, np.array(column("driver_id"), dtype=str),
+                   np.array(column("Y"), dtype=np.int64), np.arange(n))
+
+
+def read_coupon_survey(path: str | Path) -> Dataset:
+    with open(path, newline="") as file:
+        return survey_rows_to_dataset(list(csv.DictReader(file)))
+
+
+def _parse(name: str, values: list[str]) -> np.ndarray:
+    if name in ENUM_FIELDS:
+        return encode(values, ENUM_FIELDS[name])
+    if name == "brand":
+        return np.array([int(v) if v else 0 for v in values], dtype=np.uint64)
+    if name in _INT_FIELDS:
+        return np.array([int(v) if v else (-1 if name == "arrival_weekday" else 0)
+                         for v in values], dtype=np.int64)
+    return np.array([float(v) if v else math.nan for v in values])
+
+
+def read_log(path: str | Path) -> Dataset:
+    """The log CSV (LOG_COLUMNS, header first; blank cells are unknown) as a Dataset."""
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        missing = set(LOG_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"log CSV lacks columns: {', '.join(sorted(missing))}")
+        rows = list(reader)
+    raw = {name: _parse(name, [r[name] for r in rows]) for name in RAW_FIELDS}
+    return Dataset(raw, np.array([r["driver_id"] for r in rows], dtype=str),
+                   np.array([int(float(r["label"])) for r in rows], dtype=np.int64),
+                   np.arange(len(rows)))
+
+
+def _format(name: str, value) -> str:
+    if name in ENUM_FIELDS:
+        return ENUM_FIELDS[name][value] if value >= 0 else ""
+    if name == "arrival_weekday":
+        return str(int(value)) if value >= 0 else ""
+    if isinstance(value, float | np.floating):
+        return "" if math.isnan(value) else repr(float(value))
+    return str(value)
+
+
+def write_log(dataset: Dataset, path: str | Path) -> None:
+    """`dataset` as a log CSV, so that `read_log` gives it back."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(LOG_COLUMNS)
+        for i in range(len(dataset)):  # an export, not a hot path
+            writer.writerow([dataset.driver_id[i],
+                             *(_format(name, dataset.raw[name][i]) for name in RAW_FIELDS),
+                             int(dataset.y[i])])
+
+
+PREFERENCE_FIELDS = tuple(f"pref_{key}" for key in PREFERENCE_KEYS)

@@ -1,0 +1,163 @@
+"""Fitting a ranking model (the global estimator and the per-driver prior) and storing it.
+
+`train` fits the global `AcceptanceModel` on every row, then the per-driver prior by empirical
+Bayes: out-of-fold global logits (folds grouped by driver, so no driver's own rows inform their
+baseline), a per-driver MAP correction on them, and the prior variances that maximise the
+marginal likelihood (EM with a Laplace approximation). Finally one scale on those variances is
+picked by replaying the warm-start protocol on the training drivers. The test data never enter.
+
+A model directory holds `global.skops` (the estimator, written with skops so loading it runs no
+pickle) and `model.json` (the prior and what the model was trained on).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GroupKFold
+from skops import io as sio
+
+from . import online
+from .datasets import Dataset
+from .features import FEATURE_NAMES
+from .model import AcceptanceModel
+
+MODEL_FORMAT = 1
+PRIOR_SCALES = (0.5, 1.0, 2.0)       # tried on the training drivers' replayed warm starts
+_EM_ITERATIONS = 8
+_MAP_NEWTON_STEPS = 12
+_TRUSTED_PREFIXES = ("ranking.", "sklearn.", "numpy.")
+
+
+@dataclass
+class RankingModel:
+    estimator: AcceptanceModel
+    prior_variance: np.ndarray            # per online.DRIVER_TERMS
+    info: dict = field(default_factory=dict)
+
+    def global_logits(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator.decision_function(features), dtype=np.float64)
+
+    def initial_state(self) -> online.DriverState:
+        return online.initial_state(self.prior_variance)
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        sio.dump(self.estimator, directory / "global.skops")
+        (directory / "model.json").write_text(json.dumps({
+            "format": MODEL_FORMAT, "feature_names": list(FEATURE_NAMES),
+            "driver_terms": list(online.DRIVER_TERMS), "state_version": online.STATE_VERSION,
+            "prior_variance": [float(v) for v in self.prior_variance], "info": self.info,
+        }, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RankingModel:
+        directory = Path(directory)
+        meta = json.loads((directory / "model.json").read_text())
+        if meta["format"] != MODEL_FORMAT or meta["feature_names"] != list(FEATURE_NAMES) \
+                or meta["driver_terms"] != list(online.DRIVER_TERMS):
+            raise ValueError(f"{directory} was trained with other features; train it again")
+        path = directory / "global.skops"
+        untrusted = sio.get_untrusted_types(file=path)
+        unexpected = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+        if unexpected:
+            raise ValueError(f"{path} holds unexpected types: {', '.join(unexpected)}")
+        estimator = sio.load(path, trusted=untrusted)
+        return cls(estimator, np.asarray(meta["prior_variance"]), meta.get("info", {}))
+
+
+def out_of_fold_logits(estimator: AcceptanceModel, features: np.ndarray, y: np.ndarray,
+                       groups: np.ndarray, folds: int) -> np.ndarray:
+    """Each row's global logit from a model fitted without its driver's rows."""
+    logits = np.zeros(len(y))
+    for train_rows, test_rows in GroupKFold(folds).split(features, y, groups):
+        fitted = clone(estimator).fit(features[train_rows], y[train_rows])
+        logits[test_rows] = fitted.decision_function(features[test_rows])
+    return logits
+
+
+def _driver_map(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
+                prior_precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One driver's MAP correction and the diagonal of its Laplace posterior covariance."""
+    w = np.zeros(terms.shape[1])
+    for _ in range(_MAP_NEWTON_STEPS):
+        p = 1 / (1 + np.exp(-(offsets + terms @ w)))
+        gradient = terms.T @ (p - y) + prior_precision * w
+        hessian = (terms.T * (p * (1 - p))) @ terms + np.diag(prior_precision)
+        w -= np.linalg.solve(hessian, gradient)
+    return w, np.diag(np.linalg.inv(hessian))
+
+
+def fit_prior_variance(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
+                       groups: np.ndarray, iterations: int = _EM_ITERATIONS) -> np.ndarray:
+    """Empirical-Bayes variances of the per-driver terms (EM, Laplace approximation).
+
+    Terms no row uses keep the starting variance 1 (their EM step is the identity)."""
+    variance = np.ones(terms.shape[1])
+    by_driver = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    for _ in range(iterations):
+        second_moment = np.zeros_like(variance)
+        for rows in by_driver:
+            w, posterior_variance = _driver_map(terms[rows], offsets[rows], y[rows], 1 / variance)
+            second_moment += w * w + posterior_variance
+        variance = np.maximum(second_moment / len(by_driver), 1e-4)
+    return variance
+
+
+def warm_start_split(groups: np.ndarray, warm_fraction: float) -> np.ndarray:
+    """True for each driver's first floor(warm_fraction · n) rows, in row order."""
+    warm = np.zeros(len(groups), dtype=bool)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    rank = np.empty(len(groups), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank[order] = np.arange(len(groups)) - np.repeat(starts, counts)
+    warm[rank < np.floor(warm_fraction * counts[inverse])] = True
+    return warm
+
+
+def replay_warm_start(features: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                      logits: np.ndarray, prior_variance: np.ndarray,
+                      warm_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Feed each driver's warm rows through `online.update`, score the rest with
+    `online.predict`: (mask of scored rows, probability per row; nan on warm rows)."""
+    warm = warm_start_split(groups, warm_fraction)
+    p = np.full(len(y), np.nan)
+    start = online.initial_state(prior_variance)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        fed, scored = rows[warm[rows]], rows[~warm[rows]]
+        state = online.update(start, features[fed], y[fed], logits[fed])
+        p[scored] = online.predict(logits[scored], state, features[scored])
+    return ~warm, p
+
+
+def train(data: Dataset, estimator: AcceptanceModel | None = None, inner_folds: int = 5,
+          warm_fraction: float = 0.5) -> RankingModel:
+    """The global model on every row of `data` and the per-driver prior fitted on it."""
+    estimator = AcceptanceModel() if estimator is None else estimator
+    features, y, groups = data.features(), data.y, data.driver_id
+    fitted = clone(estimator).fit(features, y)
+    n_drivers = len(np.unique(groups))
+    info = {"rows": int(len(y)), "drivers": int(n_drivers),
+            "positive_rate": float(y.mean()), "estimator": repr(estimator)}
+    if n_drivers < max(inner_folds, 2):   # too few drivers to learn how drivers differ
+        return RankingModel(fitted, np.ones(online.N_TERMS), info)
+    logits = out_of_fold_logits(estimator, features, y, groups, inner_folds)
+    terms = online.driver_terms(features)
+    variance = fit_prior_variance(terms, logits, y, groups)
+    scores = {}
+    for scale in PRIOR_SCALES:
+        scored, p = replay_warm_start(features, y, groups, logits, variance * scale,
+                                      warm_fraction)
+        scores[scale] = (roc_auc_score(y[scored], p[scored])
+                         if len(np.unique(y[scored])) == 2 else 0.0)
+    best = max(scores, key=scores.get)
+    info.update(prior_scale=best, replayed_auc_by_scale={str(k): v for k, v in scores.items()})
+    return RankingModel(fitted, variance * best, info)

@@ -1,0 +1,79 @@
+"""`offers ranking train` and `offers ranking evaluate` on a slice of the coupon survey."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from api.cli import main
+from ranking.datasets import read_coupon_survey, write_log
+
+from .conftest import SHARED_DATA
+
+SURVEY = SHARED_DATA / "coupon" / "coupons_train.csv"
+SLICE_ROWS = 400   # about 20 drivers
+
+
+@pytest.fixture(scope="module")
+def survey_slice(tmp_path_factory):
+    if not SURVEY.exists():
+        pytest.skip(f"coupon survey not available at {SURVEY}")
+    path = tmp_path_factory.mktemp("survey") / "slice.csv"
+    with open(SURVEY, newline="") as source:
+        lines = [next(source) for _ in range(SLICE_ROWS + 1)]
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(survey_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    result = CliRunner().invoke(main, ["ranking", "train", "--data", str(survey_slice),
+                                       "--format", "coupon-survey", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_a_model_directory(model_dir):
+    assert (model_dir / "global.skops").exists()
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["info"]["rows"] == SLICE_ROWS
+    assert len(meta["prior_variance"]) == len(meta["driver_terms"])
+
+
+def test_evaluate_writes_one_prediction_per_scored_row(model_dir, survey_slice, tmp_path):
+    predictions = tmp_path / "p.csv"
+    result = CliRunner().invoke(main, [
+        "ranking", "evaluate", "--model", str(model_dir), "--data", str(survey_slice),
+        "--format", "coupon-survey", "--warm-start-fraction", "0.5",
+        "--predictions", str(predictions), "--report", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "AUC" in result.output and "log loss" in result.output
+    with open(predictions, newline="") as file:
+        rows = list(csv.DictReader(file))
+    data = read_coupon_survey(survey_slice)
+    per_driver = {d: (data.driver_id == d).sum() for d in set(data.driver_id)}
+    assert len(rows) == sum(n - n // 2 for n in per_driver.values())
+    assert list(rows[0]) == ["row", "driver_id", "y", "p"]
+    for row in rows:   # each scored row is one of its driver's later rows, with its label
+        i = int(row["row"])
+        assert data.driver_id[i] == row["driver_id"] and int(row["y"]) == data.y[i]
+        assert 0 < float(row["p"]) < 1
+    for name in ("calibration.png", "lift.png", "auc_by_category.png", "summary.json"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+
+
+def test_evaluate_reads_the_log_format_alike(model_dir, survey_slice, tmp_path):
+    write_log(read_coupon_survey(survey_slice), tmp_path / "log.csv")
+    outputs = []
+    for path, data_format in ((survey_slice, "coupon-survey"), (tmp_path / "log.csv", "log")):
+        predictions = tmp_path / f"{data_format}.csv"
+        result = CliRunner().invoke(main, [
+            "ranking", "evaluate", "--model", str(model_dir), "--data", str(path),
+            "--format", data_format, "--predictions", str(predictions)])
+        assert result.exit_code == 0, result.output
+        outputs.append(predictions.read_text())
+    assert outputs[0] == outputs[1]

@@ -1,0 +1,158 @@
+"""The one feature definition and the coupon survey's mapping onto it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from api import schemas
+from offers.geo_index import CATEGORIES, DISCOUNT_KINDS
+from ranking.candidates import Candidates
+from ranking.datasets import read_log, survey_rows_to_dataset, write_log
+from ranking.features import (
+    FEATURE_NAMES,
+    PASSENGERS,
+    RAW_FIELDS,
+    TRIP_PURPOSES,
+    WEATHER,
+    candidate_features,
+    candidates_to_raw,
+    raw_to_features,
+)
+
+COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def survey_row(**changes) -> dict[str, str]:
+    row = {
+        "driver_id": "d0001", "destination": "No Urgent Place", "passanger": "Alone",
+        "weather": "Sunny", "temperature": "55", "time": "2PM", "coupon": "Restaurant(<20)",
+        "expiration": "1d", "gender": "Female", "age": "21", "maritalStatus": "Single",
+        "has_children": "1", "education": "Bachelors degree", "occupation": "Unemployed",
+        "income": "$37500 - $49999", "car": "", "Bar": "never", "CoffeeHouse": "4~8",
+        "CarryAway": "", "RestaurantLessThan20": "1~3", "Restaurant20To50": "less1",
+        "toCoupon_GEQ5min": "1", "toCoupon_GEQ15min": "0", "toCoupon_GEQ25min": "0",
+        "direction_same": "0", "direction_opp": "1", "Y": "1",
+    }
+    return row | changes
+
+
+def features_of(**changes) -> dict[str, float]:
+    row = survey_rows_to_dataset([survey_row(**changes)]).features()[0]
+    return dict(zip(FEATURE_NAMES, row, strict=True))
+
+
+def candidates(n: int = 3) -> Candidates:
+    # arrival_slot joined Candidates with the serving side; older trees lack it
+    extra = ({"arrival_slot": np.array([32, 33, 36][:n])}
+             if "arrival_slot" in Candidates.__dataclass_fields__ else {})
+    return Candidates(**extra,
+        offer_id=np.array([b"o%d" % i for i in range(n)]),
+        place_id=np.array([b"p%d" % i for i in range(n)]),
+        category=np.array([CATEGORIES.index(c) for c in ("cafe", "restaurant", "fuel")][:n]),
+        brand=np.array([0, 7, 0][:n], dtype=np.uint64),
+        value_estimate=np.array([3.5, 0.0, 4.0][:n]),
+        discount_kind=np.array([DISCOUNT_KINDS.index(k)
+                                for k in ("percent", "amount", "per_unit")][:n]),
+        discount_value=np.array([100.0, 5.0, 10.0][:n]),
+        price_level=np.array([2, 1, 0][:n]),
+        distance_m=np.array([500.0, 2000.0, 8000.0][:n]),
+        along_m=np.array([800.0, np.nan, 9000.0][:n]),
+        detour_s=np.array([60.0, 300.0, 0.0][:n]),
+        eta_s=np.array([60.0, 300.0, 600.0][:n]),
+        expires_in_s=np.array([7200.0, np.inf, 86400.0][:n]),
+    )
+
+
+def test_the_context_enums_are_the_ones_the_api_accepts():
+    assert (WEATHER, PASSENGERS, TRIP_PURPOSES) == (
+        schemas.WEATHER, schemas.PASSENGERS, schemas.TRIP_PURPOSES)
+
+
+def test_no_demographic_reaches_the_features():
+    demographics = {"gender": "Male", "age": "50plus", "maritalStatus": "Married partner",
+                    "has_children": "0", "education": "Graduate degree (Masters or Doctorate)",
+                    "occupation": "Retired", "income": "$100000 or More", "car": "Mazda5"}
+    np.testing.assert_array_equal(
+        survey_rows_to_dataset([survey_row(**demographics)]).features(),
+        survey_rows_to_dataset([survey_row()]).features())
+    words = {part for name in RAW_FIELDS for part in name.split("_")}
+    assert not words & {"gender", "age", "marital", "income", "education", "occupation"}
+
+
+def test_candidate_features_have_one_row_per_candidate():
+    X = candidate_features(candidates(), {"weather": "rainy", "passengers": "kids"},
+                           np.array([8.5, 8.6, 9.0]), np.array([0, 0, 0]),
+                           {"coffee_house": "4~8", "restaurant_lt20": "never"})
+    assert X.shape == (3, len(FEATURE_NAMES))
+    assert X[0, COLUMN["weather=rainy"]] == 1 and X[0, COLUMN["weather=sunny"]] == 0
+    assert X[0, COLUMN["pref_for_category"]] == 3          # cafe reads coffee_house, 4~8
+    assert X[1, COLUMN["pref_for_category"]] == 0          # cheap restaurant: never
+    assert np.isnan(X[2, COLUMN["pref_for_category"]])     # no declared frequency for fuel
+    assert X[:, COLUMN["ahead"]].tolist()[::2] == [1, 1] and np.isnan(X[1, COLUMN["ahead"]])
+    assert np.isnan(X[:, COLUMN["temperature_c"]]).all()   # the context did not say
+
+
+def test_unknown_context_and_preferences_are_nan_not_zero():
+    X = candidate_features(candidates(1), {}, np.array([12.0]), np.array([-1]))
+    assert np.isnan(X[0, COLUMN["weekday"]])
+    assert np.isnan(X[0, COLUMN["pref_bar"]])
+    assert X[0, [COLUMN[f"weather={w}"] for w in WEATHER]].sum() == 0
+
+
+def test_survey_coupons_map_onto_engine_categories_and_price_levels():
+    expected = {"Coffee House": ("cafe", np.nan), "Bar": ("bar", np.nan),
+                "Carry out & Take away": ("fast_food", np.nan),
+                "Restaurant(<20)": ("restaurant", 1), "Restaurant(20-50)": ("restaurant", 2)}
+    for coupon, (category, price) in expected.items():
+        f = features_of(coupon=coupon)
+        assert f[f"category={category}"] == 1, coupon
+        assert f["category_code"] == CATEGORIES.index(category)
+        assert f["price_level"] == price or (np.isnan(price) and np.isnan(f["price_level"]))
+
+
+def test_survey_context_maps_known_answers():
+    f = features_of(destination="Work", passanger="Kid(s)", weather="Snowy",
+                    temperature="30", time="10PM", expiration="2h")
+    assert f["trip_purpose=work"] == 1 and f["passengers=kids"] == 1
+    assert f["weather=snowy"] == 1
+    assert f["temperature_c"] == pytest.approx(-10 / 9)
+    assert f["hour"] == 22
+    assert f["expires_in_h_log"] == pytest.approx(np.log1p(2))
+    assert features_of(time="12PM")["hour"] == 12
+    assert features_of(time="7AM")["hour"] == 7
+
+
+def test_survey_minutes_to_venue_become_detour_and_direction_becomes_ahead():
+    assert features_of()["detour_min"] == 10
+    assert features_of(toCoupon_GEQ15min="1")["detour_min"] == 20
+    assert features_of(toCoupon_GEQ15min="1", toCoupon_GEQ25min="1")["detour_min"] == 30
+    assert features_of(direction_same="1", direction_opp="0")["ahead"] == 1
+    assert features_of()["ahead"] == 0
+
+
+def test_survey_visit_frequencies_become_declared_preferences():
+    f = features_of(coupon="Coffee House")
+    assert (f["pref_bar"], f["pref_coffee_house"]) == (0, 3)
+    assert np.isnan(f["pref_carry_away"])                       # blank in the survey
+    assert f["pref_for_category"] == 3
+    assert features_of(coupon="Restaurant(20-50)")["pref_for_category"] == 1   # less1
+
+
+def test_the_log_csv_round_trips(tmp_path):
+    data = survey_rows_to_dataset([survey_row(), survey_row(coupon="Bar", Y="0")])
+    write_log(data, tmp_path / "log.csv")
+    again = read_log(tmp_path / "log.csv")
+    np.testing.assert_array_equal(again.features(), data.features())
+    assert again.y.tolist() == [1, 0] and again.driver_id.tolist() == ["d0001", "d0001"]
+
+
+def test_served_candidates_and_their_logged_rows_give_the_same_features(tmp_path):
+    from ranking.datasets import Dataset
+
+    raw = candidates_to_raw(candidates(), {"weather": "sunny", "temperature_c": 21.5},
+                            np.array([8.0, 8.25, 9.0]), np.array([2, 2, 2]), {"bar": "gt8"})
+    data = Dataset(raw, np.array(["x"] * 3), np.array([1, 0, 0]), np.arange(3))
+    write_log(data, tmp_path / "log.csv")
+    np.testing.assert_array_equal(read_log(tmp_path / "log.csv").features(),
+                                  raw_to_features(raw))

@@ -1,0 +1,33 @@
+"""The global acceptance model follows the scikit-learn estimator API."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from ranking.model import AcceptanceModel
+
+
+@parametrize_with_checks([AcceptanceModel(max_iter=10)])
+def test_the_global_model_is_a_scikit_learn_estimator(estimator, check):
+    check(estimator)
+
+
+def test_columns_unknown_throughout_training_are_ignored():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=200), np.full(200, np.nan)])
+    y = (X[:, 0] > 0).astype(int)
+    model = AcceptanceModel(max_iter=20, min_samples_leaf=5).fit(X, y)
+    assert model.columns_.tolist() == [0]
+    assert model.predict_proba(X).shape == (200, 2)
+    assert model.score(X, y) > 0.9
+
+
+def test_the_global_model_tunes_in_grid_search():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + 0.3 * rng.normal(size=120) > 0).astype(int)
+    search = GridSearchCV(AcceptanceModel(max_iter=10, min_samples_leaf=5),
+                          {"learning_rate": [0.1, 0.3]}, cv=3, scoring="roc_auc").fit(X, y)
+    assert search.best_params_["learning_rate"] in (0.1, 0.3)
