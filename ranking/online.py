@@ -5,8 +5,9 @@ Each driver has a small Bayesian logistic correction to the global model's logit
     logit P(take) = global_logit + w · terms(features)
 
 `terms` (DRIVER_TERMS) are a bias, an offset per category, and a few sensitivities (price
-level, detour, whether the place is ahead, time left). The state is a diagonal Gaussian over w:
-its mean and its precision, float32, 4 + 8 · len(DRIVER_TERMS) bytes (132 today), so the API
+level, detour, whether the place is ahead, time left, driving alone, a leisure or work trip).
+The state is a diagonal Gaussian over w: its mean and its precision, float32,
+4 + 8 · len(DRIVER_TERMS) bytes (156 today), so the API
 keeps it in one Redis hash field. A new driver starts from the prior (mean 0: exactly the global
 model, which already reads their declared preferences); the prior's variances are fitted by
 empirical Bayes on the training data (`ranking.training`).
@@ -45,7 +46,7 @@ FEEDBACK_EVENTS = {  # event -> (label, weight)
 }
 DRIVER_TERMS = (
     "bias", *(f"category={c}" for c in CATEGORIES),
-    "price_level", "detour", "ahead", "expires",
+    "price_level", "detour", "ahead", "expires", "alone", "leisure", "work",
 )
 N_TERMS = len(DRIVER_TERMS)
 _HEADER = struct.Struct("<BBH")   # version, number of terms, feedback rows seen (saturating)
@@ -70,6 +71,9 @@ def driver_terms(features: np.ndarray) -> np.ndarray:
         column("detour_min") / 10 - 1.5,        # tens of minutes, around 15
         column("ahead") - 0.5,
         column("expires_in_h_log") - 2.5,       # log1p(hours): 2 h is 1.1, 1 d 3.2
+        column("passengers=alone") - 0.5,
+        column("trip_purpose=leisure") - 0.5,
+        column("trip_purpose=work") - 0.25,
     ])
     return np.nan_to_num(terms, nan=0.0)
 
