@@ -50,3 +50,14 @@ def test_an_id_that_prefixes_another_does_not_match_it(redis_client):
     index.apply([], [place_entry(short), place_entry(longer)])
     index.apply([place_entry(short, remove=True)], [])
     assert _ids(index) == [longer["id"]]
+
+
+def test_bulk_writes_to_one_cell_keep_exactly_the_rest(redis_client):
+    index = GeoIndex(redis_client)
+    places = [_place(f"{i:x}", lng=-104.9903 + i * 1e-6) for i in range(60)]
+    index.apply([], [place_entry(p) for p in places])
+    gone = places[::2]  # 30 writes in one cell: the one-pass path
+    index.apply([place_entry(p, remove=True) for p in gone], [])
+    assert _ids(index) == [p["id"] for p in places[1::2]]
+    index.apply([place_entry(places[1], remove=True)], [])  # one write: the find path
+    assert _ids(index) == [p["id"] for p in places[3::2]]
