@@ -15,7 +15,20 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
 from flask_smorest import Api
 
-from . import accounts, health, offers, places, recommendations, redemptions, search
+from ranking.exploration import policy_from_spec
+
+from . import (
+    accounts,
+    drivers,
+    feedback,
+    health,
+    models,
+    offers,
+    places,
+    recommendations,
+    redemptions,
+    search,
+)
 from .errors import register_error_handlers
 from .services import Services
 
@@ -31,11 +44,15 @@ DEFAULTS = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "/docs",
     "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    # How recommendations explore (ranking.exploration): greedy, epsilon:<p>, softmax:<t>.
+    "OFFERS_EXPLORATION": "epsilon:0.1",
+    "OFFERS_EXPLORATION_SEED": None,  # an int makes exploration repeatable (tests, simulation)
 }
 ENVIRONMENT = {
     "REDIS_URL": "REDIS_URL",
     "OFFERS_ADMIN_TOKEN": "OFFERS_ADMIN_TOKEN",
     "MAX_CONTENT_LENGTH": "OFFERS_MAX_BODY_BYTES",
+    "OFFERS_EXPLORATION": "OFFERS_EXPLORATION",
 }
 
 
@@ -50,12 +67,15 @@ def create_app(config: dict | None = None) -> Flask:
 
     client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=5,
                                   health_check_interval=30)
-    app.extensions["offers"] = Services.connect(client)
+    app.extensions["offers"] = Services.connect(
+        client, policy_from_spec(app.config["OFFERS_EXPLORATION"]),
+        app.config["OFFERS_EXPLORATION_SEED"])
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name)})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (health, accounts, search, places, offers, redemptions, recommendations):
+    for module in (health, accounts, search, places, offers, redemptions, recommendations,
+                   feedback, drivers, models):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     return app

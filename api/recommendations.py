@@ -6,7 +6,6 @@ rules) -> ranking (scores) -> offers (the shortlist's budgets) -> ranking (reaso
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,8 +13,12 @@ from flask import g
 from flask_smorest import abort
 
 from geo.route import RouteError
+from offers.redemptions import driver_key
 from offers.serving import Trip
 from ranking import Situation
+from ranking.features import raw_to_features
+from ranking.learned import raw_of
+from ranking.learning import ServedItem, new_recommendation_id
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
@@ -50,34 +53,42 @@ def recommend(body: dict):
                 at=body.get("at") or datetime.now(UTC), route=route,
                 corridor_m=body["corridor_m"], radius_m=body["radius_m"],
                 heading_deg=position.get("heading_deg"), speed_kmh=position.get("speed_kmh"))
-    situation = Situation(driver_id=body["driver_id"], fleet_id=g.principal.id,
-                          context=body["context"])
-    found = services().serving
-    ranker = services().ranker
-    candidates, records = found.candidates(trip, body.get("categories"),
-                                           body.get("max_detour_s"))
+    found = services()
+    fleet_id, driver_id = g.principal.id, body["driver_id"]
+    profile, ranker = found.driver_and_ranker(fleet_id, driver_id)
+    situation = Situation(driver_id=driver_id, fleet_id=fleet_id, context=body["context"],
+                          preferences=profile.preferences, state=profile.state)
+    candidates, records = found.serving.candidates(trip, body.get("categories"),
+                                                   body.get("max_detour_s"))
     scores = ranker.score(candidates, situation)
-    order = np.argsort(-scores, kind="stable")
-    if body["one_per_place"]:
-        _, first = np.unique(candidates.place_id[order], return_index=True)
-        order = order[np.sort(first)]
+    eligible = np.arange(len(candidates))
+    if body["one_per_place"]:  # each place's best offer
+        best_first = np.argsort(-scores, kind="stable")
+        _, first = np.unique(candidates.place_id[best_first], return_index=True)
+        eligible = best_first[first]
     limit = body["limit"]
-    chosen, served = [], []
+    shown, propensity = found.policy.order(scores[eligible], MAX_SHORTLIST_ROUNDS * 2 * limit,
+                                           found.rng)
+    order = eligible[shown]
+    chosen, served, chances = [], [], []
     for round_ in range(MAX_SHORTLIST_ROUNDS):
-        batch = order[round_ * 2 * limit: (round_ + 1) * 2 * limit]
-        if batch.size == 0:
+        batch = slice(round_ * 2 * limit, (round_ + 1) * 2 * limit)
+        if order[batch].size == 0:
             break
-        checks = found.servable(records[batch], candidates.eta_s[batch], trip,
-                                situation.fleet_id, situation.driver_id)
-        for row, check in zip(batch, checks, strict=True):
+        checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
+                                        trip, fleet_id, driver_id)
+        for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
             if check is not None and len(chosen) < limit:
                 chosen.append(row)
+                chances.append(chance)
                 served.append(check)
         if len(chosen) == limit:
             break
     rows = np.array(chosen, dtype=np.intp)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation)
+    raw = raw_of(picked, situation)
+    features = raw_to_features(raw)
     items = []
     for i, shortlisted in enumerate(served):
         offer, place = shortlisted.offer, shortlisted.place
@@ -90,4 +101,10 @@ def recommend(body: dict):
             "distance_along_route_m": None if np.isnan(along) else float(along),
             "detour_s": float(picked.detour_s[i]), "eta_s": float(picked.eta_s[i]),
             "score": float(scores[rows[i]]), "reasons": reasons[i]})
-    return {"recommendation_id": "rec_" + secrets.token_hex(10), "items": items}
+    recommendation_id = new_recommendation_id(driver_key(fleet_id, driver_id))
+    found.learning.record_served(
+        recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,
+        [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
+                    features[i], {name: values[i] for name, values in raw.items()})
+         for i, item in enumerate(items)])
+    return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}

@@ -23,6 +23,8 @@ from geo.route import (
     route_from_geojson,
     route_from_polyline,
 )
+from ranking.features import FREQUENCIES, PASSENGERS, TRIP_PURPOSES, WEATHER
+from ranking.learning import EVENTS
 
 PLACE_CATEGORIES = (
     "restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
@@ -394,10 +396,6 @@ class AlongRoutePageSchema(ma.Schema):
 
 # -- recommendations -------------------------------------------------------------------------
 
-WEATHER = ("sunny", "cloudy", "rainy", "snowy", "foggy")
-PASSENGERS = ("alone", "partner", "friends", "kids")
-TRIP_PURPOSES = ("home", "work", "leisure")
-
 
 class ContextSchema(ma.Schema):
     """What a car knows about the moment. Never demographics."""
@@ -445,5 +443,49 @@ class RecommendedSchema(ma.Schema):
 
 
 class RecommendationSchema(ma.Schema):
-    recommendation_id = Text()
+    recommendation_id = Text(metadata={"description": "What feedback refers to (kept 7 days)"})
+    model = Text(metadata={"description": "The ranking model version that scored it"})
     items = fields.List(fields.Nested(RecommendedSchema))
+
+
+# -- the learning loop -------------------------------------------------------------------------
+
+_FREQUENCY = {"description": "Visits per month: never, less1 (under 1), 1~3, 4~8, gt8 (over 8)"}
+
+
+class PreferencesSchema(ma.Schema):
+    """How often the driver says they visit each kind of place (all optional)."""
+
+    bar = Text(validate=validate.OneOf(FREQUENCIES), metadata=_FREQUENCY)
+    coffee_house = Text(validate=validate.OneOf(FREQUENCIES), metadata=_FREQUENCY)
+    carry_away = Text(validate=validate.OneOf(FREQUENCIES), metadata=_FREQUENCY)
+    restaurant_lt20 = Text(validate=validate.OneOf(FREQUENCIES), metadata={
+        "description": "Restaurants under $20 a person; " + _FREQUENCY["description"]})
+    restaurant_20_50 = Text(validate=validate.OneOf(FREQUENCIES), metadata={
+        "description": "Restaurants at $20-50 a person; " + _FREQUENCY["description"]})
+
+
+class DriverArgsSchema(ma.Schema):
+    driver_id = _text(128, required=True)
+
+
+class FeedbackSchema(ma.Schema):
+    recommendation_id = _text(100, required=True)
+    offer_id = _text(100, required=True)
+    event = Text(required=True, validate=validate.OneOf(EVENTS), metadata={
+        "description": "accept, redeem and dismiss teach the driver's model (the first per "
+                       "offer and recommendation); impression and click are logged"})
+    counted = fields.Boolean(dump_only=True, metadata={
+        "description": "False when this event was already counted for this offer"})
+
+
+class ModelSchema(ma.Schema):
+    version = Text()
+    published_at = fields.Float(metadata={"description": "Epoch seconds"})
+    note = Text()
+    info = fields.Dict()
+    active = fields.Boolean()
+
+
+class ModelListSchema(ma.Schema):
+    items = fields.List(fields.Nested(ModelSchema))

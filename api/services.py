@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from flask import current_app
 from redis import Redis
 
@@ -13,6 +14,10 @@ from offers.registry import Registry
 from offers.search import PlaceSearch
 from offers.serving import OfferServing
 from ranking import BaselineRanker, Ranker
+from ranking.exploration import Policy
+from ranking.learned import LearnedRanker
+from ranking.learning import LearningLoop, Profile
+from ranking.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -23,13 +28,32 @@ class Services:
     redemptions: Redemptions
     search: PlaceSearch
     serving: OfferServing
-    ranker: Ranker
+    learning: LearningLoop
+    models: ModelRegistry
+    policy: Policy
+    rng: np.random.Generator
+    baseline: Ranker = BaselineRanker()  # until a model version is activated
 
     @classmethod
-    def connect(cls, redis: Redis) -> Services:
+    def connect(cls, redis: Redis, policy: Policy, seed: int | None = None) -> Services:
         catalogue = Catalogue(redis)
         return cls(redis, Registry(redis), catalogue, Redemptions(redis, catalogue),
-                   PlaceSearch(redis), OfferServing(redis), BaselineRanker())
+                   PlaceSearch(redis), OfferServing(redis), LearningLoop(redis),
+                   ModelRegistry(redis), policy, np.random.default_rng(seed))
+
+    def driver_and_ranker(self, fleet_id: str, driver_id: str) -> tuple[Profile, Ranker]:
+        """What the engine holds on a driver and the ranker serving now, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.models.active_command(pipe)
+            self.learning.profile_command(pipe, fleet_id, driver_id)
+            active, profile = pipe.execute()
+        ranker = self.models.ranker(active.decode()) if active else self.baseline
+        return self.learning.profile_from(profile), ranker
+
+    def learner(self) -> LearnedRanker | None:
+        """The learned ranker serving now (feedback trains its driver states), if any."""
+        active = self.models.active_version()
+        return self.models.ranker(active) if active else None
 
 
 def services() -> Services:

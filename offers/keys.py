@@ -114,3 +114,46 @@ def cell_places(region: str, cell: int) -> str:
 def cell_offers(region: str, cell: int) -> str:
     """String: the cell's packed offer records (`offers.geo_index.OFFER_RECORD`), back to back."""
     return f"{{g:{region}}}:offers:{GEO_LAYOUT}:{cell:x}"
+
+
+# -- the learning loop: `{d:<driver key>}` per driver, `{models}`, `{log}` ---------------------
+# A driver key is the pseudonymous hash of (fleet, driver) (`offers.redemptions.driver_key`);
+# everything feedback touches for one driver shares its tag, so an online update is one
+# optimistic transaction.
+
+def driver_profile(driver: str) -> str:
+    """Hash: `preferences` (JSON of declared visit frequencies), `state` (the per-driver model
+    state, `ranking.online.DriverState` bytes), `state_model` (the model version it was
+    learned under), `feedback_rows`."""
+    return "{d:" + driver + "}:profile"
+
+
+def served(driver: str, recommendation_id: str) -> str:
+    """Hash with a TTL: what one recommendation served (fields `fleet`, `model`, `at`, `items`
+    (JSON: per offer its feature row, score and propensity)), so feedback can learn from it."""
+    return "{d:" + driver + "}:served:" + recommendation_id
+
+
+def feedback_seen(driver: str, recommendation_id: str) -> str:
+    """Set with a TTL: `<offer id>|<event>` already counted for this recommendation."""
+    return "{d:" + driver + "}:feedback:" + recommendation_id
+
+
+_RECOMMENDATION_ID = re.compile(r"rec_([0-9a-f]{20})_[0-9a-f]{16}")
+
+
+def recommendation_driver(recommendation_id: str) -> str | None:
+    """The driver key a recommendation id routes to (`rec_<driver key>_<random>`), or None."""
+    match = _RECOMMENDATION_ID.fullmatch(recommendation_id)
+    return match.group(1) if match else None
+
+
+MODELS = "{models}"
+MODEL_FILES = f"{MODELS}:files"     # hash: `<version>/<file name>` -> the model directory's files
+MODEL_META = f"{MODELS}:meta"       # hash: version -> JSON (published_at, metrics, source)
+MODEL_ACTIVE = f"{MODELS}:active"   # string: the version serving uses
+MODEL_HISTORY = f"{MODELS}:history"  # list: versions activated, newest first (for rollback)
+MODEL_SEQUENCE = f"{MODELS}:sequence"  # string counter: the last version number given out
+
+SERVED_LOG = "{log}:served"      # stream (bounded): one entry per served item
+FEEDBACK_LOG = "{log}:feedback"  # stream (bounded): one entry per counted feedback event

@@ -99,8 +99,8 @@ class OfferServing:
             keep &= detour_s <= max_detour_s
         arrival = trip.at.timestamp() + eta
         keep &= (records["valid_from"] <= arrival) & (arrival < records["valid_until"])
-        if len(records):
-            keep &= open_at(records["serving"], local_slot(records["zone"], arrival))
+        slot = local_slot(records["zone"], arrival)
+        keep &= open_at(records["serving"], slot)
         rows = np.nonzero(keep)[0]
         records = records[rows]
         return Candidates(
@@ -111,7 +111,7 @@ class OfferServing:
             discount_value=records["discount_value"].astype(float),
             price_level=records["price_level"].astype(np.intp), distance_m=distance[rows],
             along_m=along[rows], detour_s=detour_s[rows], eta_s=eta[rows],
-            expires_in_s=records["valid_until"] - arrival[rows],
+            expires_in_s=records["valid_until"] - arrival[rows], arrival_slot=slot[rows],
         ), records
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,

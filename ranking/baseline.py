@@ -39,18 +39,20 @@ class BaselineRanker:
 
     def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
         value = offer_value(candidates)
-        out = []
-        for i in range(len(candidates)):  # the answer's few items, not the candidates
-            reasons = [f"worth about {value[i]:.2f}"]
-            minutes = candidates.detour_s[i] / 60
-            reasons.append("right on your way" if minutes < 1 else
-                           f"{minutes:.0f} min detour")
-            if np.isfinite(candidates.along_m[i]):
-                reasons.append(f"{candidates.along_m[i] / 1000:.1f} km ahead")
-            else:
-                reasons.append(f"{candidates.distance_m[i] / 1000:.1f} km away")
-            if candidates.expires_in_s[i] < 24 * 3600:
-                reasons.append("ends within a day")
-            reasons.append(f"{CATEGORIES[candidates.category[i]].replace('_', ' ')}")
-            out.append(reasons)
-        return out
+        return [[f"worth about {value[i]:.2f}", *where_reasons(candidates, i)]
+                for i in range(len(candidates))]  # the answer's few items, not the candidates
+
+
+def where_reasons(candidates: Candidates, i: int) -> list[str]:
+    """Where and when, in words: detour, distance ahead, expiry, category."""
+    reasons = []
+    minutes = candidates.detour_s[i] / 60
+    reasons.append("right on your way" if minutes < 1 else f"{minutes:.0f} min detour")
+    if np.isfinite(candidates.along_m[i]):
+        reasons.append(f"{candidates.along_m[i] / 1000:.1f} km ahead")
+    else:
+        reasons.append(f"{candidates.distance_m[i] / 1000:.1f} km away")
+    if candidates.expires_in_s[i] < 24 * 3600:
+        reasons.append("ends within a day")
+    reasons.append(f"{CATEGORIES[candidates.category[i]].replace('_', ' ')}")
+    return reasons

@@ -8,7 +8,7 @@ ranker, the baseline here and the learned models after it, sees exactly this.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class Candidates:
     detour_s: np.ndarray         # estimated extra time to visit
     eta_s: np.ndarray            # estimated time until arrival
     expires_in_s: np.ndarray     # time left before the offer ends at arrival (inf: no end)
+    arrival_slot: np.ndarray     # local 15-minute slot of the week at arrival (0: Mon 00:00)
 
     def __len__(self) -> int:
         return len(self.offer_id)
@@ -39,11 +40,15 @@ class Candidates:
 
 @dataclass(frozen=True)
 class Situation:
-    """The request's driver and context (only fields a car knows; never demographics)."""
+    """The request's driver and context (only fields a car knows; never demographics), and
+    what the engine holds on the driver: declared preferences and the online state learned
+    from their feedback (`ranking.online.DriverState`; None before any)."""
 
     driver_id: str
     fleet_id: str
     context: dict = field(default_factory=dict)
+    preferences: dict | None = None
+    state: Any = None
 
 
 class Ranker(Protocol):

@@ -37,8 +37,9 @@ def redis_client(redis_url):
 
 @pytest.fixture
 def app(redis_client, redis_url):
+    # Greedy: tests of ranking see one order; exploration has tests of its own.
     return create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
-                       "TESTING": True})
+                       "TESTING": True, "OFFERS_EXPLORATION": "greedy"})
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from .conftest import CAFE, FUEL
 
-TAG = re.compile(r"^\{(registry|[mg]:[^}]+)\}:")
+TAG = re.compile(r"^\{(registry|models|log|[mgd]:[^}]+)\}:")
 MULTI_KEY = {"DEL", "UNLINK", "WATCH", "EXISTS", "MGET"}
 KEYLESS = {"MULTI", "EXEC", "DISCARD", "UNWATCH", "PING", "HELLO", "SELECT", "CLIENT",
            "SCRIPT", "FLUSHDB", "INFO", "MONITOR", "SCAN", "DUMP", "DBSIZE"}

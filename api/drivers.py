@@ -1,0 +1,58 @@
+"""Drivers' declared preferences, and forgetting a driver (fleet key).
+
+Drivers are the fleet's pseudonymous ids, stored only as a one-way fleet-scoped hash; the
+engine keeps what a driver declared and what it learned from their feedback, nothing else.
+"""
+
+from __future__ import annotations
+
+from flask import g
+from flask_smorest import abort
+
+from .auth import FLEET, SECURITY, require
+from .parsing import Blueprint
+from .schemas import PreferencesSchema
+from .services import services
+
+blp = Blueprint("drivers", __name__, url_prefix="/v1/drivers",
+                description="Drivers' declared preferences (fleet key)")
+
+MAX_DRIVER_ID = 128
+
+
+def _checked(driver_id: str) -> str:
+    if not 1 <= len(driver_id) <= MAX_DRIVER_ID:
+        abort(422, errors={"driver_id": [f"Length must be between 1 and {MAX_DRIVER_ID}."]})
+    return driver_id
+
+
+@blp.route("/<driver_id>/preferences", methods=["PUT"])
+@require(FLEET)
+@blp.arguments(PreferencesSchema)
+@blp.response(200, PreferencesSchema)
+@blp.doc(security=SECURITY)
+def put_preferences(body: dict, driver_id: str):
+    """Set what a driver declares about their habits
+
+    Replaces any earlier declaration; omitted kinds of place count as unknown. The very next
+    recommendation for this driver uses them."""
+    services().learning.set_preferences(g.principal.id, _checked(driver_id), body)
+    return body
+
+
+@blp.route("/<driver_id>/preferences", methods=["GET"])
+@require(FLEET)
+@blp.response(200, PreferencesSchema)
+@blp.doc(security=SECURITY)
+def get_preferences(driver_id: str):
+    """What a driver declared (empty when nothing)"""
+    return services().learning.profile(g.principal.id, _checked(driver_id)).preferences or {}
+
+
+@blp.route("/<driver_id>", methods=["DELETE"])
+@require(FLEET)
+@blp.response(204)
+@blp.doc(security=SECURITY)
+def forget(driver_id: str):
+    """Forget a driver: their declared preferences and everything learned from their feedback"""
+    services().learning.forget(g.principal.id, _checked(driver_id))

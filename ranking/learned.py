@@ -1,0 +1,67 @@
+"""The learned ranker: the global model's logit plus the driver's own online correction.
+
+score = P(driver takes the offer) = sigmoid(global_logit(x) + w_driver · terms(x)), where x is
+the one feature definition (`ranking.features`) of each candidate in the request's situation,
+the global model and the prior over w come from a trained model directory (`ranking.training`),
+and w_driver is what `ranking.online.update` learned from this driver's feedback (the prior's
+mean, zero, for a driver with none: the global model, which reads their declared preferences).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offers.geo_index import CATEGORIES
+
+from . import online
+from .baseline import where_reasons
+from .candidates import Candidates, Situation
+from .features import candidates_to_raw, raw_to_features
+from .training import RankingModel
+
+SLOTS_PER_DAY = 96  # arrival slots are local quarter hours of the week, Monday 00:00 first
+_CATEGORY_TERMS = [online.DRIVER_TERMS.index(f"category={c}") for c in CATEGORIES]
+_TASTE_REASON_MIN = 0.25  # a learned category offset (in logits) worth telling the driver
+
+
+def raw_of(candidates: Candidates, situation: Situation) -> dict[str, np.ndarray]:
+    """The raw fields (`ranking.features.RAW_FIELDS`) of candidates in a situation: what the
+    log keeps, so a model trained later recomputes its features from them."""
+    slot = np.asarray(candidates.arrival_slot)
+    return candidates_to_raw(candidates, situation.context, (slot % SLOTS_PER_DAY) / 4,
+                             slot // SLOTS_PER_DAY, situation.preferences)
+
+
+def features_of(candidates: Candidates, situation: Situation) -> np.ndarray:
+    """The feature rows of candidates in a situation: what models score."""
+    return raw_to_features(raw_of(candidates, situation))
+
+
+class LearnedRanker:
+    def __init__(self, model: RankingModel, version: str):
+        self.model = model
+        self.version = version
+
+    def state_of(self, situation: Situation) -> online.DriverState:
+        return situation.state if situation.state is not None else self.model.initial_state()
+
+    def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
+        if len(candidates) == 0:
+            return np.zeros(0)
+        features = features_of(candidates, situation)
+        return online.predict(self.model.global_logits(features), self.state_of(situation),
+                              features)
+
+    def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
+        if len(candidates) == 0:
+            return []
+        chance = self.score(candidates, situation)
+        taste = self.state_of(situation).mean[_CATEGORY_TERMS]
+        out = []
+        for i in range(len(candidates)):  # the answer's few items
+            reasons = [f"{chance[i]:.0%} likely for you"]
+            if taste[candidates.category[i]] >= _TASTE_REASON_MIN:
+                name = CATEGORIES[candidates.category[i]].replace("_", " ")
+                reasons.append(f"you often take {name} offers")
+            out.append(reasons + where_reasons(candidates, i))
+        return out

@@ -1,0 +1,197 @@
+"""The learning loop's Redis side: drivers' profiles, what each recommendation served, feedback.
+
+- A driver's profile (`keys.driver_profile`) holds their declared preferences and the online
+  state `ranking.online.update` learns from their feedback. Drivers are known only by the
+  pseudonymous, fleet-scoped driver key; nothing here stores a fleet's own driver id, a
+  position or a demographic.
+- Every served recommendation is kept for `SERVED_TTL_S` (what feedback may refer to: its
+  items' feature rows, scores and propensities) and appended, one entry per item, to a bounded
+  stream (`keys.SERVED_LOG`); every counted feedback event goes to `keys.FEEDBACK_LOG`. Those two
+  streams are the training and off-policy evaluation log (`offers ranking export`).
+- Feedback updates the driver's state in one optimistic transaction on the driver's hash tag:
+  the event is counted once (a set of seen events per recommendation) and the state written in
+  the same MULTI, so concurrent feedback for one driver never loses an update.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from redis import Redis, WatchError
+
+from offers import keys
+from offers.errors import NotFound
+from offers.redemptions import driver_key
+
+from . import online
+from .learned import LearnedRanker
+
+SERVED_TTL_S = 7 * 24 * 3600
+LOG_MAXLEN = 1_000_000
+# The logs say which places a driver was offered when, which is near enough a location history:
+# kept for training and evaluation for this long, then trimmed.
+LOG_RETENTION_S = 30 * 24 * 3600
+EVENTS = ("impression", "click", "accept", "dismiss", "redeem")
+
+
+class UnknownRecommendation(NotFound):
+    """No such recommendation (or offer in it) for this fleet."""
+
+    def __init__(self, recommendation_id: str):
+        super().__init__(f"No recommendation {recommendation_id!r} with that offer for this fleet.")
+
+
+@dataclass(frozen=True)
+class Profile:
+    preferences: dict | None
+    state: online.DriverState | None
+    state_model: str | None
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    offer_id: str
+    place_id: str
+    position: int
+    score: float
+    propensity: float
+    features: np.ndarray  # as scored (the online update learns from exactly these)
+    raw: dict             # the raw fields behind them (the log, for training later)
+
+
+def new_recommendation_id(driver: str) -> str:
+    """`rec_<driver key>_<random>`: routes feedback to the driver's hash tag by itself."""
+    return f"rec_{driver}_{secrets.token_hex(8)}"
+
+
+class LearningLoop:
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def profile_command(self, pipe, fleet_id: str, driver_id: str) -> None:
+        """Queue the read of a driver's profile on `pipe` (to share a round trip)."""
+        pipe.hmget(keys.driver_profile(driver_key(fleet_id, driver_id)),
+                   "preferences", "state", "state_model")
+
+    @staticmethod
+    def profile_from(reply: list) -> Profile:
+        preferences, state, model = reply
+        return Profile(orjson.loads(preferences) if preferences else None,
+                       online.DriverState.from_bytes(state) if state else None,
+                       model.decode() if model else None)
+
+    def profile(self, fleet_id: str, driver_id: str) -> Profile:
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.profile_command(pipe, fleet_id, driver_id)
+            return self.profile_from(pipe.execute()[0])
+
+    def set_preferences(self, fleet_id: str, driver_id: str, preferences: dict) -> None:
+        self.redis.hset(keys.driver_profile(driver_key(fleet_id, driver_id)), "preferences",
+                        orjson.dumps(preferences))
+
+    def forget(self, fleet_id: str, driver_id: str) -> bool:
+        """Erase what the engine holds on a driver (preferences and what it learned)."""
+        return bool(self.redis.delete(keys.driver_profile(driver_key(fleet_id, driver_id))))
+
+    # -- served recommendations ----------------------------------------------------------------
+
+    def record_served(self, recommendation_id: str, fleet_id: str, driver_id: str, model: str,
+                      policy: str, items: list[ServedItem]) -> None:
+        """Keep what was served (for feedback) and log it, in one round trip."""
+        driver = driver_key(fleet_id, driver_id)
+        now = time.time()
+        key = keys.served(driver, recommendation_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={
+                "fleet": fleet_id, "model": model, "at": now,
+                "items": orjson.dumps({item.offer_id: {
+                    "features": item.features.tolist(), "score": item.score,
+                    "propensity": item.propensity, "position": item.position,
+                } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY)})
+            pipe.expire(key, SERVED_TTL_S)
+            for item in items:
+                pipe.xadd(keys.SERVED_LOG, {
+                    "recommendation_id": recommendation_id, "driver": driver, "at": now,
+                    "model": model, "policy": policy, "offer_id": item.offer_id,
+                    "place_id": item.place_id, "position": item.position,
+                    "score": item.score, "propensity": item.propensity,
+                    "raw": orjson.dumps(item.raw, option=orjson.OPT_SERIALIZE_NUMPY)},
+                    maxlen=LOG_MAXLEN, approximate=True)
+            pipe.xtrim(keys.SERVED_LOG, minid=_oldest_kept(now), approximate=True)
+            pipe.execute()
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def feedback(self, fleet_id: str, recommendation_id: str, offer_id: str, event: str,
+                 learner: LearnedRanker | None) -> bool:
+        """Count one feedback event and learn from it; False if it was already counted.
+
+        `learner` is the learned ranker serving now (its global logit is what the driver's
+        state corrects), or None while the baseline serves: the event is then logged, not
+        learned. Only the first outcome per offer and recommendation teaches (an accepted offer
+        that is then redeemed is one positive, not two)."""
+        driver = keys.recommendation_driver(recommendation_id)
+        if driver is None:
+            raise UnknownRecommendation(recommendation_id)
+        served_key = keys.served(driver, recommendation_id)
+        seen_key = keys.feedback_seen(driver, recommendation_id)
+        profile_key = keys.driver_profile(driver)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(profile_key, seen_key)
+                    fleet, raw_items = pipe.hmget(served_key, "fleet", "items")
+                    item = orjson.loads(raw_items).get(offer_id) if raw_items else None
+                    if fleet is None or fleet.decode() != fleet_id or item is None:
+                        raise UnknownRecommendation(recommendation_id)
+                    counted, learned = pipe.smismember(
+                        seen_key, [f"{offer_id}|{event}", f"{offer_id}|learned"])
+                    if counted:
+                        return False
+                    state = None if learned else self._learn(pipe, profile_key, learner,
+                                                             item, event)
+                    pipe.multi()
+                    pipe.sadd(seen_key, f"{offer_id}|{event}")
+                    if state is not None:
+                        pipe.sadd(seen_key, f"{offer_id}|learned")
+                        pipe.hset(profile_key, mapping={"state": state,
+                                                        "state_model": learner.version})
+                    pipe.expire(seen_key, SERVED_TTL_S)
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(keys.FEEDBACK_LOG, {
+                "recommendation_id": recommendation_id, "driver": driver, "offer_id": offer_id,
+                "event": event, "at": now, "position": item["position"],
+                "propensity": item["propensity"]}, maxlen=LOG_MAXLEN, approximate=True)
+            pipe.xtrim(keys.FEEDBACK_LOG, minid=_oldest_kept(now), approximate=True)
+            pipe.execute()
+        return True
+
+    @staticmethod
+    def _learn(pipe, profile_key: str, learner: LearnedRanker | None, item: dict,
+               event: str) -> bytes | None:
+        """The driver's new state after this event, or None when it teaches nothing."""
+        if learner is None or event not in online.FEEDBACK_EVENTS:
+            return None
+        raw = pipe.hget(profile_key, "state")
+        state = online.DriverState.from_bytes(raw) if raw else learner.model.initial_state()
+        features = np.asarray([item["features"]], dtype=np.float64)
+        label, weight = online.FEEDBACK_EVENTS[event]
+        state = online.update(state, features, np.array([label]),
+                              learner.model.global_logits(features), np.array([weight]))
+        return state.to_bytes()
+
+
+def _oldest_kept(now: float) -> str:
+    """The stream id before which log entries are past LOG_RETENTION_S."""
+    return f"{int((now - LOG_RETENTION_S) * 1000)}-0"

@@ -1,0 +1,103 @@
+"""The model registry in Redis: published versions, the active one, and rollback.
+
+A version is a trained model directory (`ranking.training.RankingModel.save`: the estimator as
+skops, the prior as JSON), stored file by file. Serving reads the active version's name in the
+round trip it already makes for the driver's profile, and loads a version it has not seen yet
+once per process (with skops' type check: nothing is ever unpickled), so activating a version
+switches every worker on its next request, without a restart.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from redis import Redis
+
+from offers import keys
+from offers.errors import NotFound
+
+from .learned import LearnedRanker
+from .training import RankingModel
+
+MODEL_FILES = ("global.skops", "model.json")
+HISTORY_LENGTH = 100
+
+
+class UnknownModel(NotFound):
+    """No such model version."""
+
+    def __init__(self, version: str):
+        super().__init__(f"No model version {version!r}.")
+
+
+class ModelRegistry:
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self._loaded: dict[str, LearnedRanker] = {}
+
+    def publish(self, directory: str | Path, note: str = "") -> str:
+        """Store a trained model directory as a new version (not yet active); its name."""
+        directory = Path(directory)
+        model = RankingModel.load(directory)  # refuses anything it would not serve
+        files = {name: (directory / name).read_bytes() for name in MODEL_FILES}
+        version = f"v{self.redis.incr(keys.MODEL_SEQUENCE)}"
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.MODEL_FILES, mapping={f"{version}/{n}": b for n, b in files.items()})
+            pipe.hset(keys.MODEL_META, version, orjson.dumps({
+                "version": version, "published_at": time.time(), "note": note,
+                "info": model.info}))
+            pipe.execute()
+        return version
+
+    def versions(self) -> list[dict]:
+        active = self.active_version()
+        metas = [orjson.loads(raw) for raw in self.redis.hvals(keys.MODEL_META)]
+        for meta in metas:
+            meta["active"] = meta["version"] == active
+        return sorted(metas, key=lambda m: int(m["version"][1:]))
+
+    def activate(self, version: str) -> dict:
+        raw = self.redis.hget(keys.MODEL_META, version)
+        if raw is None:
+            raise UnknownModel(version)
+        self.ranker(version)  # load it here first: a version that cannot load never serves
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.MODEL_ACTIVE, version)
+            pipe.lpush(keys.MODEL_HISTORY, version)
+            pipe.ltrim(keys.MODEL_HISTORY, 0, HISTORY_LENGTH - 1)
+            pipe.execute()
+        return {**orjson.loads(raw), "active": True}
+
+    def rollback(self) -> dict:
+        """Re-activate the version that was active before the current one."""
+        history = [v.decode() for v in self.redis.lrange(keys.MODEL_HISTORY, 0, -1)]
+        current = self.active_version()
+        earlier = [v for v in history if v != current]
+        if not earlier:
+            raise UnknownModel("before the active one")
+        return self.activate(earlier[0])
+
+    def active_version(self) -> str | None:
+        raw = self.redis.get(keys.MODEL_ACTIVE)
+        return raw.decode() if raw else None
+
+    @staticmethod
+    def active_command(pipe) -> None:
+        """Queue the read of the active version on `pipe` (to share a round trip)."""
+        pipe.get(keys.MODEL_ACTIVE)
+
+    def ranker(self, version: str) -> LearnedRanker:
+        """The ranker of a version, loaded once per process."""
+        if version not in self._loaded:
+            names = [f"{version}/{n}" for n in MODEL_FILES]
+            blobs = self.redis.hmget(keys.MODEL_FILES, names)
+            if any(b is None for b in blobs):
+                raise UnknownModel(version)
+            with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+                for name, blob in zip(MODEL_FILES, blobs, strict=True):
+                    (Path(tmp) / name).write_bytes(blob)
+                self._loaded[version] = LearnedRanker(RankingModel.load(tmp), version)
+        return self._loaded[version]

@@ -1,0 +1,194 @@
+"""The learning loop through the API: models, preferences, feedback and what the next answer
+learns from it, on real Redis with a small model trained here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offers import keys
+from offers.redemptions import driver_key
+from ranking.datasets import Dataset
+from ranking.features import ENUM_FIELDS, RAW_FIELDS
+from ranking.model import AcceptanceModel
+from ranking.registry import ModelRegistry
+from ranking.training import train
+
+from .conftest import CAFE
+from .test_recommendations import east_of_start, recommend
+
+TASTED = ("cafe", "fast_food", "restaurant", "bar", "fuel")
+
+
+def synthetic_survey(drivers: int = 40, rows: int = 30, seed: int = 4) -> Dataset:
+    """Drivers who differ in which categories they take, in random situations."""
+    rng = np.random.default_rng(seed)
+    n = drivers * rows
+    raw = {}
+    for name in RAW_FIELDS:
+        if name in ENUM_FIELDS:
+            raw[name] = rng.integers(-1, len(ENUM_FIELDS[name]), n)
+        else:
+            raw[name] = rng.uniform(0, 100, n)
+    raw["arrival_hour"] = rng.uniform(0, 24, n)
+    raw["arrival_weekday"] = rng.integers(0, 7, n)
+    raw["brand"] = rng.integers(0, 2**32, n).astype(np.uint64)
+    raw["price_level"] = rng.integers(0, 5, n)
+    raw["ahead"] = np.ones(n)
+    categories = [ENUM_FIELDS["category"].index(c) for c in TASTED]
+    raw["category"] = rng.choice(categories, n)
+    taste = rng.normal(0, 1.5, (drivers, max(categories) + 1))
+    driver = np.repeat(np.arange(drivers), rows)
+    logit = taste[driver, raw["category"]] - 0.01 * raw["detour_s"]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return Dataset(raw, np.array([f"d{d}" for d in driver]), y, np.arange(n))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model")
+    train(synthetic_survey(), AcceptanceModel(max_iter=30), inner_folds=3).save(directory)
+    return directory
+
+
+@pytest.fixture
+def active_model(redis_client, model_dir, client, admin):
+    version = ModelRegistry(redis_client).publish(model_dir, note="test")
+    response = client.post(f"/v1/models/{version}/activate", headers=admin)
+    assert response.status_code == 200, response.json
+    return version
+
+
+@pytest.fixture
+def mixed_shop(client, merchant):
+    """Places of five categories along the route, cafés the farthest; offer ids by category."""
+    _, headers = merchant
+    by_category: dict[str, list[str]] = {c: [] for c in TASTED}
+    for i in range(15):
+        category = TASTED[i % 5]
+        km = 2 + i + (10 if category == "cafe" else 0)
+        place = {**CAFE, "category": category, "lat": 39.746, "lng": east_of_start(km),
+                 "opening_hours": None, "name": f"{category} {i}"}
+        place_id = client.post("/v1/places", json=place, headers=headers).json["id"]
+        response = client.post("/v1/offers", headers=headers, json={
+            "place_ids": [place_id], "title": f"{category} offer {i}", "category": category,
+            "discount": {"kind": "percent", "value": 10}, "valid_from": "2026-01-01T00:00:00Z"})
+        assert response.status_code == 201, response.json
+        by_category[category].append(response.json["id"])
+    return by_category
+
+
+def feedback(client, fleet, recommendation_id, offer_id, event):
+    _, headers = fleet
+    return client.post("/v1/feedback", headers=headers, json={
+        "recommendation_id": recommendation_id, "offer_id": offer_id, "event": event})
+
+
+def test_the_baseline_serves_until_a_model_is_activated(client, fleet, mixed_shop, model_dir,
+                                                        redis_client, admin):
+    assert recommend(client, fleet)["model"] == "baseline-1"
+    version = ModelRegistry(redis_client).publish(model_dir)
+    assert recommend(client, fleet)["model"] == "baseline-1"  # published is not active
+    assert client.post(f"/v1/models/{version}/activate", headers=admin).status_code == 200
+    assert recommend(client, fleet)["model"] == version
+
+
+def test_models_are_listed_activated_and_rolled_back_by_admins_only(
+        client, fleet, merchant, redis_client, model_dir, admin):
+    registry = ModelRegistry(redis_client)
+    first, second = registry.publish(model_dir), registry.publish(model_dir)
+    for headers in (fleet[1], merchant[1]):
+        assert client.post(f"/v1/models/{first}/activate", headers=headers).status_code == 403
+    assert client.post("/v1/models/v999/activate", headers=admin).status_code == 404
+    assert client.post(f"/v1/models/{first}/activate", headers=admin).json["active"]
+    assert client.post(f"/v1/models/{second}/activate", headers=admin).json["active"]
+    listed = client.get("/v1/models", headers=admin).json["items"]
+    assert [(m["version"], m["active"]) for m in listed] == [(first, False), (second, True)]
+    assert client.post("/v1/models/rollback", headers=admin).json["version"] == first
+    assert recommend(client, fleet)["model"] == first
+
+
+def test_feedback_on_unknown_recommendations_or_offers_is_404(client, fleet, new_account,
+                                                            mixed_shop):
+    answer = recommend(client, fleet)
+    offer_id = answer["items"][0]["offer_id"]
+    rec = answer["recommendation_id"]
+    assert feedback(client, fleet, "rec_nope", offer_id, "accept").status_code == 404
+    forged = rec[:-16] + "0" * 16  # the right driver, no such recommendation
+    assert feedback(client, fleet, forged, offer_id, "accept").status_code == 404
+    shown = {item["offer_id"] for item in answer["items"]}
+    not_shown = next(o for ids in mixed_shop.values() for o in ids if o not in shown)
+    assert feedback(client, fleet, rec, not_shown, "accept").status_code == 404
+    other_fleet = new_account("fleets", "Other fleet")
+    assert feedback(client, other_fleet, rec, offer_id, "accept").status_code == 404
+    bad = feedback(client, fleet, rec, offer_id, "purchase")
+    assert bad.status_code == 422 and "event" in bad.json["errors"]
+
+
+def test_duplicate_feedback_counts_once(client, fleet, mixed_shop, active_model, redis_client):
+    answer = recommend(client, fleet)
+    rec, offer_id = answer["recommendation_id"], answer["items"][0]["offer_id"]
+    first = feedback(client, fleet, rec, offer_id, "accept")
+    assert first.status_code == 200 and first.json["counted"] is True
+    state = redis_client.hget(_profile_key(fleet), "state")
+    again = feedback(client, fleet, rec, offer_id, "accept")
+    assert again.status_code == 200 and again.json["counted"] is False
+    assert redis_client.hget(_profile_key(fleet), "state") == state
+    # a later redeem of the same offer is logged but teaches nothing more
+    assert feedback(client, fleet, rec, offer_id, "redeem").json["counted"] is True
+    assert redis_client.hget(_profile_key(fleet), "state") == state
+    assert redis_client.xlen(keys.FEEDBACK_LOG) == 2
+
+
+def _profile_key(fleet, driver_id: str = "driver-1") -> str:
+    return keys.driver_profile(driver_key(fleet[0], driver_id))
+
+
+def test_every_served_item_is_logged_with_its_propensity_and_model(client, fleet, mixed_shop,
+                                                                   active_model, redis_client):
+    answer = recommend(client, fleet, limit=4)
+    entries = redis_client.xrange(keys.SERVED_LOG)
+    assert [e[b"offer_id"].decode() for _, e in entries] == \
+        [item["offer_id"] for item in answer["items"]]
+    for position, (_, entry) in enumerate(entries):
+        assert entry[b"model"].decode() == active_model
+        assert entry[b"position"] == str(position).encode()
+        assert float(entry[b"propensity"]) == 1.0  # greedy in tests
+        assert entry[b"recommendation_id"].decode() == answer["recommendation_id"]
+        assert b"driver-1" not in entry[b"driver"]  # pseudonymous
+
+
+def test_declared_preferences_are_stored_validated_and_forgotten(client, fleet):
+    _, headers = fleet
+    prefs = {"bar": "never", "coffee_house": "4~8", "carry_away": "1~3",
+             "restaurant_lt20": "1~3", "restaurant_20_50": "less1"}
+    assert client.put("/v1/drivers/driver-1/preferences", json=prefs,
+                      headers=headers).status_code == 200
+    assert client.get("/v1/drivers/driver-1/preferences", headers=headers).json == prefs
+    bad = client.put("/v1/drivers/driver-1/preferences", json={"bar": "daily"}, headers=headers)
+    assert bad.status_code == 422 and "bar" in bad.json["errors"]
+    assert client.get("/v1/drivers/driver-1/preferences", headers=headers).json == prefs
+    assert client.delete("/v1/drivers/driver-1", headers=headers).status_code == 204
+    assert client.get("/v1/drivers/driver-1/preferences", headers=headers).json == {}
+
+
+def test_a_driver_who_takes_coffee_gets_coffee_first_after_a_few_dozen_events(
+        client, fleet, mixed_shop, active_model):
+    cafes = set(mixed_shop["cafe"])
+
+    def top(answer, n=3):
+        return [item["offer_id"] for item in answer["items"][:n]]
+
+    before = recommend(client, fleet, limit=5)
+    assert not set(top(before)) <= cafes  # the cafés, farthest away, do not lead at first
+    events = 0
+    while events < 40:
+        answer = recommend(client, fleet, limit=5)
+        for item in answer["items"]:
+            event = "accept" if item["offer_id"] in cafes else "dismiss"
+            assert feedback(client, fleet, answer["recommendation_id"], item["offer_id"],
+                            event).status_code == 200
+            events += 1
+    after = recommend(client, fleet, limit=5)
+    assert set(top(after)) == cafes
+    assert any("you often take cafe offers" in item["reasons"] for item in after["items"])

@@ -1,0 +1,64 @@
+"""Exploration policies: their orders, and propensities that match how often choices happen."""
+
+import numpy as np
+import pytest
+
+from ranking.exploration import EpsilonGreedy, Greedy, Softmax, policy_from_spec
+
+SCORES = np.array([0.1, 0.9, 0.5, 0.3])
+
+
+def _empirical(policy, draws: int = 20_000) -> dict:
+    """How often each (first, second) pair is drawn, with the propensities logged for it."""
+    rng = np.random.default_rng(3)
+    seen: dict = {}
+    for _ in range(draws):
+        order, propensity = policy.order(SCORES, 2, rng)
+        key = tuple(order)
+        count, logged = seen.get(key, (0, None))
+        seen[key] = (count + 1, propensity)
+    return {key: (count / draws, logged) for key, (count, logged) in seen.items()}
+
+
+def test_greedy_is_best_first_with_certainty():
+    order, propensity = Greedy().order(SCORES, 3, np.random.default_rng(0))
+    assert list(order) == [1, 2, 3]
+    assert list(propensity) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("policy", [EpsilonGreedy(0.3), Softmax(0.2)])
+def test_logged_propensities_are_the_probabilities_of_each_choice(policy):
+    for frequency, propensity in _empirical(policy).values():
+        # the chance of the pair is the product of the two positions' propensities
+        assert frequency == pytest.approx(propensity.prod(), abs=0.012)
+
+
+def test_epsilon_zero_is_greedy():
+    order, propensity = EpsilonGreedy(0.0).order(SCORES, 4, np.random.default_rng(1))
+    assert list(order) == [1, 2, 3, 0]
+    assert list(propensity) == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_orders_never_repeat_an_item_and_stop_at_the_candidates():
+    for policy in (Greedy(), EpsilonGreedy(1.0), Softmax(1.0)):
+        order, propensity = policy.order(SCORES, 10, np.random.default_rng(2))
+        assert sorted(order) == [0, 1, 2, 3]
+        assert ((propensity > 0) & (propensity <= 1)).all()
+
+
+def test_empty_candidates():
+    for policy in (Greedy(), EpsilonGreedy(0.5), Softmax(1.0)):
+        order, propensity = policy.order(np.array([]), 5, np.random.default_rng(0))
+        assert len(order) == len(propensity) == 0
+
+
+@pytest.mark.parametrize("spec", ["epsilon:2", "softmax:0", "boltzmann:1", "greedy:1", "epsilon:x"])
+def test_bad_specs_are_refused(spec):
+    with pytest.raises(ValueError, match="exploration policy"):
+        policy_from_spec(spec)
+
+
+def test_specs():
+    assert policy_from_spec("epsilon:0.1") == EpsilonGreedy(0.1)
+    assert policy_from_spec("softmax:0.05") == Softmax(0.05)
+    assert policy_from_spec("greedy") == Greedy()
