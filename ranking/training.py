@@ -31,6 +31,9 @@ MODEL_FORMAT = 1
 PRIOR_SCALES = (0.5, 1.0, 2.0)       # tried on the training drivers' replayed warm starts
 _EM_ITERATIONS = 8
 _MAP_NEWTON_STEPS = 12
+# Prior variances are kept within these: a vanishing one would freeze a term, an unbounded one
+# (a term that is collinear with others within drivers) would make the MAP fits singular.
+_VARIANCE_RANGE = (1e-4, 10.0)
 _TRUSTED_PREFIXES = ("ranking.", "sklearn.", "numpy.")
 
 
@@ -106,7 +109,7 @@ def fit_prior_variance(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
         for rows in by_driver:
             w, posterior_variance = _driver_map(terms[rows], offsets[rows], y[rows], 1 / variance)
             second_moment += w * w + posterior_variance
-        variance = np.maximum(second_moment / len(by_driver), 1e-4)
+        variance = np.clip(second_moment / len(by_driver), *_VARIANCE_RANGE)
     return variance
 
 
