@@ -155,7 +155,10 @@ def ranking_train(data_path: str, data_format: str, model_dir: str) -> None:
     from ranking.datasets import read_dataset
     from ranking.training import train as train_model
 
-    data = read_dataset(data_path, data_format)
+    try:
+        data = read_dataset(data_path, data_format)
+    except (ValueError, KeyError) as error:
+        raise click.ClickException(f"cannot read {data_path}: {error}") from None
     model = train_model(data)
     model.save(model_dir)
     click.echo(f"trained on {len(data)} rows of {model.info['drivers']} drivers; "
@@ -180,8 +183,12 @@ def ranking_evaluate(model_dir: str, data_path: str, data_format: str, warm_star
     from ranking.datasets import read_dataset
     from ranking.training import RankingModel
 
-    data = read_dataset(data_path, data_format)
-    result = evaluation.evaluate(RankingModel.load(model_dir), data, warm_start_fraction)
+    try:
+        model = RankingModel.load(model_dir)
+        data = read_dataset(data_path, data_format)
+    except (ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from None
+    result = evaluation.evaluate(model, data, warm_start_fraction)
     evaluation.write_predictions(predictions, data, result)
     for name, p in (("per-driver", result.p), ("global only", result.p_global)):
         figures = evaluation.summary(result.y, p)
