@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import marshmallow as ma
+import numpy as np
 import redis
 
 from offers import keys
@@ -163,6 +164,54 @@ def ranking_train(data_path: str, data_format: str, model_dir: str) -> None:
     model.save(model_dir)
     click.echo(f"trained on {len(data)} rows of {model.info['drivers']} drivers; "
                f"model in {model_dir}")
+
+
+@ranking.command(name="publish")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--note", default="", help="Kept with the version (GET /v1/models).")
+@click.option("--activate", is_flag=True, help="Serve it from the next request on.")
+def ranking_publish(model_dir: str, note: str, activate: bool) -> None:
+    """Store a trained MODEL_DIR in Redis as a new model version (REDIS_URL)."""
+    from ranking.registry import ModelRegistry
+
+    registry = ModelRegistry(_redis())
+    version = registry.publish(model_dir, note=note)
+    if activate:
+        registry.activate(version)
+    click.echo(f"published {version}{' (active)' if activate else ''}")
+
+
+@ranking.command(name="export")
+@click.option("--out", "directory", required=True, type=click.Path(file_okay=False))
+def ranking_export(directory: str) -> None:
+    """Write the served and feedback logs as OUT/log.csv and OUT/decisions.npz."""
+    from ranking.learning import export
+
+    counts = export(_redis(), directory)
+    click.echo(f"{counts['served_items']} served items, {counts['decisions']} decisions, "
+               f"{counts['outcomes']} outcomes -> {directory}")
+
+
+@ranking.command(name="ope")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--decisions", "decisions_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="decisions.npz from export")
+@click.option("--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Exploration of the candidate policy (greedy by the model otherwise).")
+def ranking_ope(model_dir: str, decisions_path: str, epsilon: float) -> None:
+    """Estimate a candidate model's acceptance rate on logged traffic (IPS, SNIPS, DR)."""
+    from ranking import offpolicy
+    from ranking.training import RankingModel
+
+    model = RankingModel.load(model_dir)
+    decisions = offpolicy.load_decisions(
+        decisions_path, lambda x: 1 / (1 + np.exp(-model.global_logits(x))))
+    figures = offpolicy.estimate(decisions, epsilon)
+    for name in ("logging_policy", "ips", "snips", "dr"):
+        f = figures[name]
+        click.echo(f"{name:15} {f['value']:.4f}  95% CI [{f['low']:.4f}, {f['high']:.4f}]")
+    click.echo(f"{int(figures['decisions']['value'])} decisions; the candidate agrees with the "
+               f"logged first choice on {figures['matched']['value']:.1%}")
 
 
 @ranking.command(name="evaluate")

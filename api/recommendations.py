@@ -17,8 +17,9 @@ from offers.redemptions import driver_key
 from offers.serving import Trip
 from ranking import Situation
 from ranking.features import raw_to_features
-from ranking.learned import raw_of
-from ranking.learning import ServedItem, new_recommendation_id
+from ranking.learned import features_of, raw_of
+from ranking.learning import Decision, ServedItem, new_recommendation_id
+from ranking.offpolicy import DECISION_CANDIDATES
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
@@ -106,5 +107,18 @@ def recommend(body: dict):
         recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,
         [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
                     features[i], {name: values[i] for name, values in raw.items()})
-         for i, item in enumerate(items)])
+         for i, item in enumerate(items)],
+        _decision(candidates, situation, scores, eligible, rows, chances))
     return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}
+
+
+def _decision(candidates, situation, scores, eligible, rows, chances) -> Decision | None:
+    """The first choice and the logging policy's top candidates, for off-policy evaluation."""
+    if len(rows) == 0:
+        return None
+    top = eligible[np.argsort(-scores[eligible], kind="stable")[:DECISION_CANDIDATES]]
+    where = np.flatnonzero(top == rows[0])
+    return Decision(offer_ids=[o.decode() for o in candidates.offer_id[top]],
+                    features=features_of(candidates.take(top), situation),
+                    chosen=int(where[0]) if where.size else -1,
+                    propensity=float(chances[0]), eligible=len(eligible))

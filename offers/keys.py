@@ -157,3 +157,4 @@ MODEL_SEQUENCE = f"{MODELS}:sequence"  # string counter: the last version number
 
 SERVED_LOG = "{log}:served"      # stream (bounded): one entry per served item
 FEEDBACK_LOG = "{log}:feedback"  # stream (bounded): one entry per counted feedback event
+DECISION_LOG = "{log}:decisions"  # stream (bounded): each recommendation's first choice

@@ -154,7 +154,8 @@ def read_log(path: str | Path) -> Dataset:
                    np.arange(len(rows)))
 
 
-def _format(name: str, value) -> str:
+def format_raw_value(name: str, value) -> str:
+    """One raw field as the log CSV writes it (enum names, blank when unknown)."""
     if name in ENUM_FIELDS:
         return ENUM_FIELDS[name][value] if value >= 0 else ""
     if name == "arrival_weekday":
@@ -171,7 +172,7 @@ def write_log(dataset: Dataset, path: str | Path) -> None:
         writer.writerow(LOG_COLUMNS)
         for i in range(len(dataset)):  # an export, not a hot path
             writer.writerow([dataset.driver_id[i],
-                             *(_format(name, dataset.raw[name][i]) for name in RAW_FIELDS),
+                             *(format_raw_value(name, dataset.raw[name][i]) for name in RAW_FIELDS),
                              int(dataset.y[i])])
 
 

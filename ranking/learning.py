@@ -15,9 +15,12 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -28,10 +31,13 @@ from offers.errors import NotFound
 from offers.redemptions import driver_key
 
 from . import online
+from .datasets import LOG_COLUMNS, format_raw_value
+from .features import N_FEATURES, RAW_FIELDS
 from .learned import LearnedRanker
 
 SERVED_TTL_S = 7 * 24 * 3600
 LOG_MAXLEN = 1_000_000
+DECISION_LOG_MAXLEN = 100_000  # each entry holds ~10 feature rows (about 3 KB)
 # The logs say which places a driver was offered when, which is near enough a location history:
 # kept for training and evaluation for this long, then trimmed.
 LOG_RETENTION_S = 30 * 24 * 3600
@@ -61,6 +67,19 @@ class ServedItem:
     propensity: float
     features: np.ndarray  # as scored (the online update learns from exactly these)
     raw: dict             # the raw fields behind them (the log, for training later)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A recommendation's first choice, for off-policy evaluation (`ranking.offpolicy`): the
+    logging policy's top candidates by its own score, which one came first, how likely that
+    was and among how many eligible candidates."""
+
+    offer_ids: list[str]
+    features: np.ndarray   # float rows, one per candidate
+    chosen: int            # index into offer_ids; -1 when the first item was not among them
+    propensity: float
+    eligible: int
 
 
 def new_recommendation_id(driver: str) -> str:
@@ -102,7 +121,7 @@ class LearningLoop:
     # -- served recommendations ----------------------------------------------------------------
 
     def record_served(self, recommendation_id: str, fleet_id: str, driver_id: str, model: str,
-                      policy: str, items: list[ServedItem]) -> None:
+                      policy: str, items: list[ServedItem], decision: Decision | None) -> None:
         """Keep what was served (for feedback) and log it, in one round trip."""
         driver = driver_key(fleet_id, driver_id)
         now = time.time()
@@ -124,6 +143,16 @@ class LearningLoop:
                     "raw": orjson.dumps(item.raw, option=orjson.OPT_SERIALIZE_NUMPY)},
                     maxlen=LOG_MAXLEN, approximate=True)
             pipe.xtrim(keys.SERVED_LOG, minid=_oldest_kept(now), approximate=True)
+            if decision is not None:
+                pipe.xadd(keys.DECISION_LOG, {
+                    "recommendation_id": recommendation_id, "driver": driver, "at": now,
+                    "model": model, "policy": policy, "chosen": decision.chosen,
+                    "propensity": decision.propensity, "eligible": decision.eligible,
+                    "offer_ids": orjson.dumps(decision.offer_ids),
+                    "shape": f"{len(decision.features)}x{decision.features.shape[1]}",
+                    "features": decision.features.astype("<f4").tobytes()},
+                    maxlen=DECISION_LOG_MAXLEN, approximate=True)
+                pipe.xtrim(keys.DECISION_LOG, minid=_oldest_kept(now), approximate=True)
             pipe.execute()
 
     # -- feedback ------------------------------------------------------------------------------
@@ -195,3 +224,75 @@ class LearningLoop:
 def _oldest_kept(now: float) -> str:
     """The stream id before which log entries are past LOG_RETENTION_S."""
     return f"{int((now - LOG_RETENTION_S) * 1000)}-0"
+
+
+# -- export --------------------------------------------------------------------------------
+
+EXPORT_EXTRA_COLUMNS = ("recommendation_id", "offer_id", "place_id", "at", "model", "policy",
+                        "position", "score", "propensity", "outcome")
+_POSITIVE, _NEGATIVE = ("accept", "redeem"), ("dismiss",)
+
+
+def _read_stream(redis: Redis, key: str, batch: int = 10_000):
+    start = "-"
+    while True:
+        entries = redis.xrange(key, min=start, count=batch)
+        yield from ({k.decode(): v for k, v in fields.items()} for _, fields in entries)
+        if len(entries) < batch:
+            return
+        start = "(" + entries[-1][0].decode()
+
+
+def _outcomes(redis: Redis) -> dict[tuple[str, str], str]:
+    """(recommendation, offer) -> the first outcome the driver gave (accept, redeem, dismiss)."""
+    outcomes: dict[tuple[str, str], str] = {}
+    for entry in _read_stream(redis, keys.FEEDBACK_LOG):
+        event = entry["event"].decode()
+        if event in _POSITIVE + _NEGATIVE:
+            outcomes.setdefault((entry["recommendation_id"].decode(),
+                                 entry["offer_id"].decode()), event)
+    return outcomes
+
+
+def export(redis: Redis, directory: str | Path) -> dict[str, int]:
+    """Write the logs as `log.csv` (one row per served item: `ranking.datasets.LOG_COLUMNS`,
+    then EXPORT_EXTRA_COLUMNS; label 1 for accepted or redeemed, else 0; outcome `none` when
+    the driver said nothing) and `decisions.npz` (first choices, for `ranking.offpolicy`)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    outcomes = _outcomes(redis)
+    served = 0
+    with open(directory / "log.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow((*LOG_COLUMNS, *EXPORT_EXTRA_COLUMNS))
+        for entry in _read_stream(redis, keys.SERVED_LOG):
+            text = {k: v.decode() for k, v in entry.items() if k != "raw"}
+            raw = orjson.loads(entry["raw"])
+            outcome = outcomes.get((text["recommendation_id"], text["offer_id"]), "none")
+            writer.writerow((
+                text["driver"],
+                *(format_raw_value(name, math.nan if raw.get(name) is None else raw[name])
+                  for name in RAW_FIELDS),
+                int(outcome in _POSITIVE),
+                *(text[c] for c in EXPORT_EXTRA_COLUMNS[:-1]), outcome))
+            served += 1
+    rows, chosen, propensity, eligible, reward, recs, sizes = [], [], [], [], [], [], []
+    for entry in _read_stream(redis, keys.DECISION_LOG):
+        count, width = map(int, entry["shape"].decode().split("x"))
+        rows.append(np.frombuffer(entry["features"], "<f4").reshape(count, width))
+        index = int(entry["chosen"])
+        offer_ids = orjson.loads(entry["offer_ids"])
+        rec = entry["recommendation_id"].decode()
+        chosen.append(index)
+        propensity.append(float(entry["propensity"]))
+        eligible.append(int(entry["eligible"]))
+        reward.append(int(index >= 0 and outcomes.get((rec, offer_ids[index])) in _POSITIVE))
+        recs.append(rec)
+        sizes.append(count)
+    np.savez_compressed(
+        directory / "decisions.npz",
+        features=np.concatenate(rows) if rows else np.zeros((0, N_FEATURES), "<f4"),
+        sizes=np.array(sizes, np.int64), chosen=np.array(chosen, np.int64),
+        propensity=np.array(propensity), eligible=np.array(eligible, np.int64),
+        reward=np.array(reward, np.int64), recommendation_id=np.array(recs, dtype=str))
+    return {"served_items": served, "decisions": len(chosen), "outcomes": len(outcomes)}
