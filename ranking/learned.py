@@ -22,6 +22,7 @@ from .training import RankingModel
 SLOTS_PER_DAY = 96  # arrival slots are local quarter hours of the week, Monday 00:00 first
 _CATEGORY_TERMS = [online.DRIVER_TERMS.index(f"category={c}") for c in CATEGORIES]
 _TASTE_REASON_MIN = 0.25  # a learned category offset (in logits) worth telling the driver
+SHORTLIST = 200  # candidates the boosted trees rescore per request (about 3 ms)
 
 
 def raw_of(candidates: Candidates, situation: Situation) -> dict[str, np.ndarray]:
@@ -46,11 +47,21 @@ class LearnedRanker:
         return situation.state if situation.state is not None else self.model.initial_state()
 
     def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
+        """P(take) of each candidate. With more than SHORTLIST candidates, the global model's
+        linear stand-in (plus the driver's own terms) scores them all and the trees rescore
+        its SHORTLIST best; the rest keep the stand-in's estimate."""
         if len(candidates) == 0:
             return np.zeros(0)
         features = features_of(candidates, situation)
-        return online.predict(self.model.global_logits(features), self.state_of(situation),
-                              features)
+        state = self.state_of(situation)
+        shortlist = self.model.shortlist
+        if shortlist is None or len(candidates) <= SHORTLIST:
+            return online.predict(self.model.global_logits(features), state, features)
+        logits = online.predict_logit(shortlist.logits(features), state, features)
+        best = np.argpartition(-logits, SHORTLIST)[:SHORTLIST]
+        logits[best] = online.predict_logit(self.model.global_logits(features[best]), state,
+                                            features[best])
+        return 1 / (1 + np.exp(-logits))
 
     def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
         if len(candidates) == 0:

@@ -65,8 +65,8 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """The logit of acceptance (binary) or per-class scores (more classes)."""
         columns = self._columns(X)
-        with threadpool_limits(self.n_threads, user_api="openmp"):
-            return self.booster_.decision_function(columns)
+        _limit_openmp(self.n_threads)
+        return self.booster_.decision_function(columns)
 
     def predict_proba(self, X) -> np.ndarray:
         columns = self._columns(X)
@@ -77,3 +77,15 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
         columns = self._columns(X)
         with threadpool_limits(self.n_threads, user_api="openmp"):
             return self.booster_.predict(columns)
+
+
+_openmp_limited: list[int] = []
+
+
+def _limit_openmp(threads: int) -> None:
+    """Limit OpenMP for the whole process, once: scoring runs on every request, where entering
+    `threadpool_limits` each time costs milliseconds, and idle threads spinning up on a busy
+    machine cost far more than the few rows scored."""
+    if threads not in _openmp_limited:
+        threadpool_limits(threads, user_api="openmp")
+        _openmp_limited[:] = [threads]

@@ -37,11 +37,49 @@ _VARIANCE_RANGE = (1e-4, 10.0)
 _TRUSTED_PREFIXES = ("ranking.", "sklearn.", "numpy.")
 
 
+@dataclass(frozen=True)
+class Shortlist:
+    """A linear stand-in for the global logit, fitted to it (least squares, a little ridge):
+    cheap enough to score every candidate of a request, so the boosted trees only score the
+    few it ranks highest. Unknown (nan) features take their training mean."""
+
+    fill: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        filled = np.where(np.isnan(features), self.fill, features)
+        return filled @ self.coef + self.intercept
+
+    def to_json(self) -> dict:
+        return {"fill": self.fill.tolist(), "coef": self.coef.tolist(),
+                "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Shortlist:
+        return cls(np.asarray(data["fill"], float), np.asarray(data["coef"], float),
+                   float(data["intercept"]))
+
+
+def fit_shortlist(features: np.ndarray, logits: np.ndarray, ridge: float = 1e-3) -> Shortlist:
+    known = ~np.isnan(features)
+    fill = np.where(known, features, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    filled = np.where(np.isnan(features), fill, features)
+    mean, scale = filled.mean(axis=0), filled.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (filled - mean) / scale
+    target = logits - logits.mean()
+    weights = np.linalg.solve(z.T @ z + ridge * len(z) * np.eye(z.shape[1]), z.T @ target)
+    coef = weights / scale
+    return Shortlist(fill, coef, float(logits.mean() - mean @ coef))
+
+
 @dataclass
 class RankingModel:
     estimator: AcceptanceModel
     prior_variance: np.ndarray            # per online.DRIVER_TERMS
     info: dict = field(default_factory=dict)
+    shortlist: Shortlist | None = None
 
     def global_logits(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(self.estimator.decision_function(features), dtype=np.float64)
@@ -57,6 +95,7 @@ class RankingModel:
             "format": MODEL_FORMAT, "feature_names": list(FEATURE_NAMES),
             "driver_terms": list(online.DRIVER_TERMS), "state_version": online.STATE_VERSION,
             "prior_variance": [float(v) for v in self.prior_variance], "info": self.info,
+            "shortlist": self.shortlist.to_json() if self.shortlist else None,
         }, indent=2) + "\n")
 
     @classmethod
@@ -72,7 +111,9 @@ class RankingModel:
         if unexpected:
             raise ValueError(f"{path} holds unexpected types: {', '.join(unexpected)}")
         estimator = sio.load(path, trusted=untrusted)
-        return cls(estimator, np.asarray(meta["prior_variance"]), meta.get("info", {}))
+        shortlist = meta.get("shortlist")
+        return cls(estimator, np.asarray(meta["prior_variance"]), meta.get("info", {}),
+                   Shortlist.from_json(shortlist) if shortlist else None)
 
 
 def out_of_fold_logits(estimator: AcceptanceModel, features: np.ndarray, y: np.ndarray,
@@ -147,11 +188,12 @@ def train(data: Dataset, estimator: AcceptanceModel | None = None, inner_folds: 
     estimator = AcceptanceModel() if estimator is None else estimator
     features, y, groups = data.features(), data.y, data.driver_id
     fitted = clone(estimator).fit(features, y)
+    shortlist = fit_shortlist(features, np.asarray(fitted.decision_function(features), float))
     n_drivers = len(np.unique(groups))
     info = {"rows": int(len(y)), "drivers": int(n_drivers),
             "positive_rate": float(y.mean()), "estimator": repr(estimator)}
     if n_drivers < max(inner_folds, 2):   # too few drivers to learn how drivers differ
-        return RankingModel(fitted, np.ones(online.N_TERMS), info)
+        return RankingModel(fitted, np.ones(online.N_TERMS), info, shortlist)
     logits = out_of_fold_logits(estimator, features, y, groups, inner_folds)
     terms = online.driver_terms(features)
     variance = fit_prior_variance(terms, logits, y, groups)
@@ -163,4 +205,4 @@ def train(data: Dataset, estimator: AcceptanceModel | None = None, inner_folds: 
                          if len(np.unique(y[scored])) == 2 else 0.0)
     best = max(scores, key=scores.get)
     info.update(prior_scale=best, replayed_auc_by_scale={str(k): v for k, v in scores.items()})
-    return RankingModel(fitted, variance * best, info)
+    return RankingModel(fitted, variance * best, info, shortlist)

@@ -1,0 +1,51 @@
+"""The linear stand-in that lets the trees rescore only a request's best candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ranking import learned
+from ranking.training import RankingModel, fit_shortlist
+
+from .test_learning_loop import model_dir  # noqa: F401
+
+
+def test_a_linear_logit_is_recovered_exactly_and_unknowns_take_the_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3))
+    logits = 0.5 + x @ np.array([1.0, -2.0, 0.0])
+    shortlist = fit_shortlist(x, logits, ridge=0.0)
+    assert np.allclose(shortlist.logits(x), logits)
+    unknown = x[:1].copy()
+    unknown[0, 1] = np.nan
+    assert np.isclose(shortlist.logits(unknown)[0],
+                      0.5 + unknown[0, 0] - 2.0 * x[:, 1].mean())
+
+
+def test_the_stand_in_travels_with_the_model_directory(model_dir, tmp_path):  # noqa: F811
+    model = RankingModel.load(model_dir)
+    assert model.shortlist is not None
+    model.save(tmp_path)
+    again = RankingModel.load(tmp_path)
+    assert np.array_equal(again.shortlist.coef, model.shortlist.coef)
+
+
+def test_only_the_shortlisted_are_rescored_by_the_trees(model_dir, monkeypatch):  # noqa: F811
+    model = RankingModel.load(model_dir)
+    rng = np.random.default_rng(1)
+    features = rng.uniform(0, 3, (50, len(model.shortlist.coef)))
+    monkeypatch.setattr(learned, "SHORTLIST", 10)
+    monkeypatch.setattr(learned, "features_of", lambda candidates, situation: features)
+    ranker = learned.LearnedRanker(model, "v1")
+
+    class Situation:
+        state = None
+
+    candidates = np.zeros(50)  # only its length matters here
+    scores = ranker.score(candidates, Situation())
+    stand_in = model.shortlist.logits(features)  # a new driver's own terms add nothing
+    best = np.argsort(-stand_in)[:10]
+    trees = 1 / (1 + np.exp(-model.global_logits(features[best])))
+    assert np.allclose(scores[best], trees)
+    rest = np.setdiff1d(np.arange(50), best)
+    assert np.allclose(scores[rest], 1 / (1 + np.exp(-stand_in[rest])))
