@@ -70,6 +70,7 @@ from offers.redis_server import RedisServer, free_port
 from offers.registry import Registry
 from offers.search import PlaceSearch
 from offers.serving import OfferServing, Trip
+from ranking.registry import ModelRegistry
 
 from . import synthetic
 from .baselines import GEO_KEY, GeoSearchBaseline, NumpyBaseline, PostgisBaseline
@@ -84,6 +85,8 @@ SNAPSHOT_ENV = "BENCH_CODE_STATE"  # set in the child that runs on a snapshot of
 ORDER_EXACT_METHODS = ("along_route", "along_route_ids", "along_route_all", "numpy")
 LIMITED_METHODS = ("along_route", "along_route_ids")  # answer at most --limit places
 UNLIMITED = 10**9
+# Greedy, so the in-process and HTTP answers can be compared offer for offer.
+EXPLORATION = "greedy"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres-dsn", default=DEFAULT_DSN)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--model", type=Path, metavar="MODEL_DIR",
+                        help="publish and activate this trained ranking model before the "
+                             "recommendation runs (otherwise the baseline ranker serves)")
     parser.add_argument("--report", type=Path, metavar="FILE.json",
                         help="print the tables of an earlier run's JSON and exit")
     parser.add_argument("--live-code", action="store_true",
@@ -469,7 +475,8 @@ def _answer(status: int, data: bytes) -> tuple[str, ...]:
 
 
 def inprocess_client(redis_url: str, fleet_key: str) -> Callable[[bytes], tuple[int, bytes]]:
-    client = create_app({"REDIS_URL": redis_url}).test_client()
+    client = create_app({"REDIS_URL": redis_url,
+                         "OFFERS_EXPLORATION": EXPLORATION}).test_client()
     headers = {"Authorization": f"Bearer {fleet_key}", "Content-Type": "application/json"}
 
     def call(body: bytes) -> tuple[int, bytes]:
@@ -486,7 +493,8 @@ def gunicorn(redis_url: str, extra: list[str]) -> Iterator[tuple[int, list[str]]
     command = [str(Path(sys.executable).parent / "gunicorn"), "-w", "1", "-b",
                f"127.0.0.1:{port}", *extra, "api.app:create_app()"]
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "REDIS_URL": redis_url},
+        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "REDIS_URL": redis_url,
+                                                      "OFFERS_EXPLORATION": EXPLORATION},
                                    stdout=output, stderr=subprocess.STDOUT)
         try:
             _wait_until_up(port, process, output)
@@ -688,6 +696,9 @@ def run_size(args, n: int, far_copies: int, region: synthetic.Region, routes: di
         baselines = setup_baselines(args, client, catalogue, result)
         result["search"], result["search_profile"] = run_searches(args, client, catalogue,
                                                                   routes, at, baselines)
+        if args.model:
+            registry = ModelRegistry(client)
+            result["ranking_model"] = registry.activate(registry.publish(args.model))
         result["recommendations"] = run_recommendations(args, server.url, fleet_key, routes, at)
         for length, block in result["recommendations"]["by_length"].items():
             counts = result["search"][length]["counts"]
