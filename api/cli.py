@@ -123,6 +123,48 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
             server.stop()
 
 
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+              help="A running server (with the seed region and an active ranking model).")
+@click.option("--fleet-key", required=True, envvar="OFFERS_FLEET_KEY",
+              help="A fleet's API key (or OFFERS_FLEET_KEY).")
+@click.option("--drivers", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--steps", default=60, show_default=True, type=click.IntRange(1),
+              help="Drives per driver.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--shown", default=3, show_default=True, type=click.IntRange(1, 50),
+              help="Offers each driver looks at per drive.")
+@click.option("--window", default=None, type=click.IntRange(1),
+              help="Steps per reported window [default: steps / 6].")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1),
+              help="Drivers simulated at once.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def simulate(url: str, fleet_key: str, drivers: int, steps: int, seed: int, shown: int,
+             window: int | None, concurrency: int, out_dir: str) -> None:
+    """Run synthetic drivers with hidden preferences against a server; report acceptance.
+
+    Writes OUT/simulation.json and OUT/simulation.png (see ranking/simulation.py)."""
+    import sys
+
+    from ranking.simulation import HttpTransport, Simulation, SimulationError, table, write
+
+    simulation = Simulation(HttpTransport(url, fleet_key), drivers=drivers, steps=steps,
+                            seed=seed, shown=shown, window=window, concurrency=concurrency)
+    with click.progressbar(length=drivers, label="drivers", file=sys.stderr) as bar:
+        try:
+            report = simulation.run(progress=bar.update)
+        except SimulationError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"models serving: {', '.join(report['models']) or 'none'}")
+    click.echo(table(report))
+    feedback = report["feedback"]
+    click.echo(f"feedback: {feedback['ok']} of {feedback['sent']} calls answered 200")
+    if report["oracle_pools_saturated"]:
+        click.echo(f"warning: oracle pools hit the limit: {report['oracle_pools_saturated']}")
+    data, image = write(report, out_dir)
+    click.echo(f"wrote {data} and {image}")
+
+
 def _demo_admin_token() -> str:
     """The demo's admin token, kept in var/ so it stays the same across restarts."""
     path = VAR / "admin-token"
