@@ -41,24 +41,30 @@ _TRUSTED_PREFIXES = ("ranking.", "sklearn.", "numpy.")
 class Shortlist:
     """A linear stand-in for the global logit, fitted to it (least squares, a little ridge):
     cheap enough to score every candidate of a request, so the boosted trees only score the
-    few it ranks highest. Unknown (nan) features take their training mean."""
+    few it ranks highest. Unknown (nan) features take their training mean, and features are
+    clipped to their training range: like the trees, it does not extrapolate (a category code
+    or a distance never seen in training would otherwise run off linearly)."""
 
     fill: np.ndarray
     coef: np.ndarray
     intercept: float
+    low: np.ndarray
+    high: np.ndarray
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         filled = np.where(np.isnan(features), self.fill, features)
-        return filled @ self.coef + self.intercept
+        return np.clip(filled, self.low, self.high) @ self.coef + self.intercept
 
     def to_json(self) -> dict:
         return {"fill": self.fill.tolist(), "coef": self.coef.tolist(),
-                "intercept": self.intercept}
+                "intercept": self.intercept, "low": self.low.tolist(),
+                "high": self.high.tolist()}
 
     @classmethod
     def from_json(cls, data: dict) -> Shortlist:
-        return cls(np.asarray(data["fill"], float), np.asarray(data["coef"], float),
-                   float(data["intercept"]))
+        return cls(*(np.asarray(data[k], float) for k in ("fill", "coef")),
+                   float(data["intercept"]),
+                   *(np.asarray(data[k], float) for k in ("low", "high")))
 
 
 def fit_shortlist(features: np.ndarray, logits: np.ndarray, ridge: float = 1e-3) -> Shortlist:
@@ -71,7 +77,8 @@ def fit_shortlist(features: np.ndarray, logits: np.ndarray, ridge: float = 1e-3)
     target = logits - logits.mean()
     weights = np.linalg.solve(z.T @ z + ridge * len(z) * np.eye(z.shape[1]), z.T @ target)
     coef = weights / scale
-    return Shortlist(fill, coef, float(logits.mean() - mean @ coef))
+    return Shortlist(fill, coef, float(logits.mean() - mean @ coef), filled.min(axis=0),
+                     filled.max(axis=0))
 
 
 @dataclass

@@ -49,3 +49,9 @@ def test_only_the_shortlisted_are_rescored_by_the_trees(model_dir, monkeypatch):
     assert np.allclose(scores[best], trees)
     rest = np.setdiff1d(np.arange(50), best)
     assert np.allclose(scores[rest], 1 / (1 + np.exp(-stand_in[rest])))
+
+
+def test_the_stand_in_does_not_extrapolate_beyond_its_training_range():
+    x = np.linspace(0, 1, 100)[:, None]
+    shortlist = fit_shortlist(x, 3 * x[:, 0], ridge=0.0)
+    assert np.isclose(shortlist.logits(np.array([[7.0]]))[0], 3.0)
