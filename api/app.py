@@ -53,6 +53,7 @@ ENVIRONMENT = {
     "OFFERS_ADMIN_TOKEN": "OFFERS_ADMIN_TOKEN",
     "MAX_CONTENT_LENGTH": "OFFERS_MAX_BODY_BYTES",
     "OFFERS_EXPLORATION": "OFFERS_EXPLORATION",
+    "OFFERS_EXPLORATION_SEED": "OFFERS_EXPLORATION_SEED",
 }
 
 
@@ -67,9 +68,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=5,
                                   health_check_interval=30)
+    seed = app.config["OFFERS_EXPLORATION_SEED"]
     app.extensions["offers"] = Services.connect(
         client, policy_from_spec(app.config["OFFERS_EXPLORATION"]),
-        app.config["OFFERS_EXPLORATION_SEED"])
+        None if seed is None else int(seed))
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name)})

@@ -22,6 +22,10 @@ from offers.registry import Registry
 from .schemas import PlaceSchema
 
 VAR = Path("var")
+# The demo trains its ranking model on the coupon survey when the shared data sit beside the
+# repository (../shared/data, see README); otherwise the baseline ranker serves.
+COUPON_SURVEY = Path(__file__).resolve().parents[2] / "shared" / "data" / "coupon" / \
+    "coupons_train.csv"
 IMPORT_BATCH = 10_000  # places stored per transaction; a failed batch leaves earlier ones
 
 
@@ -113,6 +117,7 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     try:
         ctx.invoke(seed)
         ctx.invoke(reindex)  # data kept from an older version may be filed the old way
+        _demo_model()
         click.echo(f"admin token: {os.environ['OFFERS_ADMIN_TOKEN']}")
         click.echo(f"API:      http://{host}:{port}/v1")
         click.echo(f"API docs: http://{host}:{port}/docs")
@@ -163,6 +168,30 @@ def simulate(url: str, fleet_key: str, drivers: int, steps: int, seed: int, show
         click.echo(f"warning: oracle pools hit the limit: {report['oracle_pools_saturated']}")
     data, image = write(report, out_dir)
     click.echo(f"wrote {data} and {image}")
+
+
+def _demo_model() -> None:
+    """Train, publish and activate a ranking model once, if none is active yet."""
+    from ranking.datasets import read_dataset
+    from ranking.registry import ModelRegistry
+    from ranking.training import RankingModel, train
+
+    registry = ModelRegistry(_redis())
+    if registry.active_version():
+        click.echo(f"ranking model {registry.active_version()} (active)")
+        return
+    if not COUPON_SURVEY.exists():
+        click.echo(f"ranking: the baseline ({COUPON_SURVEY} not found, so no model trained)")
+        return
+    directory = VAR / "model"
+    try:
+        RankingModel.load(directory)
+    except (OSError, ValueError):
+        click.echo(f"training the ranking model on {COUPON_SURVEY} ...")
+        train(read_dataset(COUPON_SURVEY, "coupon-survey")).save(directory)
+    version = registry.publish(directory, note="make demo: coupon survey")
+    registry.activate(version)
+    click.echo(f"ranking model {version} (active), trained on the coupon survey")
 
 
 def _demo_admin_token() -> str:
