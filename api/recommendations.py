@@ -16,8 +16,9 @@ from geo.route import RouteError
 from offers.redemptions import driver_key
 from offers.serving import Trip
 from ranking import Situation
+from ranking.exploration import Thompson
 from ranking.features import raw_to_features
-from ranking.learned import features_of, raw_of
+from ranking.learned import LearnedRanker, features_of, raw_of
 from ranking.learning import Decision, ServedItem, new_recommendation_id
 from ranking.offpolicy import DECISION_CANDIDATES
 
@@ -61,7 +62,12 @@ def recommend(body: dict):
                           preferences=profile.preferences, state=profile.state)
     candidates, records = found.serving.candidates(trip, body.get("categories"),
                                                    body.get("max_detour_s"))
-    scores = ranker.score(candidates, situation)
+    draws = None
+    if isinstance(found.policy, Thompson) and isinstance(ranker, LearnedRanker):
+        scores, draws = ranker.score_draws(candidates, situation, found.policy.draws + 1,
+                                           found.rng)
+    else:
+        scores = ranker.score(candidates, situation)
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:  # each place's best offer
         best_first = np.argsort(-scores, kind="stable")
@@ -69,7 +75,8 @@ def recommend(body: dict):
         eligible = best_first[first]
     limit = body["limit"]
     shown, propensity = found.policy.order(scores[eligible], MAX_SHORTLIST_ROUNDS * 2 * limit,
-                                           found.rng)
+                                           found.rng,
+                                           None if draws is None else draws[eligible])
     order = eligible[shown]
     chosen, served, chances = [], [], []
     for round_ in range(MAX_SHORTLIST_ROUNDS):

@@ -22,9 +22,11 @@ import numpy as np
 class Policy(Protocol):
     name: str
 
-    def order(self, scores: np.ndarray, length: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The first `length` positions (indices into `scores`) and each one's propensity."""
+    def order(self, scores: np.ndarray, length: int, rng: np.random.Generator,
+              draws: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The first `length` positions (indices into `scores`) and each one's propensity.
+        `draws` (rows x columns of scores drawn from the model's posterior) is what Thompson
+        sampling orders by; the other policies ignore it."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Greedy:
 
     name: str = "greedy"
 
-    def order(self, scores, length, rng):
+    def order(self, scores, length, rng, draws=None):
         order = np.argsort(-scores, kind="stable")[:length]
         return order, np.ones(len(order))
 
@@ -46,7 +48,7 @@ class EpsilonGreedy:
     epsilon: float = 0.1
     name: str = "epsilon"
 
-    def order(self, scores, length, rng):
+    def order(self, scores, length, rng, draws=None):
         n = len(scores)
         length = min(length, n)
         ranked = np.argsort(-scores, kind="stable")
@@ -76,7 +78,7 @@ class Softmax:
     temperature: float = 0.05
     name: str = "softmax"
 
-    def order(self, scores, length, rng):
+    def order(self, scores, length, rng, draws=None):
         logits = (scores - scores.max()) / self.temperature if len(scores) else scores
         keys = logits + rng.gumbel(size=len(scores))
         order = np.argsort(-keys, kind="stable")[:length]
@@ -85,17 +87,56 @@ class Softmax:
         return order, np.minimum(weights[order] / (weights.sum() - before), 1.0)
 
 
+@dataclass(frozen=True)
+class Thompson:
+    """Thompson sampling: order by one draw of the scores from the model's posterior (the
+    first column of `draws`). A position's propensity, which has no closed form, is estimated
+    from the other draws: the share in which the item shown would have come first among those
+    not yet placed, with one pseudo-count so it is never zero. Without draws (a ranker with no
+    posterior, like the baseline) it is greedy with propensity 1."""
+
+    draws: int = 32
+    name: str = "thompson"
+
+    def order(self, scores, length, rng, draws=None):
+        if draws is None or draws.shape[1] < 2:
+            return Greedy().order(scores, length, rng)
+        n = len(scores)
+        length = min(length, n)
+        order = np.argsort(-draws[:, 0], kind="stable")[:length]
+        others = draws[:, 1:]
+        columns = np.arange(others.shape[1])
+        # each column's best rows, enough to find its best among those not yet placed
+        depth = min(length + 1, n)
+        top = np.argpartition(-others, depth - 1, axis=0)[:depth] if depth < n else \
+            np.tile(np.arange(n)[:, None], (1, others.shape[1]))
+        top = np.take_along_axis(top, np.argsort(-others[top, columns], axis=0), axis=0)
+        pointer = np.zeros(others.shape[1], dtype=np.intp)
+        placed = np.zeros(n, dtype=bool)
+        propensity = np.empty(length)
+        for k, pick in enumerate(order):  # slate positions, not candidates
+            winner = top[np.minimum(pointer, depth - 1), columns]
+            while placed[winner].any():
+                pointer += placed[winner]
+                winner = top[np.minimum(pointer, depth - 1), columns]
+            propensity[k] = (np.count_nonzero(winner == pick) + 1) / (len(columns) + 1)
+            placed[pick] = True
+        return order, propensity
+
+
 def policy_from_spec(spec: str) -> Policy:
-    """"greedy", "epsilon:<epsilon>" or "softmax:<temperature>"."""
+    """"greedy", "epsilon:<epsilon>", "softmax:<temperature>" or "thompson:<draws>"."""
     name, _, value = spec.partition(":")
     try:
         if name == "greedy" and not value:
             return Greedy()
+        if name == "thompson" and int(value) >= 2:
+            return Thompson(int(value))
         if name == "epsilon" and 0.0 <= float(value) <= 1.0:
             return EpsilonGreedy(float(value))
         if name == "softmax" and float(value) > 0.0:
             return Softmax(float(value))
     except ValueError:
         pass
-    raise ValueError(f"unknown exploration policy {spec!r}: use greedy, epsilon:<0..1> or "
-                     "softmax:<temperature>")
+    raise ValueError(f"unknown exploration policy {spec!r}: use greedy, epsilon:<0..1>, "
+                     "softmax:<temperature> or thompson:<draws>")

@@ -52,16 +52,33 @@ class LearnedRanker:
         its SHORTLIST best; the rest keep the stand-in's estimate."""
         if len(candidates) == 0:
             return np.zeros(0)
+        return _sigmoid(self._logits(features_of(candidates, situation),
+                                     self.state_of(situation)))
+
+    def score_draws(self, candidates: Candidates, situation: Situation, draws: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`score`, and `draws` columns of P(take) with the driver's weights drawn from their
+        posterior (Thompson sampling): where the engine knows little about this driver (a
+        category never shown to them) the draws spread, so it gets tried."""
+        if len(candidates) == 0:
+            return np.zeros(0), np.zeros((0, draws))
         features = features_of(candidates, situation)
         state = self.state_of(situation)
+        logits = self._logits(features, state)
+        spread = rng.standard_normal((len(state.mean), draws)) / np.sqrt(
+            state.precision.astype(np.float64))[:, None]
+        return _sigmoid(logits), _sigmoid(logits[:, None] + online.driver_terms(features)
+                                          @ spread)
+
+    def _logits(self, features: np.ndarray, state: online.DriverState) -> np.ndarray:
         shortlist = self.model.shortlist
-        if shortlist is None or len(candidates) <= SHORTLIST:
-            return online.predict(self.model.global_logits(features), state, features)
+        if shortlist is None or len(features) <= SHORTLIST:
+            return online.predict_logit(self.model.global_logits(features), state, features)
         logits = online.predict_logit(shortlist.logits(features), state, features)
         best = np.argpartition(-logits, SHORTLIST)[:SHORTLIST]
         logits[best] = online.predict_logit(self.model.global_logits(features[best]), state,
                                             features[best])
-        return 1 / (1 + np.exp(-logits))
+        return logits
 
     def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
         if len(candidates) == 0:
@@ -76,3 +93,7 @@ class LearnedRanker:
                 reasons.append(f"you often take {name} offers")
             out.append(reasons + where_reasons(candidates, i))
         return out
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-logits))

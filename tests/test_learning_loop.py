@@ -192,3 +192,17 @@ def test_a_driver_who_takes_coffee_gets_coffee_first_after_a_few_dozen_events(
     after = recommend(client, fleet, limit=5)
     assert set(top(after)) == cafes
     assert any("you often take cafe offers" in item["reasons"] for item in after["items"])
+
+
+def test_thompson_sampling_serves_and_logs_estimated_propensities(
+        redis_url, fleet, mixed_shop, active_model, redis_client):
+    from api.app import create_app
+
+    from .conftest import ADMIN_TOKEN
+    app = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
+                      "OFFERS_EXPLORATION": "thompson:16", "OFFERS_EXPLORATION_SEED": 3})
+    answer = recommend(app.test_client(), fleet, limit=5)
+    assert len(answer["items"]) == 5 and answer["model"] == active_model
+    logged = [float(e[b"propensity"]) for _, e in redis_client.xrange(keys.SERVED_LOG)]
+    assert len(logged) == 5 and all(1 / 17 <= p <= 1 for p in logged)
+    assert {e[b"policy"] for _, e in redis_client.xrange(keys.SERVED_LOG)} == {b"thompson"}

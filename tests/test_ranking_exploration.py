@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ranking.exploration import EpsilonGreedy, Greedy, Softmax, policy_from_spec
+from ranking.exploration import EpsilonGreedy, Greedy, Softmax, Thompson, policy_from_spec
 
 SCORES = np.array([0.1, 0.9, 0.5, 0.3])
 
@@ -62,3 +62,21 @@ def test_specs():
     assert policy_from_spec("epsilon:0.1") == EpsilonGreedy(0.1)
     assert policy_from_spec("softmax:0.05") == Softmax(0.05)
     assert policy_from_spec("greedy") == Greedy()
+    assert policy_from_spec("thompson:16") == Thompson(16)
+
+
+def test_thompson_orders_by_the_first_draw_and_estimates_propensities_from_the_rest():
+    rng = np.random.default_rng(4)
+    # 30 of the 40 other draws rank 2 > 1 > 0; 10 rank 0 > 2 > 1
+    draws = np.column_stack([[0.1, 0.2, 0.9]] + [
+        [0.8, 0.1, 0.7] if j % 4 == 0 else [0.1, 0.2, 0.9] for j in range(1, 41)])
+    order, propensity = Thompson(40).order(draws[:, 0], 3, rng, draws)
+    assert list(order) == [2, 1, 0]
+    assert propensity[0] == pytest.approx((30 + 1) / 41)   # 30 of the other 40 draws
+    assert propensity[1] == pytest.approx((30 + 1) / 41)   # 1 beats 0 in those 30
+    assert propensity[2] == pytest.approx(1.0)             # the last one left
+
+
+def test_thompson_without_draws_is_greedy():
+    order, propensity = Thompson(8).order(SCORES, 2, np.random.default_rng(0))
+    assert list(order) == [1, 2] and list(propensity) == [1.0, 1.0]
