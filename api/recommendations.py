@@ -94,7 +94,7 @@ def recommend(body: dict):
             break
     rows = np.array(chosen, dtype=np.intp)
     picked = candidates.take(rows)
-    reasons = ranker.reasons(picked, situation)
+    reasons = ranker.reasons(picked, situation, scores[rows])
     raw = raw_of(picked, situation)
     features = raw_to_features(raw)
     items = []

@@ -37,7 +37,8 @@ class BaselineRanker:
         return (offer_value(candidates) * np.exp(-candidates.detour_s / DETOUR_SCALE_S)
                 * np.exp(-ahead / AHEAD_SCALE_M))
 
-    def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
+    def reasons(self, candidates: Candidates, situation: Situation,
+                scores: np.ndarray) -> list[list[str]]:
         value = offer_value(candidates)
         return [[f"worth about {value[i]:.2f}", *where_reasons(candidates, i)]
                 for i in range(len(candidates))]  # the answer's few items, not the candidates

@@ -57,5 +57,7 @@ class Ranker(Protocol):
     def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
         """One score per candidate, higher is better."""
 
-    def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
-        """Short human-readable reasons for each candidate (called for the answer only)."""
+    def reasons(self, candidates: Candidates, situation: Situation,
+                scores: np.ndarray) -> list[list[str]]:
+        """Short human-readable reasons for each candidate (called for the answer only, with
+        the scores `score` gave them)."""

@@ -80,10 +80,11 @@ class LearnedRanker:
                                             features[best])
         return logits
 
-    def reasons(self, candidates: Candidates, situation: Situation) -> list[list[str]]:
+    def reasons(self, candidates: Candidates, situation: Situation,
+                scores: np.ndarray) -> list[list[str]]:
         if len(candidates) == 0:
             return []
-        chance = self.score(candidates, situation)
+        chance = scores
         taste = self.state_of(situation).mean[_CATEGORY_TERMS]
         out = []
         for i in range(len(candidates)):  # the answer's few items
