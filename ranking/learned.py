@@ -49,7 +49,7 @@ class LearnedRanker:
     def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
         """P(take) of each candidate. With more than SHORTLIST candidates, the global model's
         linear stand-in (plus the driver's own terms) scores them all and the trees rescore
-        its SHORTLIST best; the rest keep the stand-in's estimate."""
+        its SHORTLIST best; the rest keep the stand-in's estimate, capped below those."""
         if len(candidates) == 0:
             return np.zeros(0)
         return _sigmoid(self._logits(features_of(candidates, situation),
@@ -76,8 +76,12 @@ class LearnedRanker:
             return online.predict_logit(self.model.global_logits(features), state, features)
         logits = online.predict_logit(shortlist.logits(features), state, features)
         best = np.argpartition(-logits, SHORTLIST)[:SHORTLIST]
-        logits[best] = online.predict_logit(self.model.global_logits(features[best]), state,
-                                            features[best])
+        rescored = online.predict_logit(self.model.global_logits(features[best]), state,
+                                        features[best])
+        # The rest keep the stand-in's estimate, capped below every rescored one: the two are
+        # on different scales, and the stand-in already ranked these lower.
+        np.minimum(logits, rescored.min(), out=logits)
+        logits[best] = rescored
         return logits
 
     def reasons(self, candidates: Candidates, situation: Situation,
