@@ -115,13 +115,16 @@ def recommend(body: dict):
         [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
                     features[i], {name: values[i] for name, values in raw.items()})
          for i, item in enumerate(items)],
-        _decision(candidates, situation, scores, eligible, rows, chances))
+        _decision(candidates, situation, scores, eligible, rows, chances, order))
     return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}
 
 
-def _decision(candidates, situation, scores, eligible, rows, chances) -> Decision | None:
-    """The first choice and the logging policy's top candidates, for off-policy evaluation."""
-    if len(rows) == 0:
+def _decision(candidates, situation, scores, eligible, rows, chances,
+              order) -> Decision | None:
+    """The first choice and the logging policy's top candidates, for off-policy evaluation;
+    none when the policy's first pick was not servable (the first item shown then came from a
+    later position, whose propensity is not that of being chosen first)."""
+    if len(rows) == 0 or rows[0] != order[0]:
         return None
     top = eligible[np.argsort(-scores[eligible], kind="stable")[:DECISION_CANDIDATES]]
     where = np.flatnonzero(top == rows[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ from flask import current_app
 from redis import Redis
 
 from offers.catalogue import Catalogue
+from offers.errors import NotFound
 from offers.redemptions import Redemptions
 from offers.registry import Registry
 from offers.search import PlaceSearch
@@ -18,6 +20,8 @@ from ranking.exploration import Policy
 from ranking.learned import LearnedRanker
 from ranking.learning import LearningLoop, Profile
 from ranking.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,23 @@ class Services:
             self.models.active_command(pipe)
             self.learning.profile_command(pipe, fleet_id, driver_id)
             active, profile = pipe.execute()
-        ranker = self.models.ranker(active.decode()) if active else self.baseline
-        return self.learning.profile_from(profile), ranker
+        ranker = self._ranker(active.decode()) if active else None
+        return self.learning.profile_from(profile), ranker or self.baseline
 
     def learner(self) -> LearnedRanker | None:
         """The learned ranker serving now (feedback trains its driver states), if any."""
         active = self.models.active_version()
-        return self.models.ranker(active) if active else None
+        return self._ranker(active) if active else None
+
+    def _ranker(self, version: str) -> LearnedRanker | None:
+        """The active version's ranker; None (the baseline serves) if it cannot be loaded,
+        e.g. trained on features this release no longer computes: logged, never a 500."""
+        try:
+            return self.models.ranker(version)
+        except (ValueError, NotFound) as error:
+            log.error("model version %s cannot be served, the baseline ranks: %s", version,
+                      error)
+            return None
 
 
 def services() -> Services:

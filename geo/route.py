@@ -8,8 +8,10 @@ which side of the direction of travel the point is. Pure functions and numpy; no
 How it stays exact without a per-point loop: long segments are first split at true geodesic
 points so no segment exceeds `MAX_SEGMENT_M`; then each point's foot on each nearby segment is
 found on the sphere (closed form, vectorised) and the distance to that foot is measured on the
-ellipsoid with `pyproj.Geod`. Over segments this short the sphere's foot is within centimetres of
-the ellipsoid's, and the distance is flat around its minimum, so the error is negligible.
+ellipsoid (`geo.earth`: the chord between Earth-centred points, corrected for curvature, which
+equals the geodesic to millimetres at these ranges). Over segments this short the sphere's foot
+is within centimetres of the ellipsoid's, and the distance is flat around its minimum, so the
+error is negligible. Each point's search is bounded by its nearest route sample (`locate`).
 """
 
 from __future__ import annotations

@@ -123,9 +123,14 @@ def cell_offers(region: str, cell: int) -> str:
 
 def driver_profile(driver: str) -> str:
     """Hash: `preferences` (JSON of declared visit frequencies), `state` (the per-driver model
-    state, `ranking.online.DriverState` bytes), `state_model` (the model version it was
-    learned under), `feedback_rows`."""
+    state, `ranking.online.DriverState` bytes), `state_model` (the model version that last
+    updated it)."""
     return "{d:" + driver + "}:profile"
+
+
+def driver_pattern(driver: str) -> str:
+    """SCAN pattern of every key of one driver (forgetting a driver)."""
+    return "{d:" + driver + "}:*"
 
 
 def served(driver: str, recommendation_id: str) -> str:
@@ -150,7 +155,7 @@ def recommendation_driver(recommendation_id: str) -> str | None:
 
 MODELS = "{models}"
 MODEL_FILES = f"{MODELS}:files"     # hash: `<version>/<file name>` -> the model directory's files
-MODEL_META = f"{MODELS}:meta"       # hash: version -> JSON (published_at, metrics, source)
+MODEL_META = f"{MODELS}:meta"       # hash: version -> JSON (version, published_at, note, info)
 MODEL_ACTIVE = f"{MODELS}:active"   # string: the version serving uses
 MODEL_HISTORY = f"{MODELS}:history"  # list: versions activated, newest first (for rollback)
 MODEL_SEQUENCE = f"{MODELS}:sequence"  # string counter: the last version number given out

@@ -19,6 +19,7 @@ from .candidates import Candidates, Situation
 from .features import candidates_to_raw, raw_to_features
 from .training import RankingModel
 
+YEAR_S = 365 * 24 * 3600.0
 SLOTS_PER_DAY = 96  # arrival slots are local quarter hours of the week, Monday 00:00 first
 _CATEGORY_TERMS = [online.DRIVER_TERMS.index(f"category={c}") for c in CATEGORIES]
 _TASTE_REASON_MIN = 0.25  # a learned category offset (in logits) worth telling the driver
@@ -29,8 +30,12 @@ def raw_of(candidates: Candidates, situation: Situation) -> dict[str, np.ndarray
     """The raw fields (`ranking.features.RAW_FIELDS`) of candidates in a situation: what the
     log keeps, so a model trained later recomputes its features from them."""
     slot = np.asarray(candidates.arrival_slot)
-    return candidates_to_raw(candidates, situation.context, (slot % SLOTS_PER_DAY) / 4,
-                             slot // SLOTS_PER_DAY, situation.preferences)
+    raw = candidates_to_raw(candidates, situation.context, (slot % SLOTS_PER_DAY) / 4,
+                            slot // SLOTS_PER_DAY, situation.preferences)
+    # An offer without an end is inf here; the features cap it at a year anyway, and a year
+    # survives the JSON log (inf would come back as unknown).
+    raw["expires_in_s"] = np.minimum(raw["expires_in_s"], YEAR_S)
+    return raw
 
 
 def features_of(candidates: Candidates, situation: Situation) -> np.ndarray:

@@ -102,8 +102,7 @@ class LearningLoop:
     def profile_from(reply: list) -> Profile:
         preferences, state, model = reply
         return Profile(orjson.loads(preferences) if preferences else None,
-                       online.DriverState.from_bytes(state) if state else None,
-                       model.decode() if model else None)
+                       _state(state), model.decode() if model else None)
 
     def profile(self, fleet_id: str, driver_id: str) -> Profile:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -114,9 +113,19 @@ class LearningLoop:
         self.redis.hset(keys.driver_profile(driver_key(fleet_id, driver_id)), "preferences",
                         orjson.dumps(preferences))
 
-    def forget(self, fleet_id: str, driver_id: str) -> bool:
-        """Erase what the engine holds on a driver (preferences and what it learned)."""
-        return bool(self.redis.delete(keys.driver_profile(driver_key(fleet_id, driver_id))))
+    def forget(self, fleet_id: str, driver_id: str) -> None:
+        """Erase what the engine holds on a driver under their key: preferences, what it
+        learned, and the recommendations kept for feedback (so a late feedback event cannot
+        bring a state back). The bounded logs keep their pseudonymous entries until trimmed."""
+        driver = driver_key(fleet_id, driver_id)
+        batch = []
+        for key in self.redis.scan_iter(match=keys.driver_pattern(driver), count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                self.redis.unlink(*batch)
+                batch = []
+        if batch:
+            self.redis.unlink(*batch)
 
     # -- served recommendations ----------------------------------------------------------------
 
@@ -212,13 +221,23 @@ class LearningLoop:
         """The driver's new state after this event, or None when it teaches nothing."""
         if learner is None or event not in online.FEEDBACK_EVENTS:
             return None
-        raw = pipe.hget(profile_key, "state")
-        state = online.DriverState.from_bytes(raw) if raw else learner.model.initial_state()
+        state = _state(pipe.hget(profile_key, "state")) or learner.model.initial_state()
         features = np.asarray([item["features"]], dtype=np.float64)
         label, weight = online.FEEDBACK_EVENTS[event]
         state = online.update(state, features, np.array([label]),
                               learner.model.global_logits(features), np.array([weight]))
         return state.to_bytes()
+
+
+def _state(raw: bytes | None) -> online.DriverState | None:
+    """A stored driver state, or None when there is none or it is of an older layout (a
+    release that changed the driver's terms): the driver then starts again from the prior."""
+    if not raw:
+        return None
+    try:
+        return online.DriverState.from_bytes(raw)
+    except ValueError:
+        return None
 
 
 def _oldest_kept(now: float) -> str:

@@ -17,13 +17,14 @@ import orjson
 from redis import Redis
 
 from offers import keys
-from offers.errors import NotFound
+from offers.errors import Invalid, NotFound
 
 from .learned import LearnedRanker
 from .training import RankingModel
 
 MODEL_FILES = ("global.skops", "model.json")
 HISTORY_LENGTH = 100
+LOADED_VERSIONS = 4
 
 
 class UnknownModel(NotFound):
@@ -63,7 +64,10 @@ class ModelRegistry:
         raw = self.redis.hget(keys.MODEL_META, version)
         if raw is None:
             raise UnknownModel(version)
-        self.ranker(version)  # load it here first: a version that cannot load never serves
+        try:
+            self.ranker(version)  # load it here first: a version that cannot load never serves
+        except ValueError as error:
+            raise Invalid(f"Model version {version!r} cannot be served: {error}") from None
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.MODEL_ACTIVE, version)
             pipe.lpush(keys.MODEL_HISTORY, version)
@@ -92,6 +96,8 @@ class ModelRegistry:
     def ranker(self, version: str) -> LearnedRanker:
         """The ranker of a version, loaded once per process."""
         if version not in self._loaded:
+            if len(self._loaded) >= LOADED_VERSIONS:  # versions stay small, but not forever
+                self._loaded.pop(next(iter(self._loaded)))
             names = [f"{version}/{n}" for n in MODEL_FILES]
             blobs = self.redis.hmget(keys.MODEL_FILES, names)
             if any(b is None for b in blobs):

@@ -206,3 +206,38 @@ def test_thompson_sampling_serves_and_logs_estimated_propensities(
     logged = [float(e[b"propensity"]) for _, e in redis_client.xrange(keys.SERVED_LOG)]
     assert len(logged) == 5 and all(1 / 17 <= p <= 1 for p in logged)
     assert {e[b"policy"] for _, e in redis_client.xrange(keys.SERVED_LOG)} == {b"thompson"}
+
+
+def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
+        client, fleet, mixed_shop, active_model, redis_client):
+    answer = recommend(client, fleet)
+    offer_id = answer["items"][0]["offer_id"]
+    assert feedback(client, fleet, answer["recommendation_id"], offer_id,
+                    "accept").status_code == 200
+    assert redis_client.hget(_profile_key(fleet), "state") is not None
+    assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    late = feedback(client, fleet, answer["recommendation_id"], offer_id, "redeem")
+    assert late.status_code == 404
+    assert not list(redis_client.scan_iter(match=keys.driver_pattern(
+        driver_key(fleet[0], "driver-1"))))
+
+
+def test_a_state_of_an_older_layout_is_dropped_not_a_500(client, fleet, mixed_shop,
+                                                         active_model, redis_client):
+    redis_client.hset(_profile_key(fleet), "state", b"\x00\x01garbage")
+    answer = recommend(client, fleet)
+    assert answer["items"]
+    offer_id = answer["items"][0]["offer_id"]
+    assert feedback(client, fleet, answer["recommendation_id"], offer_id,
+                    "accept").status_code == 200
+
+
+def test_a_version_this_release_cannot_load_is_refused_and_never_breaks_serving(
+        client, fleet, mixed_shop, model_dir, redis_client, admin):
+    version = ModelRegistry(redis_client).publish(model_dir)
+    redis_client.hset(keys.MODEL_FILES, f"{version}/model.json",
+                      b'{"format": 99, "feature_names": [], "driver_terms": []}')
+    refused = client.post(f"/v1/models/{version}/activate", headers=admin)
+    assert refused.status_code == 422
+    redis_client.set(keys.MODEL_ACTIVE, version)  # as if activated by an older release
+    assert recommend(client, fleet)["model"] == "baseline-1"
