@@ -9,6 +9,8 @@ import threading
 import uuid
 from collections import defaultdict
 
+from ranking.registry import ModelRegistry
+
 from .conftest import CAFE, FUEL
 
 TAG = re.compile(r"^\{(registry|models|log|[mgd]:[^}]+)\}:")
@@ -17,7 +19,7 @@ KEYLESS = {"MULTI", "EXEC", "DISCARD", "UNWATCH", "PING", "HELLO", "SELECT", "CL
            "SCRIPT", "FLUSHDB", "INFO", "MONITOR", "SCAN", "DUMP", "DBSIZE"}
 
 
-def workload(client, admin, new_account):
+def workload(client, admin, new_account, redis_client, model_dir):
     _, merchant = new_account("merchants", "M")
     _, fleet = new_account("fleets", "F")
     ids = [item["id"] for item in client.post("/v1/places/bulk", headers=merchant, json={
@@ -36,12 +38,23 @@ def workload(client, admin, new_account):
     client.post("/v1/places/search-along-route", headers=fleet, json={"route": route})
     client.post("/v1/recommendations", headers=fleet, json={
         "driver_id": "d", "route": route, "position": {"lat": 39.746, "lng": -105.01}})
+    version = ModelRegistry(redis_client).publish(model_dir)
+    client.post(f"/v1/models/{version}/activate", headers=admin)
+    client.put("/v1/drivers/d/preferences", headers=fleet, json={"coffee_house": "4~8"})
+    answer = client.post("/v1/recommendations", headers=fleet, json={
+        "driver_id": "d", "route": route, "position": {"lat": 39.746, "lng": -105.01},
+        "at": "2026-12-02T10:00:00-07:00"}).json
+    assert answer["items"], answer
+    client.post("/v1/feedback", headers=fleet, json={
+        "recommendation_id": answer["recommendation_id"],
+        "offer_id": answer["items"][0]["offer_id"], "event": "accept"})
+    client.delete("/v1/drivers/d", headers=fleet)
     client.delete(f"/v1/offers/{offer['id']}", headers=merchant)
     client.delete(f"/v1/places/{ids[0]}", headers=merchant)
 
 
 def test_every_transaction_and_script_stays_in_one_hash_tag(client, admin, new_account,
-                                                            redis_client):
+                                                            redis_client, model_dir):
     db = redis_client.connection_pool.connection_kwargs.get("db", 0)
     commands: list[dict] = []
     ready, done = threading.Event(), threading.Event()
@@ -58,7 +71,7 @@ def test_every_transaction_and_script_stays_in_one_hash_tag(client, admin, new_a
     listener = threading.Thread(target=record)
     listener.start()
     ready.wait(5)
-    workload(client, admin, new_account)
+    workload(client, admin, new_account, redis_client, model_dir)
     done.set()
     redis_client.ping()
     listener.join(10)

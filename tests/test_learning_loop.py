@@ -3,60 +3,14 @@ learns from it, on real Redis with a small model trained here."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from offers import keys
 from offers.redemptions import driver_key
-from ranking.datasets import Dataset
-from ranking.features import ENUM_FIELDS, RAW_FIELDS
-from ranking.model import AcceptanceModel
 from ranking.registry import ModelRegistry
-from ranking.training import train
 
-from .conftest import CAFE
+from .conftest import CAFE, TASTED
 from .test_recommendations import east_of_start, recommend
-
-TASTED = ("cafe", "fast_food", "restaurant", "bar", "fuel")
-
-
-def synthetic_survey(drivers: int = 40, rows: int = 30, seed: int = 4) -> Dataset:
-    """Drivers who differ in which categories they take, in random situations."""
-    rng = np.random.default_rng(seed)
-    n = drivers * rows
-    raw = {}
-    for name in RAW_FIELDS:
-        if name in ENUM_FIELDS:
-            raw[name] = rng.integers(-1, len(ENUM_FIELDS[name]), n)
-        else:
-            raw[name] = rng.uniform(0, 100, n)
-    raw["arrival_hour"] = rng.uniform(0, 24, n)
-    raw["arrival_weekday"] = rng.integers(0, 7, n)
-    raw["brand"] = rng.integers(0, 2**32, n).astype(np.uint64)
-    raw["price_level"] = rng.integers(0, 5, n)
-    raw["ahead"] = np.ones(n)
-    categories = [ENUM_FIELDS["category"].index(c) for c in TASTED]
-    raw["category"] = rng.choice(categories, n)
-    taste = rng.normal(0, 1.5, (drivers, max(categories) + 1))
-    driver = np.repeat(np.arange(drivers), rows)
-    logit = taste[driver, raw["category"]] - 0.01 * raw["detour_s"]
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return Dataset(raw, np.array([f"d{d}" for d in driver]), y, np.arange(n))
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("model")
-    train(synthetic_survey(), AcceptanceModel(max_iter=30), inner_folds=3).save(directory)
-    return directory
-
-
-@pytest.fixture
-def active_model(redis_client, model_dir, client, admin):
-    version = ModelRegistry(redis_client).publish(model_dir, note="test")
-    response = client.post(f"/v1/models/{version}/activate", headers=admin)
-    assert response.status_code == 200, response.json
-    return version
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from api.cli import main
 from ranking.datasets import read_log
 from ranking.offpolicy import Decisions, estimate, target_probabilities
 
-from .test_learning_loop import active_model, feedback, mixed_shop, model_dir  # noqa: F401
+from .test_learning_loop import feedback, mixed_shop  # noqa: F401
 from .test_recommendations import recommend
 
 

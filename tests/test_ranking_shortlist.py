@@ -7,8 +7,6 @@ import numpy as np
 from ranking import learned
 from ranking.training import RankingModel, fit_shortlist
 
-from .test_learning_loop import model_dir  # noqa: F401
-
 
 def test_a_linear_logit_is_recovered_exactly_and_unknowns_take_the_mean():
     rng = np.random.default_rng(0)
@@ -22,7 +20,7 @@ def test_a_linear_logit_is_recovered_exactly_and_unknowns_take_the_mean():
                       0.5 + unknown[0, 0] - 2.0 * x[:, 1].mean())
 
 
-def test_the_stand_in_travels_with_the_model_directory(model_dir, tmp_path):  # noqa: F811
+def test_the_stand_in_travels_with_the_model_directory(model_dir, tmp_path):
     model = RankingModel.load(model_dir)
     assert model.shortlist is not None
     model.save(tmp_path)
@@ -30,7 +28,7 @@ def test_the_stand_in_travels_with_the_model_directory(model_dir, tmp_path):  # 
     assert np.array_equal(again.shortlist.coef, model.shortlist.coef)
 
 
-def test_only_the_shortlisted_are_rescored_by_the_trees(model_dir, monkeypatch):  # noqa: F811
+def test_only_the_shortlisted_are_rescored_by_the_trees(model_dir, monkeypatch):
     model = RankingModel.load(model_dir)
     rng = np.random.default_rng(1)
     features = rng.uniform(0, 3, (50, len(model.shortlist.coef)))

@@ -14,8 +14,6 @@ from ranking.registry import ModelRegistry
 from ranking.simulation import Simulation, table
 from seed_data.loader import load_seed
 
-from .test_learning_loop import model_dir  # noqa: F401 (a fixture)
-
 
 @pytest.fixture
 def seeded(redis_client, app):
@@ -47,7 +45,7 @@ def publish(monkeypatch, redis_url):
     return run
 
 
-def test_publish_stores_a_version_and_activates_it_only_when_asked(publish, model_dir,  # noqa: F811
+def test_publish_stores_a_version_and_activates_it_only_when_asked(publish, model_dir,
                                                                     redis_client):
     registry = ModelRegistry(redis_client)
     assert publish(model_dir, "--note", "first").strip() == "published v1"
@@ -57,7 +55,7 @@ def test_publish_stores_a_version_and_activates_it_only_when_asked(publish, mode
     assert [m["note"] for m in registry.versions()] == ["first", ""]
 
 
-def test_a_small_simulation_reports_sound_windows(transport, publish, model_dir,  # noqa: F811
+def test_a_small_simulation_reports_sound_windows(transport, publish, model_dir,
                                                   tmp_path):
     publish(model_dir, "--activate")
     routes = json.loads(simulation.ROUTES_FILE.read_text())[:2]
@@ -97,7 +95,7 @@ def test_hidden_drivers_are_deterministic_in_the_seed():
     assert tastes(3) != tastes(4)
 
 
-def test_the_command_prints_the_table_and_writes_json_and_png(transport, publish, model_dir,  # noqa: F811
+def test_the_command_prints_the_table_and_writes_json_and_png(transport, publish, model_dir,
                                                               monkeypatch, tmp_path):
     publish(model_dir, "--activate")
     monkeypatch.setattr(simulation, "HttpTransport", lambda url, key: transport)
