@@ -62,12 +62,7 @@ def recommend(body: dict):
                           preferences=profile.preferences, state=profile.state)
     candidates, records = found.serving.candidates(trip, body.get("categories"),
                                                    body.get("max_detour_s"))
-    draws = None
-    if isinstance(found.policy, Thompson) and isinstance(ranker, LearnedRanker):
-        scores, draws = ranker.score_draws(candidates, situation, found.policy.draws + 1,
-                                           found.rng)
-    else:
-        scores = ranker.score(candidates, situation)
+    scores, draws = _scores(found, ranker, candidates, situation)
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:  # each place's best offer
         best_first = np.argsort(-scores, kind="stable")
@@ -78,37 +73,14 @@ def recommend(body: dict):
                                            found.rng,
                                            None if draws is None else draws[eligible])
     order = eligible[shown]
-    chosen, served, chances = [], [], []
-    for round_ in range(MAX_SHORTLIST_ROUNDS):
-        batch = slice(round_ * 2 * limit, (round_ + 1) * 2 * limit)
-        if order[batch].size == 0:
-            break
-        checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
-                                        trip, fleet_id, driver_id)
-        for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
-            if check is not None and len(chosen) < limit:
-                chosen.append(row)
-                chances.append(chance)
-                served.append(check)
-        if len(chosen) == limit:
-            break
-    rows = np.array(chosen, dtype=np.intp)
+    rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
+                                  situation, limit)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation, scores[rows])
+    items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
+             for i, shortlisted in enumerate(served)]
     raw = raw_of(picked, situation)
     features = raw_to_features(raw)
-    items = []
-    for i, shortlisted in enumerate(served):
-        offer, place = shortlisted.offer, shortlisted.place
-        along = picked.along_m[i]
-        items.append({
-            "offer_id": offer["id"], "place_id": place["id"], "title": offer["title"],
-            "category": offer["category"], "brand": place.get("brand"),
-            "place_name": place["name"], "lat": place["lat"], "lng": place["lng"],
-            "distance_m": float(picked.distance_m[i]),
-            "distance_along_route_m": None if np.isnan(along) else float(along),
-            "detour_s": float(picked.detour_s[i]), "eta_s": float(picked.eta_s[i]),
-            "score": float(scores[rows[i]]), "reasons": reasons[i]})
     recommendation_id = new_recommendation_id(driver_key(fleet_id, driver_id))
     found.learning.record_served(
         recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,
@@ -117,6 +89,47 @@ def recommend(body: dict):
          for i, item in enumerate(items)],
         _decision(candidates, situation, scores, eligible, rows, chances, order))
     return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}
+
+
+def _scores(found, ranker, candidates, situation) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores, and posterior draws of them when Thompson sampling explores a learned ranker."""
+    if isinstance(found.policy, Thompson) and isinstance(ranker, LearnedRanker):
+        return ranker.score_draws(candidates, situation, found.policy.draws + 1, found.rng)
+    return ranker.score(candidates, situation), None
+
+
+def _fill(found, order, propensity, records, candidates, trip, situation, limit):
+    """The first `limit` candidates of the policy's order that pass the shortlist check
+    (budgets, exact hours), checking about twice `limit` per round trip: their rows, their
+    propensities and what the check read."""
+    rows, chances, served = [], [], []
+    for round_ in range(MAX_SHORTLIST_ROUNDS):
+        batch = slice(round_ * 2 * limit, (round_ + 1) * 2 * limit)
+        if order[batch].size == 0:
+            break
+        checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
+                                        trip, situation.fleet_id, situation.driver_id)
+        for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
+            if check is not None and len(rows) < limit:
+                rows.append(row)
+                chances.append(chance)
+                served.append(check)
+        if len(rows) == limit:
+            break
+    return np.array(rows, dtype=np.intp), chances, served
+
+
+def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict:
+    offer, place = shortlisted.offer, shortlisted.place
+    along = picked.along_m[i]
+    return {
+        "offer_id": offer["id"], "place_id": place["id"], "title": offer["title"],
+        "category": offer["category"], "brand": place.get("brand"),
+        "place_name": place["name"], "lat": place["lat"], "lng": place["lng"],
+        "distance_m": float(picked.distance_m[i]),
+        "distance_along_route_m": None if np.isnan(along) else float(along),
+        "detour_s": float(picked.detour_s[i]), "eta_s": float(picked.eta_s[i]),
+        "score": float(score), "reasons": reasons}
 
 
 def _decision(candidates, situation, scores, eligible, rows, chances,
