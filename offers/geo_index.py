@@ -29,6 +29,7 @@ from geo.cells import cell_of, region_of
 
 from . import keys
 from .hours import MASK_BYTES, serving_slots, zone_id
+from .scan import unlink_matching
 
 CATEGORIES = ("restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
               "convenience", "supermarket", "car_wash", "parking", "other")
@@ -201,14 +202,7 @@ class GeoIndex:
     def clear(self) -> None:
         """Remove every cell of the index (before a full reindex)."""
         for pattern in ("{g:*}:places:*", "{g:*}:offers:*"):
-            batch = []
-            for key in self.redis.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) == 1000:
-                    self.redis.unlink(*batch)
-                    batch = []
-            if batch:
-                self.redis.unlink(*batch)
+            unlink_matching(self.redis, pattern)
 
     def places_in(self, cells: list[int]) -> np.ndarray:
         return self._read(keys.cell_places, cells, PLACE_RECORD)

@@ -29,6 +29,7 @@ from redis import Redis, WatchError
 from offers import keys
 from offers.errors import NotFound
 from offers.redemptions import driver_key
+from offers.scan import unlink_matching
 
 from . import online
 from .datasets import LOG_COLUMNS, format_raw_value
@@ -55,7 +56,6 @@ class UnknownRecommendation(NotFound):
 class Profile:
     preferences: dict | None
     state: online.DriverState | None
-    state_model: str | None
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,13 @@ class LearningLoop:
     def profile_command(self, pipe, fleet_id: str, driver_id: str) -> None:
         """Queue the read of a driver's profile on `pipe` (to share a round trip)."""
         pipe.hmget(keys.driver_profile(driver_key(fleet_id, driver_id)),
-                   "preferences", "state", "state_model")
+                   "preferences", "state")
 
     @staticmethod
     def profile_from(reply: list) -> Profile:
-        preferences, state, model = reply
+        preferences, state = reply
         return Profile(orjson.loads(preferences) if preferences else None,
-                       _state(state), model.decode() if model else None)
+                       _state(state))
 
     def profile(self, fleet_id: str, driver_id: str) -> Profile:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -117,15 +117,7 @@ class LearningLoop:
         """Erase what the engine holds on a driver under their key: preferences, what it
         learned, and the recommendations kept for feedback (so a late feedback event cannot
         bring a state back). The bounded logs keep their pseudonymous entries until trimmed."""
-        driver = driver_key(fleet_id, driver_id)
-        batch = []
-        for key in self.redis.scan_iter(match=keys.driver_pattern(driver), count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                self.redis.unlink(*batch)
-                batch = []
-        if batch:
-            self.redis.unlink(*batch)
+        unlink_matching(self.redis, keys.driver_pattern(driver_key(fleet_id, driver_id)))
 
     # -- served recommendations ----------------------------------------------------------------
 
@@ -198,8 +190,7 @@ class LearningLoop:
                     pipe.sadd(seen_key, f"{offer_id}|{event}")
                     if state is not None:
                         pipe.sadd(seen_key, f"{offer_id}|learned")
-                        pipe.hset(profile_key, mapping={"state": state,
-                                                        "state_model": learner.version})
+                        pipe.hset(profile_key, "state", state)
                     pipe.expire(seen_key, SERVED_TTL_S)
                     pipe.execute()
                     break
