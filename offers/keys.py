@@ -123,8 +123,7 @@ def cell_offers(region: str, cell: int) -> str:
 
 def driver_profile(driver: str) -> str:
     """Hash: `preferences` (JSON of declared visit frequencies), `state` (the per-driver model
-    state, `ranking.online.DriverState` bytes), `state_model` (the model version that last
-    updated it)."""
+    state, `ranking.online.DriverState` bytes)."""
     return "{d:" + driver + "}:profile"
 
 

@@ -19,8 +19,9 @@ POST /v1/feedback calls and what `offers ranking evaluate` calls for warm-start 
 else may change a state.
 
 Feedback events become labels and weights as FEEDBACK_EVENTS says: an accepted or redeemed
-offer is a positive, a dismissed one a negative, an offer shown and ignored a weak negative
-(it may simply not have been seen). Impressions alone are not feedback.
+offer is a positive, a dismissed one a negative. Impressions and clicks alone are not feedback
+(an offer shown may simply not have been seen); `update` takes per-row weights should weaker
+signals ever count.
 
 This module must never read Redis or the clock: the API reads and writes states, this module
 only computes them.
@@ -42,7 +43,6 @@ FEEDBACK_EVENTS = {  # event -> (label, weight)
     "accept": (1, 1.0),
     "redeem": (1, 1.0),
     "dismiss": (0, 1.0),
-    "ignore": (0, 0.25),
 }
 DRIVER_TERMS = (
     "bias", *(f"category={c}" for c in CATEGORIES),

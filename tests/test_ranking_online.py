@@ -54,8 +54,7 @@ def test_update_is_pure_and_orderly(fresh):
 
 
 def test_a_weak_negative_counts_less_than_a_dismissal(fresh):
-    label, weight = online.FEEDBACK_EVENTS["ignore"]
-    ignored = online.update(fresh, offer("cafe"), [label], [0.0], [weight])
+    ignored = online.update(fresh, offer("cafe"), [0], [0.0], [0.25])
     dismissed = online.update(fresh, offer("cafe"), [0], [0.0])
     logit = {name: online.predict_logit(np.zeros(1), s, offer("cafe"))[0]
              for name, s in (("ignored", ignored), ("dismissed", dismissed))}
