@@ -66,11 +66,12 @@ def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
 def corridor_cells(route: Route, corridor_m: float) -> list[int]:
     """Every cell that may hold a point within `corridor_m` of the route."""
     # Disks around coarse samples of the route propose cells (sparse samples, wide disks:
-    # fewer, less overlapping disks); the route's own fine samples then drop every cell whose
-    # centre is surely farther than corridor + a cell's radius from the route.
-    reach = corridor_m + 2 * CELL_RADIUS_MAX_M
-    lat, lng = route.points_every(reach)
-    cells = _disk({cell_of(a, b) for a, b in zip(lat, lng, strict=True)}, reach + reach / 2)
+    # fewer, less overlapping disks); then every cell whose centre is farther than corridor +
+    # a cell's radius from the route (measured exactly) is dropped.
+    step = corridor_m + 2 * CELL_RADIUS_MAX_M
+    lat, lng = route.points_every(step)
+    cells = _disk({cell_of(a, b) for a, b in zip(lat, lng, strict=True)}, step + step / 2)
     clat, clng = _centres(cells)
-    lower = route.distance_lower_bound(clat, clng, corridor_m + CELL_RADIUS_MAX_M)
-    return [c for c, d in zip(cells, lower, strict=True) if d <= corridor_m + CELL_RADIUS_MAX_M]
+    reach = corridor_m + CELL_RADIUS_MAX_M
+    offset = route.locate(clat, clng, reach).offset_m
+    return [c for c, d in zip(cells, offset, strict=True) if d <= reach]

@@ -3,39 +3,46 @@
 A route is a sequence of WGS84 vertices joined by geodesics. `Route.locate` answers, for many
 points at once, how far each is from the route (the geodesic distance to the nearest point of
 the route, exact to well under a metre), how far along the route that nearest point lies, and on
-which side of the direction of travel the point is. Pure functions and numpy; no Redis.
+which side of the direction of travel the point is. Pure functions, numpy and compiled loops;
+no Redis.
 
-How it stays exact without a per-point loop: long segments are first split at true geodesic
-points so no segment exceeds `MAX_SEGMENT_M`; then each point's foot on each nearby segment is
-found on the sphere (closed form, vectorised) and the distance to that foot is measured on the
-ellipsoid (`geo.earth`: the chord between Earth-centred points, corrected for curvature, which
-equals the geodesic to millimetres at these ranges). Over segments this short the sphere's foot
-is within centimetres of the ellipsoid's, and the distance is flat around its minimum, so the
-error is negligible. Each point's search is bounded by its nearest route sample (`locate`).
+How it stays exact and fast: long segments are first split at true geodesic points so no
+segment exceeds `MAX_SEGMENT_M`; each point's foot on a segment is found on the sphere (closed
+form) and the distance to that foot is measured on the ellipsoid (`geo.earth`: the chord
+between Earth-centred points, corrected for curvature, which equals the geodesic to
+millimetres at these ranges). Over segments this short the sphere's foot is within centimetres
+of the ellipsoid's, and the distance is flat around its minimum, so the error is negligible.
+
+Which segments a point is measured against is decided by a bounding-sphere tree over the
+segments in route order (consecutive segments are close, so each node's sphere is tight): a
+compiled branch-and-bound visits the nearer child first and skips every node that provably
+cannot hold a point nearer than the best found (or within the search distance). A per-point
+loop in numba costs about a microsecond a point; the same search in numpy spent most of its
+time allocating pair arrays.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import polyline
-from scipy.spatial import cKDTree
+from numba import njit
 
-from .earth import CHORD_RANGE_M, WGS84, chord_distance_m, ecef_from_unit
+from .earth import CHORD_RANGE_M, WGS84, ecef_from_unit
 
 MAX_ROUTE_POINTS = 20_000
 MAX_ROUTE_LENGTH_M = 2_000_000.0
 MAX_SEGMENT_M = 5_000.0
 # The smallest radius of curvature of the WGS84 ellipsoid (meridional, at the equator): an
-# angle on the unit sphere times this never overstates a geodesic distance, so reach computed
-# with it is a safe upper bound.
+# angle on the unit sphere times this never overstates a geodesic distance, so a bound
+# computed with it never skips a segment that could be nearest.
 MIN_RADIUS_M = 6_335_000.0
-MAX_RADIUS_M = 6_400_000.0  # the largest (prime vertical, at the poles), rounded up
-RADIUS_RATIO = MAX_RADIUS_M / MIN_RADIUS_M  # bounds how far an angle can misorder distances
-SCREEN_STEP_M = 40.0
-_HALF_STEP_M = SCREEN_STEP_M / 2 + 0.1  # and 10 cm for a great circle against a geodesic
+_LEAF_SEGMENTS = 4  # segments per leaf of the bounding-sphere tree
+# From geo.earth, for the compiled loop (numba reads module globals as constants).
+_A = 6_378_137.0
+_E2 = WGS84.es
+_MEAN_RADIUS_M = 6_371_000.0
 
 
 class RouteError(ValueError):
@@ -79,13 +86,6 @@ class Route:
         self._xyz = unit_vectors(lat, lng)
         self._ecef = ecef_from_unit(self._xyz)
         a, b = self._xyz[:-1], self._xyz[1:]
-        mid = a + b
-        self._mid = mid / np.linalg.norm(mid, axis=1, keepdims=True)
-        # A chord bound on how far any point of a segment is from its midpoint.
-        self._half = np.maximum(np.linalg.norm(a - self._mid, axis=1),
-                                np.linalg.norm(b - self._mid, axis=1))
-        self._max_half = float(self._half.max())
-        self._midpoints = cKDTree(self._mid)
         # Per segment, once: the great circle's unit normal (a x b points left of travel) and
         # the two planes that bound the arc, so a foot is on the arc iff both dots are >= 0.
         normal = np.cross(a, b)
@@ -95,6 +95,12 @@ class Route:
                                 normal / np.where(self._degenerate, 1.0, norm)[:, None])
         self._past_a = np.cross(self._normal, a)
         self._before_b = np.cross(b, self._normal)
+        # Each segment's bounding sphere (chord space): the arc's midpoint, and the farthest
+        # any point of the arc is from it (an end), then a tree of them in route order.
+        mid = a + b
+        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
+        half = np.maximum(np.linalg.norm(a - mid, axis=1), np.linalg.norm(b - mid, axis=1))
+        self._tree = _sphere_tree(mid, half, _LEAF_SEGMENTS)
 
     @property
     def length_m(self) -> float:
@@ -115,14 +121,8 @@ class Route:
     def remaining_from(self, lat: float, lng: float, within_m: float = 50_000.0) -> Route:
         """The part of the route ahead of a car at (lat, lng): from the car's nearest point
         on the route onwards, keeping distances along measured from the original start."""
-        # A car is nearly always on its route: look close first, far only if need be. (One
-        # point: searched without the samples, which this full route would build for nothing.)
-        car = unit_vectors(np.array([lat]), np.array([lng]))
-        for reach in (min(2_000.0, within_m), within_m):
-            located = self._locate(car, np.array([reach / MIN_RADIUS_M]), reach)
-            if np.isfinite(located.offset_m[0]):
-                break
-        else:
+        located = self.locate(np.array([lat]), np.array([lng]), within_m)
+        if not np.isfinite(located.offset_m[0]):
             raise RouteError(f"position is more than {within_m / 1000:.0f} km from the route")
         start = float(located.along_m[0])
         if start >= self.along_m[-1] - 1.0:
@@ -140,120 +140,158 @@ class Route:
         lat, lng = self.point_at(np.arange(self.along_m[0], self.along_m[-1], step_m))
         return np.append(lat, self.lat[-1]), np.append(lng, self.lng[-1])
 
-    @cached_property
-    def _samples(self) -> tuple[np.ndarray, cKDTree]:
-        """Points on the route every SCREEN_STEP_M, in a k-d tree on the unit sphere."""
-        along = np.append(np.arange(self.along_m[0], self.along_m[-1], SCREEN_STEP_M),
-                          self.along_m[-1])
-        return along, cKDTree(unit_vectors(*self.point_at(along)))
-
-    def distance_lower_bound(self, lat: np.ndarray, lng: np.ndarray,
-                             within_m: float) -> np.ndarray:
-        """A lower bound of each point's distance to the route (inf beyond `within_m`): every
-        route point is within half a step of a sample, and an angle times MIN_RADIUS_M never
-        overstates a distance."""
-        angle = self._nearest_sample(unit_vectors(np.asarray(lat, float),
-                                                  np.asarray(lng, float)), within_m)
-        return np.maximum(angle * MIN_RADIUS_M - _HALF_STEP_M, 0.0)
-
-    def _nearest_sample(self, units: np.ndarray, within_m: float) -> np.ndarray:
-        """Angle on the unit sphere to the nearest route sample, inf when no sample is near
-        enough for the point to be within `within_m`."""
-        along_samples, tree = self._samples
-        reach = (within_m + _HALF_STEP_M) / MIN_RADIUS_M * 1.001 + 1e-9
-        chord, nearest = tree.query(units, distance_upper_bound=reach)
-        found = nearest < len(along_samples)
-        angle = 2 * np.arcsin(np.minimum(np.where(found, chord, 0.0) / 2, 1.0))
-        return np.where(found, angle, np.inf)
-
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`
-        (at most CHORD_RANGE_M, where distances are measured as chords).
-
-        The nearest route sample (one k-d query) bounds each point's search: no point of the
-        route is nearer than the sample less half a step, so points beyond that are skipped,
-        and the sample is on the route, so only segments within its distance (times the
-        radius ratio, for the ellipsoid) can hold the nearest point. Those few segments are
-        then measured exactly."""
-        units = unit_vectors(np.asarray(lat, float), np.asarray(lng, float))
-        reach = np.minimum(self._nearest_sample(units, within_m) * RADIUS_RATIO,
-                           within_m / MIN_RADIUS_M)
-        return self._locate(units, reach, within_m)
-
-    def _locate(self, units: np.ndarray, reach: np.ndarray, within_m: float) -> Located:
-        """`locate` for points as unit vectors, each searched up to its `reach` (an angle on
-        the unit sphere; inf: not at all)."""
+        (at most CHORD_RANGE_M, where distances are measured as chords). Where a point is
+        equally near two parts of the route (a route passing twice), the earlier one wins."""
         if within_m > CHORD_RANGE_M:
             raise ValueError(f"locate measures up to {CHORD_RANGE_M:.0f} m from the route")
-        n = len(units)
-        offset = np.full(n, np.inf)
-        along = np.full(n, np.nan)
-        side = np.zeros(n, dtype=np.int8)
-        searched = np.nonzero(np.isfinite(reach))[0]
-        if searched.size == 0:
-            return Located(offset, along, side)
-        point_idx, seg_idx = self._nearby_pairs(units[searched], reach[searched])
-        if point_idx.size == 0:
-            return Located(offset, along, side)
-        point_idx = searched[point_idx]
-        points = units[point_idx]
-        foot, seg_side = self._feet(points, seg_idx)
-        # Keep only pairs that can be a point's nearest: on the unit sphere a geodesic distance
-        # is between R_min and R_max times the angle, so any pair whose angle exceeds the
-        # point's smallest angle by more than that ratio cannot win (nor one beyond reach).
-        gap = points - foot
-        angle = 2 * np.arcsin(np.minimum(np.sqrt(_dot(gap, gap)) / 2, 1.0))
-        smallest = np.full(n, np.inf)
-        np.minimum.at(smallest, point_idx, angle)
-        keep = ((angle <= smallest[point_idx] * RADIUS_RATIO + 1e-9)
-                & (angle * MIN_RADIUS_M <= within_m + 1.0))
-        point_idx, seg_idx, foot, seg_side = (point_idx[keep], seg_idx[keep], foot[keep],
-                                              seg_side[keep])
-        # Feet and points are a few kilometres apart at most, and every foot is within
-        # MAX_SEGMENT_M of its segment's start: the chord formula is exact there.
-        foot_ecef = ecef_from_unit(foot)
-        dist = chord_distance_m(ecef_from_unit(units)[point_idx], foot_ecef)
-        # For each point keep its nearest pair; ties (a route passing twice) go to the earliest
-        # along the route, ordered by segment start and then the foot's place on the segment.
-        from_a = _dot(self._xyz[seg_idx], foot)
-        order = np.lexsort((-from_a, seg_idx, dist, point_idx))
-        best = order[np.unique(point_idx[order], return_index=True)[1]]
-        chosen, seg = point_idx[best], seg_idx[best]
-        from_start = chord_distance_m(self._ecef[seg], foot_ecef[best])
-        offset[chosen] = dist[best]
-        along[chosen] = self.along_m[seg] + from_start
-        side[chosen] = seg_side[best]
+        units = unit_vectors(np.asarray(lat, float).ravel(), np.asarray(lng, float).ravel())
+        offset, along, side = _nearest_on_route(
+            units, float(within_m), self._xyz, self._ecef, self.along_m, self._normal,
+            self._past_a, self._before_b, self._degenerate, *self._tree)
         return Located(offset, along, side)
 
-    def _nearby_pairs(self, units: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate (point, segment) pairs: segments with a point within each point's reach,
-        found with k-d trees of segment midpoints and of the points on the unit sphere.
-        Conservative: a chord is shorter than its arc, and the reach has a margin."""
-        reach = reach * 1.001 + 1e-9
-        pairs = self._midpoints.sparse_distance_matrix(
-            cKDTree(units), self._max_half + float(reach.max()), output_type="ndarray")
-        near = pairs["v"] <= self._half[pairs["i"]] + reach[pairs["j"]]
-        return pairs["j"][near].astype(np.intp), pairs["i"][near].astype(np.intp)
 
-    def _feet(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest point of each segment's great-circle arc to each point, and the side."""
-        normal = self._normal[seg]
-        height = _dot(points, normal)
-        foot = points - height[:, None] * normal
-        foot_norm = np.sqrt(_dot(foot, foot))
-        foot /= np.where(foot_norm == 0, 1.0, foot_norm)[:, None]
-        inside = ((_dot(foot, self._past_a[seg]) >= 0) & (_dot(foot, self._before_b[seg]) >= 0)
-                  & ~self._degenerate[seg])
-        a, b = self._xyz[seg], self._xyz[seg + 1]
-        # For unit vectors |p - a|^2 = 2 - 2 p.a: the nearer end has the larger dot.
-        endpoint = np.where((_dot(points, a) >= _dot(points, b))[:, None], a, b)
-        foot = np.where(inside[:, None], foot, endpoint)
-        side = -np.sign(height).astype(np.int8)
-        return foot, side
+def _sphere_tree(mid: np.ndarray, half: np.ndarray, leaf: int) -> tuple[np.ndarray, ...]:
+    """A binary tree over the segments in route order: node k covers segments
+    [first[k], last[k]) and every point of them lies within `radius[k]` (chord) of
+    `centre[k]`; children[k] are -1 for a leaf. Built top-down, halving the range."""
+    n = len(mid)
+    capacity = 2 * n + 1  # a binary tree with at most n leaves
+    first = np.zeros(capacity, np.int64)
+    last = np.zeros(capacity, np.int64)
+    children = np.full((capacity, 2), -1, np.int64)
+    first[0], last[0], count, stack = 0, n, 1, [0]
+    while stack:  # O(nodes) Python steps: a 250-vertex route has about 125 nodes
+        k = stack.pop()
+        if last[k] - first[k] > leaf:
+            split = (first[k] + last[k]) // 2
+            for c, (lo, hi) in enumerate(((first[k], split), (split, last[k]))):
+                first[count], last[count] = lo, hi
+                children[k, c] = count
+                stack.append(count)
+                count += 1
+    first, last, children = first[:count], last[:count], children[:count]
+    centre, radius = _node_spheres(mid, half, first, last)
+    return first, last, children, centre, radius
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", a, b)
+@njit(cache=True)
+def _node_spheres(mid, half, first, last):
+    """Each node's centre (its segments' mean midpoint, on the sphere) and the radius that
+    holds every segment's own sphere."""
+    nodes = len(first)
+    centre = np.zeros((nodes, 3))
+    radius = np.zeros(nodes)
+    for k in range(nodes):
+        c = np.zeros(3)
+        for s in range(first[k], last[k]):
+            c += mid[s]
+        c /= np.sqrt(c[0] * c[0] + c[1] * c[1] + c[2] * c[2])
+        r = 0.0
+        for s in range(first[k], last[k]):
+            d = mid[s] - c
+            r = max(r, np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) + half[s])
+        centre[k] = c
+        radius[k] = r
+    return centre, radius
+
+
+@njit(cache=True, inline="always")
+def _ecef(x, y, z):
+    n = _A / np.sqrt(1.0 - _E2 * z * z)
+    return x * n, y * n, z * n * (1.0 - _E2)
+
+
+@njit(cache=True, inline="always")
+def _chord_m(ax, ay, az, bx, by, bz):
+    """geo.earth.chord_distance_m for one pair."""
+    dx, dy, dz = ax - bx, ay - by, az - bz
+    chord = np.sqrt(dx * dx + dy * dy + dz * dz)
+    return chord + chord ** 3 / (24.0 * _MEAN_RADIUS_M ** 2)
+
+
+@njit(cache=True)
+def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, before_b,
+                      degenerate, first, last, children, centre, radius):
+    n = len(units)
+    offset = np.full(n, np.inf)
+    along = np.full(n, np.nan)
+    side = np.zeros(n, np.int8)
+    # Searched: feet whose angle times MIN_RADIUS_M is within the distance (plus a metre).
+    reach_angle = (within_m + 1.0) / MIN_RADIUS_M
+    stack = np.empty(128, np.int64)
+    for i in range(n):
+        px, py, pz = units[i, 0], units[i, 1], units[i, 2]
+        pex, pey, pez = _ecef(px, py, pz)
+        best, best_seg, best_from_a, best_side = np.inf, -1, 0.0, 0
+        best_fx, best_fy, best_fz = 0.0, 0.0, 0.0
+        # Prune chord: nodes whose nearest possible point is farther than this (on the unit
+        # sphere) cannot hold a foot within reach, nor one nearer than the best.
+        prune = 2.0 * np.sin(min(reach_angle, np.pi) / 2.0)
+        stack[0], top = 0, 1
+        while top > 0:
+            top -= 1
+            k = stack[top]
+            dx, dy, dz = px - centre[k, 0], py - centre[k, 1], pz - centre[k, 2]
+            if np.sqrt(dx * dx + dy * dy + dz * dz) - radius[k] > prune:
+                continue
+            left, right = children[k, 0], children[k, 1]
+            if left >= 0:
+                # Push the farther child first, so the nearer is searched first.
+                lx, ly, lz = px - centre[left, 0], py - centre[left, 1], pz - centre[left, 2]
+                rx, ry, rz = px - centre[right, 0], py - centre[right, 1], pz - centre[right, 2]
+                if lx * lx + ly * ly + lz * lz <= rx * rx + ry * ry + rz * rz:
+                    stack[top], stack[top + 1] = right, left
+                else:
+                    stack[top], stack[top + 1] = left, right
+                top += 2
+                continue
+            for s in range(first[k], last[k]):
+                ax, ay, az = xyz[s, 0], xyz[s, 1], xyz[s, 2]
+                bx, by, bz = xyz[s + 1, 0], xyz[s + 1, 1], xyz[s + 1, 2]
+                nx, ny, nz = normal[s, 0], normal[s, 1], normal[s, 2]
+                height = px * nx + py * ny + pz * nz
+                fx, fy, fz = px - height * nx, py - height * ny, pz - height * nz
+                norm = np.sqrt(fx * fx + fy * fy + fz * fz)
+                if norm > 0.0:
+                    fx, fy, fz = fx / norm, fy / norm, fz / norm
+                inside = (not degenerate[s]
+                          and fx * past_a[s, 0] + fy * past_a[s, 1] + fz * past_a[s, 2] >= 0
+                          and fx * before_b[s, 0] + fy * before_b[s, 1]
+                          + fz * before_b[s, 2] >= 0)
+                if not inside:
+                    # For unit vectors |p - a|^2 = 2 - 2 p.a: the nearer end has the larger dot.
+                    if px * ax + py * ay + pz * az >= px * bx + py * by + pz * bz:
+                        fx, fy, fz = ax, ay, az
+                    else:
+                        fx, fy, fz = bx, by, bz
+                gx, gy, gz = px - fx, py - fy, pz - fz
+                angle = 2.0 * np.arcsin(min(np.sqrt(gx * gx + gy * gy + gz * gz) / 2.0, 1.0))
+                if angle > reach_angle:
+                    continue
+                fex, fey, fez = _ecef(fx, fy, fz)
+                dist = _chord_m(pex, pey, pez, fex, fey, fez)
+                from_a = ax * fx + ay * fy + az * fz
+                # Ties (a route passing twice) go to the earliest along the route: by segment,
+                # then by the foot's place on it (nearer its start: the larger dot with a).
+                if dist < best or (dist == best and (s < best_seg or (
+                        s == best_seg and from_a > best_from_a))):
+                    best, best_seg, best_from_a = dist, s, from_a
+                    best_fx, best_fy, best_fz = fex, fey, fez
+                    best_side = -1 if height > 0 else (1 if height < 0 else 0)
+                    # Nothing farther (as an angle, with the smallest radius) can win; a
+                    # millionth to spare keeps exact ties reachable.
+                    angle_best = min(best * (1.0 + 1e-6) / MIN_RADIUS_M + 1e-12, reach_angle)
+                    prune = min(prune, 2.0 * np.sin(angle_best / 2.0))
+        if best_seg >= 0:
+            offset[i] = best
+            along[i] = along_m[best_seg] + _chord_m(ecef[best_seg, 0], ecef[best_seg, 1],
+                                                    ecef[best_seg, 2], best_fx, best_fy,
+                                                    best_fz)
+            side[i] = best_side
+    return offset, along, side
 
 
 def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geo.earth import ecef_from_unit
 from geo.route import (
     MIN_RADIUS_M,
     WGS84,
@@ -174,19 +175,48 @@ def test_position_far_from_the_route_is_refused():
 
 
 def _exhaustive(route, lat, lng, within_m):
-    """locate without the nearest-sample bound: every segment within `within_m` is measured."""
-    units = unit_vectors(np.asarray(lat, float), np.asarray(lng, float))
-    return route._locate(units, np.full(len(units), within_m / MIN_RADIUS_M), within_m)
+    """locate by measuring every point against every segment (numpy, no tree): the same foot
+    and distance formulas, nearest pair per point, ties to the earliest along the route."""
+    points = unit_vectors(np.asarray(lat, float), np.asarray(lng, float))
+    a, b = route._xyz[:-1], route._xyz[1:]
+    normal = route._normal
+    p = points[:, None, :]
+    height = (p * normal).sum(-1)
+    foot = p - height[..., None] * normal
+    foot /= np.maximum(np.linalg.norm(foot, axis=-1, keepdims=True), 1e-300)
+    inside = (((foot * route._past_a).sum(-1) >= 0) & ((foot * route._before_b).sum(-1) >= 0)
+              & ~route._degenerate)
+    nearer_a = (p * a).sum(-1) >= (p * b).sum(-1)
+    end = np.where(nearer_a[..., None], a, b)
+    foot = np.where(inside[..., None], foot, end)
+    angle = 2 * np.arcsin(np.minimum(np.linalg.norm(p - foot, axis=-1) / 2, 1.0))
+    dist = np.linalg.norm(ecef_from_unit(points)[:, None, :] - ecef_from_unit(foot), axis=-1)
+    dist = dist + dist**3 / (24 * 6_371_000.0**2)
+    dist = np.where(angle <= (within_m + 1) / MIN_RADIUS_M, dist, np.inf)
+    from_a = (a * foot).sum(-1)
+    n, m = dist.shape
+    offset, along, side = np.full(n, np.inf), np.full(n, np.nan), np.zeros(n, np.int8)
+    for i in range(n):
+        if np.isfinite(dist[i]).any():
+            s = np.lexsort((-from_a[i], np.arange(m), dist[i]))[0]
+            offset[i] = dist[i, s]
+            step = np.linalg.norm(route._ecef[s] - ecef_from_unit(foot[i, s]))
+            along[i] = route.along_m[s] + step + step**3 / (24 * 6_371_000.0**2)
+            side[i] = -np.sign(height[i, s])
+    return offset, along, side
 
 
-def _same(a, b) -> bool:
-    return (np.array_equal(a.offset_m, b.offset_m) and np.array_equal(a.side, b.side)
-            and np.array_equal(a.along_m, b.along_m, equal_nan=True))
+def _same(located, expected) -> bool:
+    offset, along, side = expected
+    return (np.array_equal(np.isfinite(located.offset_m), np.isfinite(offset))
+            and np.allclose(located.offset_m, offset, rtol=0, atol=1e-6)
+            and np.allclose(located.along_m, along, rtol=0, atol=1e-6, equal_nan=True)
+            and np.array_equal(located.side, side))
 
 
 @settings(max_examples=60, deadline=None)
 @given(route_and_places())
-def test_the_nearest_sample_bound_never_changes_what_locate_finds(case):
+def test_the_tree_search_finds_what_measuring_every_segment_finds(case):
     route_lat, route_lng, plat, plng, corridor = case
     keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
     if keep.sum() < 2:
@@ -195,7 +225,7 @@ def test_the_nearest_sample_bound_never_changes_what_locate_finds(case):
     assert _same(route.locate(plat, plng, corridor), _exhaustive(route, plat, plng, corridor))
 
 
-def test_the_sample_bound_agrees_on_3000_points_around_a_winding_route():
+def test_the_tree_search_agrees_on_3000_points_around_a_winding_route():
     lng = np.linspace(-105.2, -104.7, 300)
     route = route_from_points(39.74 + 0.01 * np.sin(np.linspace(0, 6, 300)), lng)
     rng = np.random.default_rng(5)

@@ -31,3 +31,16 @@ def test_the_global_model_tunes_in_grid_search():
     search = GridSearchCV(AcceptanceModel(max_iter=10, min_samples_leaf=5),
                           {"learning_rate": [0.1, 0.3]}, cv=3, scoring="roc_auc").fit(X, y)
     assert search.best_params_["learning_rate"] in (0.1, 0.3)
+
+
+def test_the_compiled_trees_give_scikit_learns_logits_to_the_last_bit():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(600, 4))
+    X[rng.random(X.shape) < 0.2] = np.nan  # unknowns follow each split's missing side
+    y = ((np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.isnan(X[:, 2])
+          + 0.5 * rng.normal(size=600)) > 0).astype(int)
+    model = AcceptanceModel(max_iter=60, min_samples_leaf=5).fit(X, y)
+    assert model.forest_ is not None
+    compiled = model.decision_function(X)
+    assert np.array_equal(compiled, model.booster_.decision_function(X))
+    assert len(np.unique(compiled)) > 50  # many leaves reached, not a constant
