@@ -69,29 +69,26 @@ class OfferServing:
             # Exact distances along (not the nearest sample's): a route that comes back near
             # itself has two candidates, and arrival times decide validity and opening hours.
             located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
-            inside = located.offset_m <= trip.corridor_m
-            records, located = records[inside], located.take(inside)
             offset = located.offset_m
+            keep = offset <= trip.corridor_m
             along = located.along_m - trip.route.along_m[0]
             detour = detour_m(offset)
             eta = along / trip.cruise_ms + ROAD_FACTOR * offset / DETOUR_SPEED_MS
-            distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
+            distance = None  # from the car: measured for the final candidates only
         else:
             records = self.index.offers_in(radius_cells(trip.lat, trip.lng, trip.radius_m))
             distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
-            inside = distance <= trip.radius_m
-            records, distance = records[inside], distance[inside]
+            keep = distance <= trip.radius_m
             along = np.full(len(records), np.nan)
             detour = ROAD_FACTOR * distance
             eta = detour / trip.cruise_ms
-        keep = np.ones(len(records), dtype=bool)
-        if trip.route is None and trip.heading_deg is not None:
-            # Without a route, "ahead" is within 90 degrees of the heading (or right here).
-            n = len(records)
-            azimuth, _, _ = WGS84.inv(np.full(n, trip.lng), np.full(n, trip.lat),
-                                      records["lng"], records["lat"])
-            turn = np.abs((azimuth - trip.heading_deg + 180.0) % 360.0 - 180.0)
-            keep &= (turn <= 90.0) | (distance < 50.0)
+            if trip.heading_deg is not None:
+                # Without a route, "ahead" is within 90 degrees of the heading (or right here).
+                n = len(records)
+                azimuth, _, _ = WGS84.inv(np.full(n, trip.lng), np.full(n, trip.lat),
+                                          records["lng"], records["lat"])
+                turn = np.abs((azimuth - trip.heading_deg + 180.0) % 360.0 - 180.0)
+                keep &= (turn <= 90.0) | (distance < 50.0)
         if categories:
             keep &= np.isin(records["category"], [CATEGORIES.index(c) for c in categories])
         detour_s = detour / DETOUR_SPEED_MS
@@ -99,19 +96,26 @@ class OfferServing:
             keep &= detour_s <= max_detour_s
         arrival = trip.at.timestamp() + eta
         keep &= (records["valid_from"] <= arrival) & (arrival < records["valid_until"])
-        slot = local_slot(records["zone"], arrival)
-        keep &= open_at(records["serving"], slot)
-        rows = np.nonzero(keep)[0]
+        # Columns above, rows from here: the weekly mask and the copy of whole records only
+        # for what is left.
+        rows = np.flatnonzero(keep)
+        slot = local_slot(records["zone"][rows], arrival[rows])
+        is_open = open_at(records["serving"][rows], slot)
+        rows, slot = rows[is_open], slot[is_open]
         records = records[rows]
+        if distance is None:
+            distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
+        else:
+            distance = distance[rows]
         return Candidates(
             offer_id=records["offer_id"], place_id=records["place_id"],
             category=records["category"].astype(np.intp), brand=records["brand"],
             value_estimate=records["value_estimate"].astype(float),
             discount_kind=records["discount_kind"].astype(np.intp),
             discount_value=records["discount_value"].astype(float),
-            price_level=records["price_level"].astype(np.intp), distance_m=distance[rows],
+            price_level=records["price_level"].astype(np.intp), distance_m=distance,
             along_m=along[rows], detour_s=detour_s[rows], eta_s=eta[rows],
-            expires_in_s=records["valid_until"] - arrival[rows], arrival_slot=slot[rows],
+            expires_in_s=records["valid_until"] - arrival[rows], arrival_slot=slot,
         ), records
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,
