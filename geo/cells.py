@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import h3.api.basic_int as h3
+import h3.api.numpy_int as h3_arrays
 import numpy as np
 
 from .route import WGS84, Route
@@ -41,11 +42,11 @@ def region_of(cell: int) -> str:
 
 
 def _disk(cells: set[int], reach_m: float) -> list[int]:
+    """Every cell within `reach_m` of any of `cells` (and a ring more), sorted: the disks'
+    union taken by numpy, not a Python set of tens of thousands of ints."""
     k = math.ceil(reach_m / _RING_REACH_M) + 1
-    out: set[int] = set()
-    for cell in cells:
-        out.update(h3.grid_disk(cell, k))
-    return sorted(out)
+    return np.unique(np.concatenate([h3_arrays.grid_disk(cell, k) for cell in cells])
+                     ).tolist()
 
 
 def _centres(cells: list[int]) -> tuple[np.ndarray, np.ndarray]:
