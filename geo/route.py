@@ -221,6 +221,7 @@ def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, befor
     side = np.zeros(n, np.int8)
     # Searched: feet whose angle times MIN_RADIUS_M is within the distance (plus a metre).
     reach_angle = (within_m + 1.0) / MIN_RADIUS_M
+    reach_chord = 2.0 * np.sin(min(reach_angle, np.pi) / 2.0)
     stack = np.empty(128, np.int64)
     for i in range(n):
         px, py, pz = units[i, 0], units[i, 1], units[i, 2]
@@ -229,7 +230,7 @@ def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, befor
         best_fx, best_fy, best_fz = 0.0, 0.0, 0.0
         # Prune chord: nodes whose nearest possible point is farther than this (on the unit
         # sphere) cannot hold a foot within reach, nor one nearer than the best.
-        prune = 2.0 * np.sin(min(reach_angle, np.pi) / 2.0)
+        prune = reach_chord
         stack[0], top = 0, 1
         while top > 0:
             top -= 1
@@ -268,8 +269,11 @@ def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, befor
                     else:
                         fx, fy, fz = bx, by, bz
                 gx, gy, gz = px - fx, py - fy, pz - fz
-                angle = 2.0 * np.arcsin(min(np.sqrt(gx * gx + gy * gy + gz * gz) / 2.0, 1.0))
-                if angle > reach_angle:
+                chord = np.sqrt(gx * gx + gy * gy + gz * gz)
+                # Beyond reach, or surely farther than the best (a chord is shorter than its
+                # arc, and an angle times MIN_RADIUS_M never overstates a distance): skip
+                # the ellipsoid.
+                if chord > reach_chord or chord * MIN_RADIUS_M > best * (1.0 + 1e-6):
                     continue
                 fex, fey, fez = _ecef(fx, fy, fz)
                 dist = _chord_m(pex, pey, pez, fex, fey, fez)
