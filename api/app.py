@@ -15,6 +15,8 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
 from flask_smorest import Api
 
+from geo import route
+from ranking import learned
 from ranking.exploration import policy_from_spec
 
 from . import (
@@ -81,6 +83,8 @@ def create_app(config: dict | None = None) -> Flask:
                    feedback, drivers, models):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
+    route.warm_up()
+    learned.warm_up()
     return app
 
 

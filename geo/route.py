@@ -362,3 +362,9 @@ def route_from_polyline(encoded: str) -> Route:
         raise RouteError("polyline is not a valid encoded polyline") from error
     array = np.array(pairs, dtype=float).reshape(-1, 2)
     return route_from_points(array[:, 0], array[:, 1])
+
+
+def warm_up() -> None:
+    """Compile the route search (or load it from numba's cache), so that a server's first
+    request does not wait seconds for it."""
+    route_from_points([0.0, 0.0], [0.0, 0.001]).locate([0.0], [0.0005], 10.0)
