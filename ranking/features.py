@@ -72,14 +72,6 @@ FEATURE_NAMES = (
 N_FEATURES = len(FEATURE_NAMES)
 
 
-def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
-    """Rows of 0/1 for codes 0..size-1; unknown codes (-1) are all zeros."""
-    out = np.zeros((len(codes), size))
-    known = (codes >= 0) & (codes < size)
-    out[np.flatnonzero(known), codes[known]] = 1.0
-    return out
-
-
 def preference_for_category(category: np.ndarray, price_level: np.ndarray,
                             preferences: Mapping[str, np.ndarray]) -> np.ndarray:
     """The declared frequency code (0..4, nan unknown) that speaks for each offer's category.
@@ -116,32 +108,54 @@ def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
     price_level = f["price_level"].astype(float)
     expires_h = f["expires_in_s"].astype(float) / 3600
     prefs = {key: f[f"pref_{key}"].astype(np.int64) for key in PREFERENCE_KEYS}
-    columns = [
-        hour[:, None], np.sin(2 * np.pi * hour / 24)[:, None],
-        np.cos(2 * np.pi * hour / 24)[:, None], weekday[:, None],
-        np.where(np.isnan(weekday), np.nan, weekday >= 5)[:, None],
-        _one_hot(f["weather"].astype(np.int64), len(WEATHER)),
-        f["temperature_c"].astype(float)[:, None],
-        _one_hot(f["passengers"].astype(np.int64), len(PASSENGERS)),
-        _one_hot(f["trip_purpose"].astype(np.int64), len(TRIP_PURPOSES)),
-        f["fuel_level_pct"].astype(float)[:, None], f["battery_level_pct"].astype(float)[:, None],
-        _one_hot(category, len(CATEGORIES)),
-        np.where(category >= 0, category, np.nan)[:, None],
-        (f["brand"].astype(np.uint64) != 0).astype(float)[:, None],
-        np.where(price_level > 0, price_level, np.nan)[:, None],
-        _one_hot(f["discount_kind"].astype(np.int64), len(DISCOUNT_KINDS)),
-        f["discount_value"].astype(float)[:, None],
-        np.where(f["value_estimate"].astype(float) > 0, f["value_estimate"], np.nan)[:, None],
-        # log hours: the difference between 2 h and 1 d matters, between 30 and 31 days not
-        np.log1p(np.minimum(expires_h, 24 * 365))[:, None],
-        (f["detour_s"].astype(float) / 60)[:, None],
-        (f["along_m"].astype(float) / 1000)[:, None],
-        (f["distance_m"].astype(float) / 1000)[:, None],
-        f["ahead"].astype(float)[:, None],
-        *(np.where(prefs[key] >= 0, prefs[key], np.nan)[:, None] for key in PREFERENCE_KEYS),
-        preference_for_category(category, price_level, prefs)[:, None],
-    ]
-    return np.hstack(columns)
+    # Written column by column into one matrix: thousands of candidates per request, and
+    # stacking fifty temporary columns cost more than computing them.
+    out = np.empty((len(hour), N_FEATURES))
+    at = 0
+
+    def put(values: np.ndarray) -> None:
+        nonlocal at
+        out[:, at] = values
+        at += 1
+
+    def put_one_hot(codes: np.ndarray, size: int) -> None:
+        """0/1 for codes 0..size-1; unknown codes (-1) are all zeros."""
+        nonlocal at
+        block = out[:, at:at + size]
+        block[:] = 0.0
+        known = (codes >= 0) & (codes < size)
+        block[np.flatnonzero(known), codes[known]] = 1.0
+        at += size
+
+    put(hour)
+    put(np.sin(2 * np.pi * hour / 24))
+    put(np.cos(2 * np.pi * hour / 24))
+    put(weekday)
+    put(np.where(np.isnan(weekday), np.nan, weekday >= 5))
+    put_one_hot(f["weather"].astype(np.int64), len(WEATHER))
+    put(f["temperature_c"])
+    put_one_hot(f["passengers"].astype(np.int64), len(PASSENGERS))
+    put_one_hot(f["trip_purpose"].astype(np.int64), len(TRIP_PURPOSES))
+    put(f["fuel_level_pct"])
+    put(f["battery_level_pct"])
+    put_one_hot(category, len(CATEGORIES))
+    put(np.where(category >= 0, category, np.nan))
+    put(f["brand"].astype(np.uint64) != 0)
+    put(np.where(price_level > 0, price_level, np.nan))
+    put_one_hot(f["discount_kind"].astype(np.int64), len(DISCOUNT_KINDS))
+    put(f["discount_value"])
+    put(np.where(f["value_estimate"].astype(float) > 0, f["value_estimate"], np.nan))
+    # log hours: the difference between 2 h and 1 d matters, between 30 and 31 days not
+    put(np.log1p(np.minimum(expires_h, 24 * 365)))
+    put(f["detour_s"].astype(float) / 60)
+    put(f["along_m"].astype(float) / 1000)
+    put(f["distance_m"].astype(float) / 1000)
+    put(f["ahead"])
+    for key in PREFERENCE_KEYS:
+        put(np.where(prefs[key] >= 0, prefs[key], np.nan))
+    put(preference_for_category(category, price_level, prefs))
+    assert at == N_FEATURES
+    return out
 
 
 def encode(values, names: tuple[str, ...]) -> np.ndarray:
