@@ -5,6 +5,7 @@ of a shortlist against the catalogue and the budget counters is one pipelined ro
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -125,22 +126,45 @@ class OfferServing:
         mask cannot hold), and its budget, today's cap and this driver's limit not used up."""
         driver = driver_key(fleet_id, driver_id)
         arrivals = [datetime.fromtimestamp(trip.at.timestamp() + eta, UTC) for eta in eta_s]
+        offer_ids = [o.decode() for o in records["offer_id"]]
+        place_ids = [p.decode() for p in records["place_id"]]
+        merchants = [keys.owner_of(o) or keys.SHARED_MERCHANT for o in offer_ids]
+        # One command per merchant for offers and counters (its keys share a hash tag), one
+        # per place owner, and each offer's per-driver count: a round trip of a few dozen
+        # commands, not five per row.
+        by_merchant: dict[str, list[int]] = defaultdict(list)
+        by_owner: dict[str, list[int]] = defaultdict(list)
+        for i, (merchant, place_id) in enumerate(zip(merchants, place_ids, strict=True)):
+            by_merchant[merchant].append(i)
+            by_owner[keys.owner_of(place_id) or merchant].append(i)
         with self.redis.pipeline(transaction=False) as pipe:
-            for record, arrival in zip(records, arrivals, strict=True):
-                offer_id, place_id = record["offer_id"].decode(), record["place_id"].decode()
-                merchant = keys.owner_of(offer_id) or keys.SHARED_MERCHANT
-                day = arrival.astimezone(ZoneInfo(zone_name(record["cap_zone"]))).date()
-                pipe.hget(keys.offers(merchant), offer_id)
-                pipe.hget(keys.places(keys.owner_of(place_id) or merchant), place_id)
-                pipe.get(keys.offer_redeemed(merchant, offer_id))
-                pipe.get(keys.offer_redeemed_on(merchant, offer_id, day.isoformat()))
+            for merchant, rows in by_merchant.items():
+                pipe.hmget(keys.offers(merchant), [offer_ids[i] for i in rows])
+                counters = []
+                for i in rows:
+                    day = arrivals[i].astimezone(ZoneInfo(zone_name(records["cap_zone"][i])))
+                    counters += [keys.offer_redeemed(merchant, offer_ids[i]),
+                                 keys.offer_redeemed_on(merchant, offer_ids[i],
+                                                        day.date().isoformat())]
+                pipe.mget(counters)
+            for owner, rows in by_owner.items():
+                pipe.hmget(keys.places(owner), [place_ids[i] for i in rows])
+            for offer_id, merchant in zip(offer_ids, merchants, strict=True):
                 pipe.hget(keys.offer_redeemed_by(merchant, offer_id), driver)
-            answers = pipe.execute()
+            answers = iter(pipe.execute())
+        offers, totals, todays, places = {}, {}, {}, {}
+        for rows in by_merchant.values():
+            found, counts = next(answers), next(answers)
+            for k, i in enumerate(rows):
+                offers[i], totals[i], todays[i] = found[k], counts[2 * k], counts[2 * k + 1]
+        for rows in by_owner.values():
+            for i, raw in zip(rows, next(answers), strict=True):
+                places[i] = raw
         out: list[Shortlisted | None] = []
         for i, record in enumerate(records):  # the shortlist only: a few dozen rows
-            raw_offer, raw_place, total, today, mine = answers[5 * i: 5 * i + 5]
-            out.append(_servable(record, arrivals[i], raw_offer, raw_place,
-                                 int(total or 0), int(today or 0), int(mine or 0)))
+            out.append(_servable(record, arrivals[i], offers[i], places[i],
+                                 int(totals[i] or 0), int(todays[i] or 0),
+                                 int(next(answers) or 0)))
         return out
 
 
