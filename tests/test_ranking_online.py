@@ -127,3 +127,31 @@ def test_a_prior_of_the_wrong_size_is_refused():
 def test_a_state_of_another_layout_is_refused(fresh):
     with pytest.raises(ValueError):
         online.DriverState.from_bytes(fresh.to_bytes()[:-4])
+
+
+def test_the_fitted_prior_learns_how_terms_vary_together():
+    """Drivers whose cafe and restaurant tastes go together: the EM prior finds it, and leaves
+    the terms no row uses at variance 1 with no covariance."""
+    from ranking.training import fit_prior_covariance
+
+    rng = np.random.default_rng(0)
+    cafe, restaurant = (online.DRIVER_TERMS.index(f"category={c}")
+                        for c in ("cafe", "restaurant"))
+    rows, groups, labels = [], [], []
+    for driver in range(300):
+        taste = rng.normal(0, 1.5)             # shared by both categories
+        for k in range(24):
+            category = ("cafe", "restaurant", "bar")[k % 3]
+            rows.append(offer(category)[0])
+            effect = taste if category != "bar" else 0.0
+            labels.append(rng.random() < 1 / (1 + np.exp(-effect)))
+            groups.append(driver)
+    terms = online.driver_terms(np.array(rows))
+    prior = fit_prior_covariance(terms, np.zeros(len(rows)), np.array(labels, float),
+                                 np.array(groups))
+    correlation = prior[cafe, restaurant] / np.sqrt(prior[cafe, cafe] * prior[restaurant,
+                                                                             restaurant])
+    assert correlation > 0.2
+    fuel = online.DRIVER_TERMS.index("category=fuel")
+    assert prior[fuel, fuel] == 1 and not np.delete(prior[fuel], fuel).any()
+    np.testing.assert_allclose(prior, prior.T)
