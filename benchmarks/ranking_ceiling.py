@@ -31,10 +31,10 @@ SCENARIO_FIELDS = ("arrival_hour", "weather", "temperature_c", "passengers", "tr
 KNN_BLEND = 0.4
 
 
-def oracle_logits(terms, logits, y, groups, scored, variance):
+def oracle_logits(terms, logits, y, groups, scored, covariance):
     """Each scored row's logit with its driver's MAP correction fitted on their scored rows."""
     out = logits.copy()
-    precision = 1 / variance
+    precision = np.linalg.inv(covariance)
     for g in np.unique(groups):
         rows = np.flatnonzero((groups == g) & scored)
         w, _ = _driver_map(terms[rows], logits[rows], y[rows], precision)
@@ -89,7 +89,7 @@ def main() -> None:
         features, y, groups = test.features(), test.y, test.driver_id
         logits = model.global_logits(features)
         terms = online.driver_terms(features)
-        scored, p = replay_warm_start(features, y, groups, logits, model.prior_variance, 0.5)
+        scored, p = replay_warm_start(features, y, groups, logits, model.prior_covariance, 0.5)
         b = np.log(p / (1 - p))
         answers: dict[str, dict[int, int]] = defaultdict(dict)
         for i in train_rows:
@@ -100,8 +100,8 @@ def main() -> None:
         variants = {
             names[0]: logits, names[1]: b,
             names[2]: oracle_logits(terms[:, :1], logits, y, groups, scored,
-                                    model.prior_variance[:1]),
-            names[3]: oracle_logits(terms, logits, y, groups, scored, model.prior_variance),
+                                    model.prior_covariance[:1, :1]),
+            names[3]: oracle_logits(terms, logits, y, groups, scored, model.prior_covariance),
             names[4]: (1 - KNN_BLEND) * b + KNN_BLEND * np.log(knn / (1 - knn)),
         }
         for name, values in variants.items():

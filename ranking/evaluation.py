@@ -36,7 +36,7 @@ def evaluate(model: RankingModel, data: Dataset, warm_fraction: float) -> Evalua
     features = data.features()
     logits = model.global_logits(features)
     scored, p = replay_warm_start(features, data.y, data.driver_id, logits,
-                                  model.prior_variance, warm_fraction)
+                                  model.prior_covariance, warm_fraction)
     rows = np.flatnonzero(scored)
     return Evaluation(rows, data.y[rows], p[rows], 1 / (1 + np.exp(-logits[rows])))
 

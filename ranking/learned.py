@@ -71,8 +71,7 @@ class LearnedRanker:
         features = features_of(candidates, situation)
         state = self.state_of(situation)
         logits = self._logits(features, state)
-        spread = rng.standard_normal((len(state.mean), draws)) / np.sqrt(
-            state.precision.astype(np.float64))[:, None]
+        spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
         return _sigmoid(logits), _sigmoid(logits[:, None] + online.driver_terms(features)
                                           @ spread)
 

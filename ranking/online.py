@@ -5,16 +5,19 @@ Each driver has a small Bayesian logistic correction to the global model's logit
     logit P(take) = global_logit + w · terms(features)
 
 `terms` (DRIVER_TERMS) are a bias, an offset per category, and a few sensitivities (price
-level, detour, whether the place is ahead, time left, driving alone, a leisure or work trip).
-The state is a diagonal Gaussian over w: its mean and its precision, float32,
-4 + 8 · len(DRIVER_TERMS) bytes (156 today), so the API
-keeps it in one Redis hash field. A new driver starts from the prior (mean 0: exactly the global
-model, which already reads their declared preferences); the prior's variances are fitted by
-empirical Bayes on the training data (`ranking.training`).
+level, detour, whether the place is ahead, time left, driving alone, with kids, with friends,
+a leisure or work trip). The state is a Gaussian over w with a full covariance: its mean and
+the upper triangle of its covariance, float32, 4 + 4 · (n + n(n+1)/2) bytes for n terms
+(1,012 for the 21 of today), so the API keeps it in one Redis hash field. A new driver starts
+from the prior (mean 0: exactly the global model, which already reads their declared
+preferences); the prior's covariance is fitted by empirical Bayes on the training data
+(`ranking.training`), so what one answer says about the other terms (a driver who takes cafe
+offers tends to take restaurant offers too) is learned from the population.
 
-`update` is pure: one assumed-density-filtering step per feedback row (the exact posterior of
-one logistic observation projected back onto a diagonal Gaussian), so the next recommendation
-reflects it, and replaying a driver's feedback in order gives the same state. It is what
+`update` is pure: one assumed-density-filtering step per feedback row (the posterior of one
+logistic observation along its terms z is one-dimensional; its Laplace approximation is a
+rank-one update of the Gaussian), so the next recommendation reflects it, and replaying a
+driver's feedback in order gives the same state. It is what
 POST /v1/feedback calls and what `offers ranking evaluate` calls for warm-start rows; nothing
 else may change a state.
 
@@ -38,7 +41,7 @@ from offers.geo_index import CATEGORIES
 
 from .features import FEATURE_NAMES
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 FEEDBACK_EVENTS = {  # event -> (label, weight)
     "accept": (1, 1.0),
     "redeem": (1, 1.0),
@@ -46,10 +49,12 @@ FEEDBACK_EVENTS = {  # event -> (label, weight)
 }
 DRIVER_TERMS = (
     "bias", *(f"category={c}" for c in CATEGORIES),
-    "price_level", "detour", "ahead", "expires", "alone", "leisure", "work",
+    "price_level", "detour", "ahead", "expires", "alone", "kids", "friends", "leisure", "work",
 )
 N_TERMS = len(DRIVER_TERMS)
 _HEADER = struct.Struct("<BBH")   # version, number of terms, feedback rows seen (saturating)
+_UPPER = np.triu_indices(N_TERMS)   # the covariance's upper triangle, row by row
+N_STATE_BYTES = _HEADER.size + 4 * (N_TERMS + len(_UPPER[0]))
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _NEWTON_STEPS = 8
 
@@ -72,6 +77,8 @@ def driver_terms(features: np.ndarray) -> np.ndarray:
         column("ahead") - 0.5,
         column("expires_in_h_log") - 2.5,       # log1p(hours): 2 h is 1.1, 1 d 3.2
         column("passengers=alone") - 0.5,
+        column("passengers=kids") - 0.1,
+        column("passengers=friends") - 0.25,
         column("trip_purpose=leisure") - 0.5,
         column("trip_purpose=work") - 0.25,
     ])
@@ -80,28 +87,43 @@ def driver_terms(features: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DriverState:
-    mean: np.ndarray        # float32 [N_TERMS]
-    precision: np.ndarray   # float32 [N_TERMS]
+    mean: np.ndarray         # float32 [N_TERMS]
+    covariance: np.ndarray   # float32 [N_TERMS, N_TERMS], symmetric
     n_feedback: int = 0
+
+    @property
+    def variance(self) -> np.ndarray:
+        return np.diag(self.covariance).copy()
 
     def to_bytes(self) -> bytes:
         return (_HEADER.pack(STATE_VERSION, N_TERMS, min(self.n_feedback, 0xFFFF))
-                + self.mean.astype("<f4").tobytes() + self.precision.astype("<f4").tobytes())
+                + self.mean.astype("<f4").tobytes()
+                + self.covariance[_UPPER].astype("<f4").tobytes())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DriverState:
         version, n_terms, n_feedback = _HEADER.unpack_from(data)
-        if version != STATE_VERSION or n_terms != N_TERMS or \
-                len(data) != _HEADER.size + 8 * n_terms:
+        if version != STATE_VERSION or n_terms != N_TERMS or len(data) != N_STATE_BYTES:
             raise ValueError(f"not a version {STATE_VERSION} driver state of {N_TERMS} terms")
         values = np.frombuffer(data, "<f4", offset=_HEADER.size)
-        return cls(values[:n_terms].copy(), values[n_terms:].copy(), n_feedback)
+        covariance = np.zeros((N_TERMS, N_TERMS), np.float32)
+        covariance[_UPPER] = values[N_TERMS:]
+        covariance.T[_UPPER] = values[N_TERMS:]
+        return cls(values[:N_TERMS].copy(), covariance, n_feedback)
 
 
-def initial_state(prior_variance: np.ndarray) -> DriverState:
-    """A driver with no feedback yet: the prior, so predictions are the global model's."""
-    variance = np.asarray(prior_variance, dtype=np.float64)
-    return DriverState(np.zeros(N_TERMS, np.float32), (1 / variance).astype(np.float32), 0)
+def initial_state(prior_covariance: np.ndarray) -> DriverState:
+    """A driver with no feedback yet: the prior, so predictions are the global model's.
+
+    `prior_covariance` is the prior's covariance over DRIVER_TERMS, or a vector of variances
+    (independent terms)."""
+    prior = np.asarray(prior_covariance, dtype=np.float64)
+    if prior.ndim == 1:
+        prior = np.diag(prior)
+    if prior.shape != (N_TERMS, N_TERMS):
+        raise ValueError(f"a prior over {N_TERMS} terms is needed, not {prior.shape}")
+    return DriverState(np.zeros(N_TERMS, np.float32), ((prior + prior.T) / 2).astype(np.float32),
+                       0)
 
 
 def update(state: DriverState, features: np.ndarray, labels: np.ndarray,
@@ -116,12 +138,13 @@ def update(state: DriverState, features: np.ndarray, labels: np.ndarray,
     global_logits = np.atleast_1d(np.asarray(global_logits, dtype=np.float64))
     weights = np.ones(len(labels)) if weights is None else np.atleast_1d(weights)
     mean = state.mean.astype(np.float64)
-    precision = state.precision.astype(np.float64)
+    covariance = state.covariance.astype(np.float64)
     for z, label, offset, weight in zip(terms, labels, global_logits, weights, strict=True):
         # The posterior of s = w·z is 1-d: prior N(mu, v) times a logistic likelihood. Find its
-        # mode by Newton's method, then move w along the prior covariance towards it.
-        mu, spread = mean @ z, z / precision
-        v = spread @ z
+        # mode by Newton's method; w moves along the prior covariance to it, and the Laplace
+        # curvature there shrinks the covariance along that direction (rank one).
+        spread = covariance @ z
+        mu, v = mean @ z, spread @ z
         if v <= 0 or weight <= 0:
             continue
         s = mu
@@ -129,10 +152,19 @@ def update(state: DriverState, features: np.ndarray, labels: np.ndarray,
             p = 1 / (1 + np.exp(-(offset + s)))
             s -= ((s - mu) / v + weight * (p - label)) / (1 / v + weight * p * (1 - p))
         p = 1 / (1 + np.exp(-(offset + s)))
+        curvature = weight * p * (1 - p)
         mean = mean + spread * (s - mu) / v
-        precision = precision + weight * p * (1 - p) * z * z
-    return DriverState(mean.astype(np.float32), precision.astype(np.float32),
+        covariance = covariance - np.outer(spread, spread) * (curvature / (1 + curvature * v))
+        covariance = (covariance + covariance.T) / 2
+    return DriverState(mean.astype(np.float32), covariance.astype(np.float32),
                        state.n_feedback + len(labels))
+
+
+def covariance_factor(state: DriverState) -> np.ndarray:
+    """A matrix L with L Lᵀ the state's covariance (directions of float32 round-off that came
+    out slightly negative count as certain): draws of w are mean + L · N(0, I)."""
+    values, vectors = np.linalg.eigh(state.covariance.astype(np.float64))
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
 def predict_logit(global_logits: np.ndarray, state: DriverState,

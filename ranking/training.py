@@ -2,9 +2,10 @@
 
 `train` fits the global `AcceptanceModel` on every row, then the per-driver prior by empirical
 Bayes: out-of-fold global logits (folds grouped by driver, so no driver's own rows inform their
-baseline), a per-driver MAP correction on them, and the prior variances that maximise the
-marginal likelihood (EM with a Laplace approximation). Finally one scale on those variances is
-picked by replaying the warm-start protocol on the training drivers. The test data never enter.
+baseline), a per-driver MAP correction on them, and the prior covariance (full: how drivers'
+terms vary together) that maximises the marginal likelihood (EM with a Laplace
+approximation), shrunk towards its diagonal. Finally one scale on that covariance is picked by
+replaying the warm-start protocol on the training drivers. The test data never enter.
 
 A model directory holds `global.skops` (the estimator, written with skops so loading it runs no
 pickle) and `model.json` (the prior and what the model was trained on).
@@ -28,8 +29,11 @@ from .datasets import Dataset
 from .features import FEATURE_NAMES
 from .model import AcceptanceModel
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 PRIOR_SCALES = (0.5, 1.0, 2.0)       # tried on the training drivers' replayed warm starts
+# The EM covariance is noisy off its diagonal (a few hundred drivers, ~20 answers each): this
+# share of each covariance is dropped (chosen by grouped cross-validation, docs/ranking.md).
+PRIOR_SHRINKAGE = 0.3
 _EM_ITERATIONS = 8
 _MAP_NEWTON_STEPS = 12
 # Prior variances are kept within these: a vanishing one would freeze a term, an unbounded one
@@ -102,7 +106,7 @@ def fit_shortlist(features: np.ndarray, logits: np.ndarray, ridge: float = 1e-3)
 @dataclass
 class RankingModel:
     estimator: AcceptanceModel
-    prior_variance: np.ndarray            # per online.DRIVER_TERMS
+    prior_covariance: np.ndarray          # over online.DRIVER_TERMS (terms × terms)
     info: dict = field(default_factory=dict)
     shortlist: Shortlist | None = None
 
@@ -110,7 +114,7 @@ class RankingModel:
         return np.asarray(self.estimator.decision_function(features), dtype=np.float64)
 
     def initial_state(self) -> online.DriverState:
-        return online.initial_state(self.prior_variance)
+        return online.initial_state(self.prior_covariance)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -119,7 +123,8 @@ class RankingModel:
         (directory / "model.json").write_text(json.dumps({
             "format": MODEL_FORMAT, "feature_names": list(FEATURE_NAMES),
             "driver_terms": list(online.DRIVER_TERMS), "state_version": online.STATE_VERSION,
-            "prior_variance": [float(v) for v in self.prior_variance], "info": self.info,
+            "prior_covariance": np.asarray(self.prior_covariance, float).tolist(),
+            "info": self.info,
             "shortlist": self.shortlist.to_json() if self.shortlist else None,
         }, indent=2) + "\n")
 
@@ -137,7 +142,7 @@ class RankingModel:
             raise ValueError(f"{path} holds unexpected types: {', '.join(unexpected)}")
         estimator = sio.load(path, trusted=untrusted)
         shortlist = meta.get("shortlist")
-        return cls(estimator, np.asarray(meta["prior_variance"]), meta.get("info", {}),
+        return cls(estimator, np.asarray(meta["prior_covariance"]), meta.get("info", {}),
                    Shortlist.from_json(shortlist) if shortlist else None)
 
 
@@ -153,30 +158,43 @@ def out_of_fold_logits(estimator: AcceptanceModel, features: np.ndarray, y: np.n
 
 def _driver_map(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
                 prior_precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One driver's MAP correction and the diagonal of its Laplace posterior covariance."""
+    """One driver's MAP correction and its Laplace posterior covariance (prior N(0, P⁻¹))."""
     w = np.zeros(terms.shape[1])
     for _ in range(_MAP_NEWTON_STEPS):
         p = 1 / (1 + np.exp(-(offsets + terms @ w)))
-        gradient = terms.T @ (p - y) + prior_precision * w
-        hessian = (terms.T * (p * (1 - p))) @ terms + np.diag(prior_precision)
+        gradient = terms.T @ (p - y) + prior_precision @ w
+        hessian = (terms.T * (p * (1 - p))) @ terms + prior_precision
         w -= np.linalg.solve(hessian, gradient)
-    return w, np.diag(np.linalg.inv(hessian))
+    return w, np.linalg.inv(hessian)
 
 
-def fit_prior_variance(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
-                       groups: np.ndarray, iterations: int = _EM_ITERATIONS) -> np.ndarray:
-    """Empirical-Bayes variances of the per-driver terms (EM, Laplace approximation).
+def fit_prior_covariance(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
+                         groups: np.ndarray, iterations: int = _EM_ITERATIONS,
+                         shrinkage: float = PRIOR_SHRINKAGE) -> np.ndarray:
+    """Empirical-Bayes covariance of the per-driver terms (EM, Laplace approximation).
 
-    Terms no row uses keep the starting variance 1 (their EM step is the identity)."""
-    variance = np.ones(terms.shape[1])
+    Each iteration: every driver's MAP correction and posterior covariance under the current
+    prior, then the prior becomes their average second moment, with `shrinkage` of its
+    off-diagonal part dropped and its variances kept within _VARIANCE_RANGE. Terms no row uses
+    keep variance 1 and no covariance with the others."""
+    used = np.flatnonzero(np.any(terms != 0, axis=0))
+    terms = terms[:, used]
+    covariance = np.eye(len(used))
     by_driver = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     for _ in range(iterations):
-        second_moment = np.zeros_like(variance)
+        precision = np.linalg.inv(covariance)
+        second_moment = np.zeros_like(covariance)
         for rows in by_driver:
-            w, posterior_variance = _driver_map(terms[rows], offsets[rows], y[rows], 1 / variance)
-            second_moment += w * w + posterior_variance
-        variance = np.clip(second_moment / len(by_driver), *_VARIANCE_RANGE)
-    return variance
+            w, posterior = _driver_map(terms[rows], offsets[rows], y[rows], precision)
+            second_moment += np.outer(w, w) + posterior
+        second_moment /= len(by_driver)
+        variance = np.clip(np.diag(second_moment), *_VARIANCE_RANGE)
+        scale = np.sqrt(variance / np.diag(second_moment))
+        covariance = (1 - shrinkage) * second_moment * np.outer(scale, scale)
+        covariance[np.diag_indices_from(covariance)] = variance
+    full = np.eye(online.N_TERMS)
+    full[np.ix_(used, used)] = covariance
+    return full
 
 
 def warm_start_split(groups: np.ndarray, warm_fraction: float) -> np.ndarray:
@@ -192,13 +210,13 @@ def warm_start_split(groups: np.ndarray, warm_fraction: float) -> np.ndarray:
 
 
 def replay_warm_start(features: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                      logits: np.ndarray, prior_variance: np.ndarray,
+                      logits: np.ndarray, prior_covariance: np.ndarray,
                       warm_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Feed each driver's warm rows through `online.update`, score the rest with
     `online.predict`: (mask of scored rows, probability per row; nan on warm rows)."""
     warm = warm_start_split(groups, warm_fraction)
     p = np.full(len(y), np.nan)
-    start = online.initial_state(prior_variance)
+    start = online.initial_state(prior_covariance)
     for g in np.unique(groups):
         rows = np.flatnonzero(groups == g)
         fed, scored = rows[warm[rows]], rows[~warm[rows]]
@@ -218,16 +236,16 @@ def train(data: Dataset, estimator: AcceptanceModel | None = None, inner_folds: 
     info = {"rows": int(len(y)), "drivers": int(n_drivers),
             "positive_rate": float(y.mean()), "estimator": repr(estimator)}
     if n_drivers < max(inner_folds, 2):   # too few drivers to learn how drivers differ
-        return RankingModel(fitted, np.ones(online.N_TERMS), info, shortlist)
+        return RankingModel(fitted, np.eye(online.N_TERMS), info, shortlist)
     logits = out_of_fold_logits(estimator, features, y, groups, inner_folds)
     terms = online.driver_terms(features)
-    variance = fit_prior_variance(terms, logits, y, groups)
+    covariance = fit_prior_covariance(terms, logits, y, groups)
     scores = {}
     for scale in PRIOR_SCALES:
-        scored, p = replay_warm_start(features, y, groups, logits, variance * scale,
+        scored, p = replay_warm_start(features, y, groups, logits, covariance * scale,
                                       warm_fraction)
         scores[scale] = (roc_auc_score(y[scored], p[scored])
                          if len(np.unique(y[scored])) == 2 else 0.0)
     best = max(scores, key=scores.get)
     info.update(prior_scale=best, replayed_auc_by_scale={str(k): v for k, v in scores.items()})
-    return RankingModel(fitted, variance * best, info, shortlist)
+    return RankingModel(fitted, covariance * best, info, shortlist)

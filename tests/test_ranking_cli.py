@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -41,7 +42,8 @@ def test_train_writes_a_model_directory(model_dir):
     assert (model_dir / "global.skops").exists()
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["info"]["rows"] == SLICE_ROWS
-    assert len(meta["prior_variance"]) == len(meta["driver_terms"])
+    n_terms = len(meta["driver_terms"])
+    assert np.asarray(meta["prior_covariance"]).shape == (n_terms, n_terms)
 
 
 def test_evaluate_writes_one_prediction_per_scored_row(model_dir, survey_slice, tmp_path):

@@ -49,7 +49,9 @@ def test_update_is_pure_and_orderly(fresh):
     once = online.update(fresh, rows, np.array([0, 1]), np.zeros(2))
     stepwise = online.update(online.update(fresh, rows[:1], [0], [0.0]), rows[1:], [1], [0.0])
     np.testing.assert_allclose(once.mean, stepwise.mean, atol=1e-6)  # float32 between calls
+    np.testing.assert_allclose(once.covariance, stepwise.covariance, atol=1e-6)
     assert fresh.n_feedback == 0 and not fresh.mean.any()
+    np.testing.assert_array_equal(fresh.covariance, np.eye(online.N_TERMS) * 0.5)
     assert once.n_feedback == 2
 
 
@@ -61,16 +63,95 @@ def test_a_weak_negative_counts_less_than_a_dismissal(fresh):
     assert logit["dismissed"] < logit["ignored"] < 0
 
 
-def test_state_round_trips_through_a_few_hundred_bytes(fresh):
-    state = online.update(fresh, offer("fuel"), [1], [0.5])
+def test_state_round_trips_through_about_a_kilobyte(fresh):
+    state = online.update(fresh, np.vstack([offer("fuel"), offer("cafe")]), [1, 0], [0.5, 0.0])
     data = state.to_bytes()
-    assert len(data) == 4 + 8 * online.N_TERMS <= 300
+    n = online.N_TERMS
+    assert len(data) == online.N_STATE_BYTES == 4 + 4 * (n + n * (n + 1) // 2) <= 1100
     again = online.DriverState.from_bytes(data)
     np.testing.assert_array_equal(again.mean, state.mean)
-    np.testing.assert_array_equal(again.precision, state.precision)
-    assert again.n_feedback == 1
+    np.testing.assert_array_equal(again.covariance, state.covariance)
+    np.testing.assert_array_equal(again.covariance, again.covariance.T)
+    assert again.n_feedback == 2
+
+
+def correlated_prior(rho: float) -> np.ndarray:
+    """Variance 0.5 everywhere; cafe and restaurant offsets correlated by rho."""
+    prior = np.eye(online.N_TERMS) * 0.5
+    cafe, restaurant = (online.DRIVER_TERMS.index(f"category={c}")
+                        for c in ("cafe", "restaurant"))
+    prior[cafe, restaurant] = prior[restaurant, cafe] = 0.5 * rho
+    return prior
+
+
+def test_the_prior_covariance_carries_feedback_to_correlated_terms():
+    independent = online.initial_state(correlated_prior(0.0))
+    correlated = online.initial_state(correlated_prior(0.8))
+    gains = {}
+    for name, start in (("independent", independent), ("correlated", correlated)):
+        state = online.update(start, offer("cafe"), [1], [0.0])
+        gains[name] = online.predict_logit(np.zeros(1), state, offer("restaurant"))[0]
+    # The bias carries some of a taken cafe offer to every category; the covariance more.
+    assert 0 < gains["independent"] < gains["correlated"]
+
+
+def test_an_accepted_cafe_offer_raises_other_cafe_contexts(fresh):
+    morning_alone, evening_with_friends = offer("cafe"), offer("cafe")
+    morning_alone[0, [COLUMN["passengers=alone"], COLUMN["trip_purpose=work"]]] = 1
+    evening_with_friends[0, COLUMN["passengers=friends"]] = 1
+    evening_with_friends[0, COLUMN["trip_purpose=leisure"]] = 1
+    state = online.update(fresh, morning_alone, [1], [0.0])
+    before = online.predict_logit(np.zeros(1), fresh, evening_with_friends)[0]
+    assert online.predict_logit(np.zeros(1), state, evening_with_friends)[0] > before
+
+
+def test_feedback_narrows_the_covariance_along_what_was_seen(fresh):
+    state = online.update(fresh, offer("bar"), [0], [0.0])
+    z = online.driver_terms(offer("bar"))[0]
+    before = z @ fresh.covariance.astype(float) @ z
+    after = z @ state.covariance.astype(float) @ z
+    assert 0 < after < before
+    assert np.all(np.linalg.eigvalsh(state.covariance.astype(float)) > 0)
+    # an offer that shares no term with a bar offer keeps its uncertainty
+    fuel_only = online.driver_terms(offer("fuel"))[0] - online.driver_terms(offer("bar"))[0]
+    fuel_only[online.DRIVER_TERMS.index("category=bar")] = 0
+    assert fuel_only @ state.covariance.astype(float) @ fuel_only == pytest.approx(
+        fuel_only @ fresh.covariance.astype(float) @ fuel_only)
+
+
+def test_a_prior_of_the_wrong_size_is_refused():
+    with pytest.raises(ValueError):
+        online.initial_state(np.eye(online.N_TERMS - 1))
 
 
 def test_a_state_of_another_layout_is_refused(fresh):
     with pytest.raises(ValueError):
         online.DriverState.from_bytes(fresh.to_bytes()[:-4])
+
+
+def test_the_fitted_prior_learns_how_terms_vary_together():
+    """Drivers whose cafe and restaurant tastes go together: the EM prior finds it, and leaves
+    the terms no row uses at variance 1 with no covariance."""
+    from ranking.training import fit_prior_covariance
+
+    rng = np.random.default_rng(0)
+    cafe, restaurant = (online.DRIVER_TERMS.index(f"category={c}")
+                        for c in ("cafe", "restaurant"))
+    rows, groups, labels = [], [], []
+    for driver in range(300):
+        taste = rng.normal(0, 1.5)             # shared by both categories
+        for k in range(24):
+            category = ("cafe", "restaurant", "bar")[k % 3]
+            rows.append(offer(category)[0])
+            effect = taste if category != "bar" else 0.0
+            labels.append(rng.random() < 1 / (1 + np.exp(-effect)))
+            groups.append(driver)
+    terms = online.driver_terms(np.array(rows))
+    prior = fit_prior_covariance(terms, np.zeros(len(rows)), np.array(labels, float),
+                                 np.array(groups))
+    correlation = prior[cafe, restaurant] / np.sqrt(prior[cafe, cafe] * prior[restaurant,
+                                                                             restaurant])
+    assert correlation > 0.2
+    fuel = online.DRIVER_TERMS.index("category=fuel")
+    assert prior[fuel, fuel] == 1 and not np.delete(prior[fuel], fuel).any()
+    np.testing.assert_allclose(prior, prior.T)
