@@ -85,21 +85,8 @@ class Route:
         self.lat, self.lng, self.along_m = lat, lng, _along_m
         self._xyz = unit_vectors(lat, lng)
         self._ecef = ecef_from_unit(self._xyz)
-        a, b = self._xyz[:-1], self._xyz[1:]
-        # Per segment, once: the great circle's unit normal (a x b points left of travel) and
-        # the two planes that bound the arc, so a foot is on the arc iff both dots are >= 0.
-        normal = np.cross(a, b)
-        norm = np.linalg.norm(normal, axis=1)
-        self._degenerate = norm < 1e-15
-        self._normal = np.where(self._degenerate[:, None], 0.0,
-                                normal / np.where(self._degenerate, 1.0, norm)[:, None])
-        self._past_a = np.cross(self._normal, a)
-        self._before_b = np.cross(b, self._normal)
-        # Each segment's bounding sphere (chord space): the arc's midpoint, and the farthest
-        # any point of the arc is from it (an end), then a tree of them in route order.
-        mid = a + b
-        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
-        half = np.maximum(np.linalg.norm(a - mid, axis=1), np.linalg.norm(b - mid, axis=1))
+        (self._normal, self._degenerate, self._past_a, self._before_b, mid,
+         half) = _segment_geometry(self._xyz)
         self._tree = _sphere_tree(mid, half, _LEAF_SEGMENTS)
 
     @property
@@ -153,7 +140,45 @@ class Route:
         return Located(offset, along, side)
 
 
-def _sphere_tree(mid: np.ndarray, half: np.ndarray, leaf: int) -> tuple[np.ndarray, ...]:
+@njit(cache=True)
+def _segment_geometry(xyz):
+    """Per segment, once: the great circle's unit normal (a x b points left of travel; zero
+    for a segment too short to have one), the two planes that bound the arc (a foot is on the
+    arc iff both dots are >= 0), and the segment's bounding sphere in chord space: the arc's
+    midpoint and the farthest any point of the arc is from it (an end)."""
+    m = len(xyz) - 1
+    normal = np.zeros((m, 3))
+    degenerate = np.zeros(m, np.bool_)
+    past_a = np.zeros((m, 3))
+    before_b = np.zeros((m, 3))
+    mid = np.zeros((m, 3))
+    half = np.zeros(m)
+    for s in range(m):
+        ax, ay, az = xyz[s, 0], xyz[s, 1], xyz[s, 2]
+        bx, by, bz = xyz[s + 1, 0], xyz[s + 1, 1], xyz[s + 1, 2]
+        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+        degenerate[s] = norm < 1e-15
+        if degenerate[s]:
+            nx = ny = nz = 0.0
+        else:
+            nx, ny, nz = nx / norm, ny / norm, nz / norm
+        normal[s, 0], normal[s, 1], normal[s, 2] = nx, ny, nz
+        past_a[s, 0], past_a[s, 1], past_a[s, 2] = (ny * az - nz * ay, nz * ax - nx * az,
+                                                    nx * ay - ny * ax)
+        before_b[s, 0], before_b[s, 1], before_b[s, 2] = (by * nz - bz * ny, bz * nx - bx * nz,
+                                                          bx * ny - by * nx)
+        cx, cy, cz = ax + bx, ay + by, az + bz
+        c = np.sqrt(cx * cx + cy * cy + cz * cz)
+        cx, cy, cz = cx / c, cy / c, cz / c
+        mid[s, 0], mid[s, 1], mid[s, 2] = cx, cy, cz
+        half[s] = max(np.sqrt((ax - cx) ** 2 + (ay - cy) ** 2 + (az - cz) ** 2),
+                      np.sqrt((bx - cx) ** 2 + (by - cy) ** 2 + (bz - cz) ** 2))
+    return normal, degenerate, past_a, before_b, mid, half
+
+
+@njit(cache=True)
+def _sphere_tree(mid, half, leaf):
     """A binary tree over the segments in route order: node k covers segments
     [first[k], last[k]) and every point of them lies within `radius[k]` (chord) of
     `centre[k]`; children[k] are -1 for a leaf. Built top-down, halving the range."""
@@ -162,16 +187,17 @@ def _sphere_tree(mid: np.ndarray, half: np.ndarray, leaf: int) -> tuple[np.ndarr
     first = np.zeros(capacity, np.int64)
     last = np.zeros(capacity, np.int64)
     children = np.full((capacity, 2), -1, np.int64)
-    first[0], last[0], count, stack = 0, n, 1, [0]
-    while stack:  # O(nodes) Python steps: a 250-vertex route has about 125 nodes
-        k = stack.pop()
+    last[0] = n
+    count = 1
+    for k in range(capacity):  # nodes are numbered as they are made, parents first
+        if k == count:
+            break
         if last[k] - first[k] > leaf:
             split = (first[k] + last[k]) // 2
-            for c, (lo, hi) in enumerate(((first[k], split), (split, last[k]))):
-                first[count], last[count] = lo, hi
-                children[k, c] = count
-                stack.append(count)
-                count += 1
+            first[count], last[count] = first[k], split
+            first[count + 1], last[count + 1] = split, last[k]
+            children[k, 0], children[k, 1] = count, count + 1
+            count += 2
     first, last, children = first[:count], last[:count], children[:count]
     centre, radius = _node_spheres(mid, half, first, last)
     return first, last, children, centre, radius
@@ -185,15 +211,16 @@ def _node_spheres(mid, half, first, last):
     centre = np.zeros((nodes, 3))
     radius = np.zeros(nodes)
     for k in range(nodes):
-        c = np.zeros(3)
+        cx = cy = cz = 0.0
         for s in range(first[k], last[k]):
-            c += mid[s]
-        c /= np.sqrt(c[0] * c[0] + c[1] * c[1] + c[2] * c[2])
+            cx, cy, cz = cx + mid[s, 0], cy + mid[s, 1], cz + mid[s, 2]
+        norm = np.sqrt(cx * cx + cy * cy + cz * cz)
+        cx, cy, cz = cx / norm, cy / norm, cz / norm
         r = 0.0
         for s in range(first[k], last[k]):
-            d = mid[s] - c
-            r = max(r, np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) + half[s])
-        centre[k] = c
+            r = max(r, np.sqrt((mid[s, 0] - cx) ** 2 + (mid[s, 1] - cy) ** 2
+                               + (mid[s, 2] - cz) ** 2) + half[s])
+        centre[k, 0], centre[k, 1], centre[k, 2] = cx, cy, cz
         radius[k] = r
     return centre, radius
 
@@ -345,10 +372,12 @@ def route_from_geojson(line: dict) -> Route:
     if not isinstance(line, dict) or line.get("type") != "LineString":
         raise RouteError("route must be a GeoJSON LineString")
     coords = line.get("coordinates")
+    # Parsed JSON holds only list, dict, str, int, float, bool and None, so comparing exact
+    # types (a set per check, not a generator per value) rejects bools and strings too.
     if (not isinstance(coords, list) or len(coords) > MAX_ROUTE_POINTS
-            or not all(isinstance(c, list) and len(c) in (2, 3) for c in coords)
-            or not all(isinstance(v, int | float) and not isinstance(v, bool)
-                       for c in coords for v in c)):
+            or not {type(c) for c in coords} <= {list}
+            or not {len(c) for c in coords} <= {2, 3}
+            or not {type(v) for c in coords for v in c} <= {int, float}):
         raise RouteError("route coordinates must be a list of [lng, lat] number pairs")
     array = np.array([c[:2] for c in coords], dtype=float).reshape(-1, 2)
     return route_from_points(array[:, 1], array[:, 0])
