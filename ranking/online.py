@@ -59,30 +59,37 @@ _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _NEWTON_STEPS = 8
 
 
+# Each term after the bias is one feature column, scaled and centred on a typical value:
+# (column, scale, centre), in the order of DRIVER_TERMS.
+_TERM_COLUMNS = (
+    *((f"category={c}", 1.0, 0.0) for c in CATEGORIES),
+    ("price_level", 1.0, 1.5),                 # 1 cheap .. 4 dear
+    ("detour_min", 0.1, 1.5),                  # tens of minutes, around 15
+    ("ahead", 1.0, 0.5),
+    ("expires_in_h_log", 1.0, 2.5),            # log1p(hours): 2 h is 1.1, 1 d 3.2
+    ("passengers=alone", 1.0, 0.5),
+    ("passengers=kids", 1.0, 0.1),
+    ("passengers=friends", 1.0, 0.25),
+    ("trip_purpose=leisure", 1.0, 0.5),
+    ("trip_purpose=work", 1.0, 0.25),
+)
+_COLUMNS = np.array([_COLUMN[name] for name, _, _ in _TERM_COLUMNS])
+_SCALES = np.array([scale for _, scale, _ in _TERM_COLUMNS])
+_CENTRES = np.array([centre for _, _, centre in _TERM_COLUMNS])
+assert len(_TERM_COLUMNS) + 1 == len(DRIVER_TERMS)
+
+
 def driver_terms(features: np.ndarray) -> np.ndarray:
     """The per-driver terms (rows × DRIVER_TERMS) of feature rows (rows × FEATURE_NAMES).
 
     Continuous terms are centred on typical values and unknowns count as typical (0), so a
     term the context does not know neither moves the prediction nor learns."""
     features = np.atleast_2d(features)
-
-    def column(name: str) -> np.ndarray:
-        return features[:, _COLUMN[name]]
-
-    categories = features[:, [_COLUMN[f"category={c}"] for c in CATEGORIES]]
-    terms = np.column_stack([
-        np.ones(len(features)), categories,
-        column("price_level") - 1.5,            # 1 cheap .. 4 dear
-        column("detour_min") / 10 - 1.5,        # tens of minutes, around 15
-        column("ahead") - 0.5,
-        column("expires_in_h_log") - 2.5,       # log1p(hours): 2 h is 1.1, 1 d 3.2
-        column("passengers=alone") - 0.5,
-        column("passengers=kids") - 0.1,
-        column("passengers=friends") - 0.25,
-        column("trip_purpose=leisure") - 0.5,
-        column("trip_purpose=work") - 0.25,
-    ])
-    return np.nan_to_num(terms, nan=0.0)
+    terms = np.empty((len(features), N_TERMS))
+    terms[:, 0] = 1.0
+    np.multiply(features[:, _COLUMNS], _SCALES, out=terms[:, 1:])
+    terms[:, 1:] -= _CENTRES
+    return np.nan_to_num(terms, nan=0.0, copy=False)
 
 
 @dataclass(frozen=True)
