@@ -41,6 +41,18 @@ def region_of(cell: int) -> str:
     return h3.int_to_str(h3.cell_to_parent(cell, REGION_RES))
 
 
+# An H3 index keeps its resolution in bits 52-55 and one 3-bit digit per finer resolution
+# below bit 45; a parent is the same index with the resolution lowered and the digits below
+# it set to 7 (what the library's cellToParent does), so many parents are one numpy pass.
+_RESOLUTION_BITS = np.uint64(0xF << 52)
+_REGION_BITS = np.uint64(REGION_RES << 52) | np.uint64((1 << (3 * (15 - REGION_RES))) - 1)
+
+
+def regions_of(cells: np.ndarray) -> np.ndarray:
+    """`region_of` for many cells at once, as ints (format with `:x` for the hash tag)."""
+    return (np.asarray(cells, np.uint64) & ~_RESOLUTION_BITS) | _REGION_BITS
+
+
 def _disk(cells: set[int], reach_m: float) -> list[int]:
     """Every cell within `reach_m` of any of `cells` (and a ring more), sorted: the disks'
     union taken by numpy, not a Python set of tens of thousands of ints."""

@@ -25,7 +25,7 @@ from datetime import datetime
 import numpy as np
 from redis import Redis
 
-from geo.cells import cell_of, region_of
+from geo.cells import cell_of, region_of, regions_of
 
 from . import keys
 from .hours import MASK_BYTES, serving_slots, zone_id
@@ -211,13 +211,12 @@ class GeoIndex:
         return self._read(keys.cell_offers, cells, OFFER_RECORD)
 
     def _read(self, kind, cells: list[int], dtype: np.dtype) -> np.ndarray:
-        by_region: dict[str, list[str]] = defaultdict(list)
-        for cell in cells:
-            region = region_of(cell)
-            by_region[region].append(kind(region, cell))
+        cells = np.asarray(cells, np.uint64)
+        regions = regions_of(cells)
         with self.redis.pipeline(transaction=False) as pipe:
-            for names in by_region.values():
-                pipe.mget(names)
+            for region in np.unique(regions).tolist():
+                tag = f"{region:x}"
+                pipe.mget([kind(tag, cell) for cell in cells[regions == region].tolist()])
             values = pipe.execute()
         return np.frombuffer(b"".join(v for v in itertools.chain.from_iterable(values) if v),
                              dtype=dtype)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import h3.api.basic_int as h3
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo.cells import cell_of, corridor_cells, radius_cells
+from geo.cells import cell_of, corridor_cells, radius_cells, region_of, regions_of
 from geo.route import WGS84, route_from_points
 
 
@@ -51,3 +52,12 @@ def test_a_50_km_route_with_a_1_km_corridor_reads_a_few_hundred_small_cells():
     lng = np.linspace(-105.2, -104.62, 200)  # ~50 km east-west through Denver
     route = route_from_points(np.full_like(lng, 39.74), lng)
     assert 150 <= len(corridor_cells(route, 1000)) <= 400
+
+
+def test_regions_of_many_cells_are_the_libraries_parents():
+    rng = np.random.default_rng(3)
+    cells = [cell_of(lat, lng) for lat, lng in zip(rng.uniform(-89, 89, 500),
+                                                   rng.uniform(-180, 180, 500), strict=True)]
+    cells += [h3.cell_to_center_child(p, 8) for p in h3.get_pentagons(0)]
+    assert [f"{r:x}" for r in regions_of(np.array(cells, np.uint64)).tolist()] == \
+        [region_of(c) for c in cells]
