@@ -18,9 +18,9 @@ import numpy as np
 from pyproj import Geod
 
 WGS84 = Geod(ellps="WGS84")
-_A = 6_378_137.0
-_E2 = WGS84.es
-_MEAN_RADIUS_M = 6_371_000.0
+EQUATORIAL_RADIUS_M = 6_378_137.0
+ECCENTRICITY_SQUARED = WGS84.es
+MEAN_RADIUS_M = 6_371_000.0
 CHORD_RANGE_M = 60_000.0
 
 
@@ -28,9 +28,9 @@ def ecef_from_unit(unit: np.ndarray) -> np.ndarray:
     """Points on the ellipsoid (Earth-centred, metres) from unit vectors whose spherical
     latitude and longitude are the points' geodetic ones (`geo.route.unit_vectors`)."""
     z = unit[..., 2]
-    n = _A / np.sqrt(1.0 - _E2 * z * z)
+    n = EQUATORIAL_RADIUS_M / np.sqrt(1.0 - ECCENTRICITY_SQUARED * z * z)
     out = unit * n[..., None]
-    out[..., 2] *= 1.0 - _E2
+    out[..., 2] *= 1.0 - ECCENTRICITY_SQUARED
     return out
 
 
@@ -46,7 +46,7 @@ def chord_distance_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     CHORD_RANGE_M apart; callers guarantee the range."""
     d = a - b
     chord = np.sqrt(np.einsum("ij,ij->i", d, d))
-    return chord + chord**3 / (24.0 * _MEAN_RADIUS_M**2)
+    return chord + chord**3 / (24.0 * MEAN_RADIUS_M**2)
 
 
 def distance_m(lat1, lng1, lat2, lng2) -> np.ndarray:

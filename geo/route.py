@@ -16,9 +16,9 @@ of the ellipsoid's, and the distance is flat around its minimum, so the error is
 Which segments a point is measured against is decided by a bounding-sphere tree over the
 segments in route order (consecutive segments are close, so each node's sphere is tight): a
 compiled branch-and-bound visits the nearer child first and skips every node that provably
-cannot hold a point nearer than the best found (or within the search distance). A per-point
-loop in numba costs about a microsecond a point; the same search in numpy spent most of its
-time allocating pair arrays.
+cannot hold a point nearer than the best found (or within the search distance). The compiled
+loop costs a quarter of a microsecond a point or less on a 50 km route; the same search in
+numpy (k-d trees and pair arrays) cost over a microsecond.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ import numpy as np
 import polyline
 from numba import njit
 
-from .earth import CHORD_RANGE_M, WGS84, ecef_from_unit
+from .earth import (
+    CHORD_RANGE_M,
+    ECCENTRICITY_SQUARED,
+    EQUATORIAL_RADIUS_M,
+    MEAN_RADIUS_M,
+    WGS84,
+    ecef_from_unit,
+)
 
 MAX_ROUTE_POINTS = 20_000
 MAX_ROUTE_LENGTH_M = 2_000_000.0
@@ -39,10 +46,6 @@ MAX_SEGMENT_M = 5_000.0
 # computed with it never skips a segment that could be nearest.
 MIN_RADIUS_M = 6_335_000.0
 _LEAF_SEGMENTS = 4  # segments per leaf of the bounding-sphere tree
-# From geo.earth, for the compiled loop (numba reads module globals as constants).
-_A = 6_378_137.0
-_E2 = WGS84.es
-_MEAN_RADIUS_M = 6_371_000.0
 
 
 class RouteError(ValueError):
@@ -227,8 +230,9 @@ def _node_spheres(mid, half, first, last):
 
 @njit(cache=True, inline="always")
 def _ecef(x, y, z):
-    n = _A / np.sqrt(1.0 - _E2 * z * z)
-    return x * n, y * n, z * n * (1.0 - _E2)
+    """geo.earth.ecef_from_unit for one point (numba reads the constants when it compiles)."""
+    n = EQUATORIAL_RADIUS_M / np.sqrt(1.0 - ECCENTRICITY_SQUARED * z * z)
+    return x * n, y * n, z * n * (1.0 - ECCENTRICITY_SQUARED)
 
 
 @njit(cache=True, inline="always")
@@ -236,7 +240,7 @@ def _chord_m(ax, ay, az, bx, by, bz):
     """geo.earth.chord_distance_m for one pair."""
     dx, dy, dz = ax - bx, ay - by, az - bz
     chord = np.sqrt(dx * dx + dy * dy + dz * dz)
-    return chord + chord ** 3 / (24.0 * _MEAN_RADIUS_M ** 2)
+    return chord + chord ** 3 / (24.0 * MEAN_RADIUS_M ** 2)
 
 
 @njit(cache=True)
@@ -249,6 +253,8 @@ def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, befor
     # Searched: feet whose angle times MIN_RADIUS_M is within the distance (plus a metre).
     reach_angle = (within_m + 1.0) / MIN_RADIUS_M
     reach_chord = 2.0 * np.sin(min(reach_angle, np.pi) / 2.0)
+    # Depth-first: the stack never holds more than the tree's depth plus one (a route of
+    # 2**100 segments would still fit).
     stack = np.empty(128, np.int64)
     for i in range(n):
         px, py, pz = units[i, 0], units[i, 1], units[i, 2]
