@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import uuid
 
+import numpy as np
 import pytest
 
+from api.recommendations import _first_of_each
 from geo.route import WGS84
 
 from .conftest import CAFE
@@ -220,3 +222,13 @@ def test_only_fleet_keys_get_recommendations(client, merchant):
     body = {"driver_id": "d", "position": {"lat": 39.7, "lng": -105.0}}
     assert client.post("/v1/recommendations", json=body).status_code == 401
     assert client.post("/v1/recommendations", json=body, headers=headers).status_code == 403
+
+
+def test_each_places_first_offer_is_found_by_fingerprint_as_by_sorting_ids():
+    rng = np.random.default_rng(4)
+    ids = np.array([f"p.m_{i % 7}.{rng.integers(1 << 60):x}".encode() for i in range(300)],
+                   dtype="S48")
+    drawn = ids[rng.integers(0, len(ids), 2000)]  # many offers per place
+    _, expected = np.unique(drawn, return_index=True)
+    assert sorted(_first_of_each(drawn).tolist()) == sorted(expected.tolist())
+    assert _first_of_each(np.zeros(0, "S48")).size == 0
