@@ -136,9 +136,9 @@ class Route:
         equally near two parts of the route (a route passing twice), the earlier one wins."""
         if within_m > CHORD_RANGE_M:
             raise ValueError(f"locate measures up to {CHORD_RANGE_M:.0f} m from the route")
-        units = unit_vectors(np.asarray(lat, float).ravel(), np.asarray(lng, float).ravel())
         offset, along, side = _nearest_on_route(
-            units, float(within_m), self._xyz, self._ecef, self.along_m, self._normal,
+            np.asarray(lat, float).ravel(), np.asarray(lng, float).ravel(), float(within_m),
+            self._xyz, self._ecef, self.along_m, self._normal,
             self._past_a, self._before_b, self._degenerate, *self._tree)
         return Located(offset, along, side)
 
@@ -244,9 +244,9 @@ def _chord_m(ax, ay, az, bx, by, bz):
 
 
 @njit(cache=True)
-def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, before_b,
+def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, before_b,
                       degenerate, first, last, children, centre, radius):
-    n = len(units)
+    n = len(lat)
     offset = np.full(n, np.inf)
     along = np.full(n, np.nan)
     side = np.zeros(n, np.int8)
@@ -257,7 +257,8 @@ def _nearest_on_route(units, within_m, xyz, ecef, along_m, normal, past_a, befor
     # 2**100 segments would still fit).
     stack = np.empty(128, np.int64)
     for i in range(n):
-        px, py, pz = units[i, 0], units[i, 1], units[i, 2]
+        phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
+        px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
         pex, pey, pez = _ecef(px, py, pz)
         best, best_seg, best_from_a, best_side = np.inf, -1, 0.0, 0
         best_fx, best_fy, best_fz = 0.0, 0.0, 0.0
