@@ -51,13 +51,15 @@ def chord_distance_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def distance_m(lat1, lng1, lat2, lng2) -> np.ndarray:
     """Geodesic distance between (lat1, lng1) and (lat2, lng2), degrees, broadcast; the chord
-    formula where it is exact, pyproj's geodesic beyond CHORD_RANGE_M."""
-    lat1, lng1, lat2, lng2 = np.broadcast_arrays(*(np.asarray(v, float) for v in
-                                                   (lat1, lng1, lat2, lng2)))
-    shape = lat1.shape
-    lat1, lng1, lat2, lng2 = (v.ravel() for v in (lat1, lng1, lat2, lng2))
-    out = chord_distance_m(ecef(lat1, lng1), ecef(lat2, lng2))
+    formula where it is exact, pyproj's geodesic beyond CHORD_RANGE_M. (A car against many
+    places: the car's Earth-centred point is computed once, not once per place.)"""
+    gap = ecef(np.asarray(lat1, float), np.asarray(lng1, float)) - ecef(
+        np.asarray(lat2, float), np.asarray(lng2, float))
+    chord = np.sqrt(np.einsum("...i,...i->...", gap, gap))
+    out = np.asarray(chord + chord**3 / (24.0 * MEAN_RADIUS_M**2), dtype=float)
     far = out > CHORD_RANGE_M * 0.99
     if far.any():
+        lat1, lng1, lat2, lng2 = np.broadcast_arrays(*(np.asarray(v, float) for v in
+                                                       (lat1, lng1, lat2, lng2)))
         out[far] = WGS84.inv(lng1[far], lat1[far], lng2[far], lat2[far])[2]
-    return out.reshape(shape)
+    return out
