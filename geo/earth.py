@@ -18,6 +18,8 @@ import numpy as np
 from pyproj import Geod
 
 WGS84 = Geod(ellps="WGS84")
+# geo.route's compiled loops take these in when numba compiles them, and numba's cache is
+# keyed on route.py alone: after changing one, touch geo/route.py so they are compiled again.
 EQUATORIAL_RADIUS_M = 6_378_137.0
 ECCENTRICITY_SQUARED = WGS84.es
 MEAN_RADIUS_M = 6_371_000.0

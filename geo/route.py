@@ -46,6 +46,11 @@ MAX_SEGMENT_M = 5_000.0
 # computed with it never skips a segment that could be nearest.
 MIN_RADIUS_M = 6_335_000.0
 _LEAF_SEGMENTS = 4  # segments per leaf of the bounding-sphere tree
+# Two parts of a route this close in distance to a point count as equally near it, and the
+# earlier one along the route is its nearest: far above rounding (nanometres), far below
+# anything a corridor can tell (a metre).
+TIE_M = 1e-3
+_NEAR_TIES = 16  # near-equal passes kept per point (a route passing a point 16 times)
 
 
 class RouteError(ValueError):
@@ -133,7 +138,8 @@ class Route:
     def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`
         (at most CHORD_RANGE_M, where distances are measured as chords). Where a point is
-        equally near two parts of the route (a route passing twice), the earlier one wins."""
+        as near two parts of the route (within TIE_M: a loop, an out-and-back), the earlier
+        one along the route is its nearest."""
         if within_m > CHORD_RANGE_M:
             raise ValueError(f"locate measures up to {CHORD_RANGE_M:.0f} m from the route")
         offset, along, side = _nearest_on_route(
@@ -159,7 +165,10 @@ def _segment_geometry(xyz):
     for s in range(m):
         ax, ay, az = xyz[s, 0], xyz[s, 1], xyz[s, 2]
         bx, by, bz = xyz[s + 1, 0], xyz[s + 1, 1], xyz[s + 1, 2]
-        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        # a x (b - a), the same direction as a x b, but not lost to rounding on segments of
+        # micrometres (near-duplicate vertices, or a car just before one).
+        ux, uy, uz = bx - ax, by - ay, bz - az
+        nx, ny, nz = ay * uz - az * uy, az * ux - ax * uz, ax * uy - ay * ux
         norm = np.sqrt(nx * nx + ny * ny + nz * nz)
         degenerate[s] = norm < 1e-15
         if degenerate[s]:
@@ -256,14 +265,20 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
     # Depth-first: the stack never holds more than the tree's depth plus one (a route of
     # 2**100 segments would still fit).
     stack = np.empty(128, np.int64)
+    # The segments found within TIE_M of the nearest so far: a route that passes a point twice
+    # (a loop, an out-and-back) is as near on both passes up to rounding, and the earlier
+    # pass must win whatever order the tree is searched in.
+    near_seg = np.empty(_NEAR_TIES, np.int64)
+    near_dist = np.empty(_NEAR_TIES)
+    near_foot = np.empty((_NEAR_TIES, 3))
+    near_side = np.empty(_NEAR_TIES, np.int8)
     for i in range(n):
         phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
         px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
         pex, pey, pez = _ecef(px, py, pz)
-        best, best_seg, best_from_a, best_side = np.inf, -1, 0.0, 0
-        best_fx, best_fy, best_fz = 0.0, 0.0, 0.0
+        best, count = np.inf, 0
         # Prune chord: nodes whose nearest possible point is farther than this (on the unit
-        # sphere) cannot hold a foot within reach, nor one nearer than the best.
+        # sphere) cannot hold a foot within reach, nor one within TIE_M of the best.
         prune = reach_chord
         stack[0], top = 0, 1
         while top > 0:
@@ -307,28 +322,43 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
                 # Beyond reach, or surely farther than the best (a chord is shorter than its
                 # arc, and an angle times MIN_RADIUS_M never overstates a distance): skip
                 # the ellipsoid.
-                if chord > reach_chord or chord * MIN_RADIUS_M > best * (1.0 + 1e-6):
+                if chord > reach_chord or chord * MIN_RADIUS_M > (best + TIE_M) * (1.0 + 1e-6):
                     continue
                 fex, fey, fez = _ecef(fx, fy, fz)
                 dist = _chord_m(pex, pey, pez, fex, fey, fez)
-                from_a = ax * fx + ay * fy + az * fz
-                # Ties (a route passing twice) go to the earliest along the route: by segment,
-                # then by the foot's place on it (nearer its start: the larger dot with a).
-                if dist < best or (dist == best and (s < best_seg or (
-                        s == best_seg and from_a > best_from_a))):
-                    best, best_seg, best_from_a = dist, s, from_a
-                    best_fx, best_fy, best_fz = fex, fey, fez
-                    best_side = -1 if height > 0 else (1 if height < 0 else 0)
-                    # Nothing farther (as an angle, with the smallest radius) can win; a
-                    # millionth to spare keeps exact ties reachable.
-                    angle_best = min(best * (1.0 + 1e-6) / MIN_RADIUS_M + 1e-12, reach_angle)
-                    prune = min(prune, 2.0 * np.sin(angle_best / 2.0))
-        if best_seg >= 0:
-            offset[i] = best
-            along[i] = along_m[best_seg] + _chord_m(ecef[best_seg, 0], ecef[best_seg, 1],
-                                                    ecef[best_seg, 2], best_fx, best_fy,
-                                                    best_fz)
-            side[i] = best_side
+                if dist > best + TIE_M:
+                    continue
+                if dist < best:
+                    best = dist
+                    # Nothing farther than the best (as an angle, with the smallest radius)
+                    # can be near it.
+                    angle = min((best + TIE_M) * (1.0 + 1e-6) / MIN_RADIUS_M, reach_angle)
+                    prune = min(prune, 2.0 * np.sin(angle / 2.0))
+                    kept = 0
+                    for j in range(count):
+                        if near_dist[j] <= best + TIE_M:
+                            near_seg[kept], near_dist[kept] = near_seg[j], near_dist[j]
+                            near_foot[kept], near_side[kept] = near_foot[j], near_side[j]
+                            kept += 1
+                    count = kept
+                j = count
+                if count == _NEAR_TIES:  # more passes within a millimetre than kept: keep
+                    j = np.argmax(near_seg)  # the earliest ones
+                    if near_seg[j] < s:
+                        continue
+                else:
+                    count += 1
+                near_seg[j], near_dist[j] = s, dist
+                near_foot[j, 0], near_foot[j, 1], near_foot[j, 2] = fex, fey, fez
+                near_side[j] = -1 if height > 0 else (1 if height < 0 else 0)
+        if count > 0:
+            j = np.argmin(near_seg[:count])
+            seg = near_seg[j]
+            offset[i] = near_dist[j]
+            along[i] = along_m[seg] + _chord_m(ecef[seg, 0], ecef[seg, 1], ecef[seg, 2],
+                                               near_foot[j, 0], near_foot[j, 1],
+                                               near_foot[j, 2])
+            side[i] = near_side[j]
     return offset, along, side
 
 
@@ -386,7 +416,11 @@ def route_from_geojson(line: dict) -> Route:
             or not {len(c) for c in coords} <= {2, 3}
             or not {type(v) for c in coords for v in c} <= {int, float}):
         raise RouteError("route coordinates must be a list of [lng, lat] number pairs")
-    array = np.array([c[:2] for c in coords], dtype=float).reshape(-1, 2)
+    try:
+        array = np.array([c[:2] for c in coords], dtype=float).reshape(-1, 2)
+    except OverflowError:  # an integer of hundreds of digits is valid JSON
+        raise RouteError("route coordinates must be [lng, lat] with |lng| <= 180, "
+                         "|lat| <= 90") from None
     return route_from_points(array[:, 1], array[:, 0])
 
 

@@ -17,8 +17,8 @@ from . import online
 from .baseline import where_reasons
 from .candidates import Candidates, Situation
 from .features import candidates_to_raw, raw_to_features
-from .model import _forest_logits
-from .training import RankingModel, _standin_logits
+from .model import forest_logits
+from .training import RankingModel, standin_logits
 
 YEAR_S = 365 * 24 * 3600.0
 SLOTS_PER_DAY = 96  # arrival slots are local quarter hours of the week, Monday 00:00 first
@@ -113,5 +113,5 @@ def warm_up() -> None:
     """Compile the scoring loops (or load them from numba's cache) with the argument types
     serving passes, so that a server's first scored request does not wait for them."""
     rows, ints, flags = np.zeros((1, 1)), np.zeros(1, np.int64), np.zeros(1, np.bool_)
-    _forest_logits(rows, 0.0, ints, ints, np.zeros(1), flags, ints, ints, ~flags, np.zeros(1))
-    _standin_logits(rows, *(np.zeros(1) for _ in range(4)), 0.0)
+    forest_logits(rows, 0.0, ints, ints, np.zeros(1), flags, ints, ints, ~flags, np.zeros(1))
+    standin_logits(rows, *(np.zeros(1) for _ in range(4)), 0.0)

@@ -73,9 +73,9 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """The logit of acceptance (binary) or per-class scores (more classes)."""
         columns = self._columns(X)
-        forest = getattr(self, "forest_", None)  # absent from models saved before it existed
-        if forest is not None:
-            return _forest_logits(np.ascontiguousarray(columns, dtype=np.float64), *forest)
+        if self.forest_ is not None:  # None for more than two classes or categorical splits
+            return forest_logits(np.ascontiguousarray(columns, dtype=np.float64),
+                                 *self.forest_)
         _limit_openmp(self.n_threads)
         return self.booster_.decision_function(columns)
 
@@ -91,7 +91,7 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
 
 
 def _flat_forest(booster: HistGradientBoostingClassifier) -> tuple | None:
-    """The binary model's trees as flat arrays for `_forest_logits`: baseline, each tree's
+    """The binary model's trees as flat arrays for `forest_logits`: baseline, each tree's
     root, and per node its feature, threshold, missing-value side, children (indices into the
     flat arrays), leaf flag and value. None where the compiled walk does not apply (more than
     two classes, or categorical splits)."""
@@ -111,7 +111,7 @@ def _flat_forest(booster: HistGradientBoostingClassifier) -> tuple | None:
 
 
 @njit(cache=True)
-def _forest_logits(X, baseline, roots, feature, threshold, missing_left, left, right, is_leaf,
+def forest_logits(X, baseline, roots, feature, threshold, missing_left, left, right, is_leaf,
                    value):
     out = np.empty(X.shape[0])
     for i in range(X.shape[0]):

@@ -98,10 +98,6 @@ class DriverState:
     covariance: np.ndarray   # float32 [N_TERMS, N_TERMS], symmetric
     n_feedback: int = 0
 
-    @property
-    def variance(self) -> np.ndarray:
-        return np.diag(self.covariance).copy()
-
     def to_bytes(self) -> bytes:
         return (_HEADER.pack(STATE_VERSION, N_TERMS, min(self.n_feedback, 0xFFFF))
                 + self.mean.astype("<f4").tobytes()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from geo.earth import ecef_from_unit
 from geo.route import (
     MIN_RADIUS_M,
+    TIE_M,
     WGS84,
     RouteError,
     route_from_geojson,
@@ -119,6 +120,7 @@ def test_route_at_high_latitude_works():
     ([[181.0, 60.0], [24.9, 60.1]], "lng"),
     ([[24.9, "x"], [24.9, 60.1]], "number pairs"),
     ([[0.0, 0.0], [30.0, 0.0]], "km long"),
+    ([[10**400, 45], [8, 46]], "lng"),
 ])
 def test_unservable_routes_are_refused(coordinates, message):
     with pytest.raises(RouteError, match=message):
@@ -176,7 +178,7 @@ def test_position_far_from_the_route_is_refused():
 
 def _exhaustive(route, lat, lng, within_m):
     """locate by measuring every point against every segment (numpy, no tree): the same foot
-    and distance formulas, nearest pair per point, ties to the earliest along the route."""
+    and distance formulas, the nearest segment per point, near ties to the earliest."""
     points = unit_vectors(np.asarray(lat, float), np.asarray(lng, float))
     a, b = route._xyz[:-1], route._xyz[1:]
     normal = route._normal
@@ -193,12 +195,12 @@ def _exhaustive(route, lat, lng, within_m):
     dist = np.linalg.norm(ecef_from_unit(points)[:, None, :] - ecef_from_unit(foot), axis=-1)
     dist = dist + dist**3 / (24 * 6_371_000.0**2)
     dist = np.where(angle <= (within_m + 1) / MIN_RADIUS_M, dist, np.inf)
-    from_a = (a * foot).sum(-1)
     n, m = dist.shape
     offset, along, side = np.full(n, np.inf), np.full(n, np.nan), np.zeros(n, np.int8)
     for i in range(n):
         if np.isfinite(dist[i]).any():
-            s = np.lexsort((-from_a[i], np.arange(m), dist[i]))[0]
+            # the earliest segment within TIE_M of the nearest
+            s = int(np.flatnonzero(dist[i] <= dist[i].min() + TIE_M)[0])
             offset[i] = dist[i, s]
             step = np.linalg.norm(route._ecef[s] - ecef_from_unit(foot[i, s]))
             along[i] = route.along_m[s] + step + step**3 / (24 * 6_371_000.0**2)
@@ -233,3 +235,25 @@ def test_the_tree_search_agrees_on_3000_points_around_a_winding_route():
     located = route.locate(plat, plng, 1000)
     assert np.isfinite(located.offset_m).sum() > 1000
     assert _same(located, _exhaustive(route, plat, plng, 1000))
+
+
+@pytest.mark.parametrize("coordinates", [
+    [[-104.99, 39.74], [-104.98, 39.75], [-104.97, 39.74], [-104.99, 39.74]],  # a loop
+    [[-104.99, 39.74], [-104.98, 39.74], [-104.99, 39.74]],                    # out and back
+])
+def test_a_car_at_the_start_of_a_round_trip_has_all_of_it_ahead(coordinates):
+    route = route_from_geojson({"type": "LineString", "coordinates": coordinates})
+    ahead = route.remaining_from(39.74, -104.99)
+    assert ahead.along_m[0] == pytest.approx(0.0, abs=1e-6)
+    assert ahead.length_m == pytest.approx(route.length_m, abs=1e-6)
+
+
+@pytest.mark.parametrize("step_deg", [1e-10, 1e-9, 1e-8, 1e-6])
+def test_segments_of_micrometres_measure_as_well_as_long_ones(step_deg):
+    route = route_from_points([39.74, 39.74 + step_deg, 39.75], [-104.99, -104.99, -104.99])
+    lat = np.array([39.74, 39.7401, 39.74])
+    lng = np.array([-104.99, -104.99, -104.9895])
+    offset = route.locate(lat, lng, 500).offset_m
+    assert offset[0] == pytest.approx(0.0, abs=0.01)
+    assert offset[1] == pytest.approx(0.0, abs=0.01)
+    assert offset[2] == pytest.approx(WGS84.inv(-104.99, 39.74, -104.9895, 39.74)[2], abs=0.05)
