@@ -24,7 +24,7 @@ YEAR_S = 365 * 24 * 3600.0
 SLOTS_PER_DAY = 96  # arrival slots are local quarter hours of the week, Monday 00:00 first
 _CATEGORY_TERMS = [online.DRIVER_TERMS.index(f"category={c}") for c in CATEGORIES]
 _TASTE_REASON_MIN = 0.25  # a learned category offset (in logits) worth telling the driver
-SHORTLIST = 200  # candidates the boosted trees rescore per request (about 3 ms)
+SHORTLIST = 200  # candidates the boosted trees rescore per request (about a millisecond)
 
 
 def raw_of(candidates: Candidates, situation: Situation) -> dict[str, np.ndarray]:

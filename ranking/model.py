@@ -112,11 +112,12 @@ def _flat_forest(booster: HistGradientBoostingClassifier) -> tuple | None:
 
 @njit(cache=True)
 def forest_logits(X, baseline, roots, feature, threshold, missing_left, left, right, is_leaf,
-                   value):
-    out = np.empty(X.shape[0])
-    for i in range(X.shape[0]):
-        total = baseline
-        for root in roots:
+                  value):
+    # Tree by tree, as scikit-learn adds them (the same sums, bit for bit), so one tree's
+    # nodes stay in cache while every row walks it.
+    out = np.full(X.shape[0], baseline)
+    for root in roots:
+        for i in range(X.shape[0]):
             k = root
             while not is_leaf[k]:
                 x = X[i, feature[k]]
@@ -126,8 +127,7 @@ def forest_logits(X, baseline, roots, feature, threshold, missing_left, left, ri
                     k = left[k]
                 else:
                     k = right[k]
-            total += value[k]
-        out[i] = total
+            out[i] += value[k]
     return out
 
 
