@@ -44,10 +44,10 @@ def ecef(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
 
 
 def chord_distance_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Geodesic distance between Earth-centred points (rows), exact to millimetres up to
-    CHORD_RANGE_M apart; callers guarantee the range."""
+    """Geodesic distance between Earth-centred points (last axis, broadcast), exact to
+    millimetres up to CHORD_RANGE_M apart; callers guarantee the range."""
     d = a - b
-    chord = np.sqrt(np.einsum("ij,ij->i", d, d))
+    chord = np.sqrt(np.einsum("...i,...i->...", d, d))
     return chord + chord**3 / (24.0 * MEAN_RADIUS_M**2)
 
 
@@ -55,10 +55,9 @@ def distance_m(lat1, lng1, lat2, lng2) -> np.ndarray:
     """Geodesic distance between (lat1, lng1) and (lat2, lng2), degrees, broadcast; the chord
     formula where it is exact, pyproj's geodesic beyond CHORD_RANGE_M. (A car against many
     places: the car's Earth-centred point is computed once, not once per place.)"""
-    gap = ecef(np.asarray(lat1, float), np.asarray(lng1, float)) - ecef(
-        np.asarray(lat2, float), np.asarray(lng2, float))
-    chord = np.sqrt(np.einsum("...i,...i->...", gap, gap))
-    out = np.asarray(chord + chord**3 / (24.0 * MEAN_RADIUS_M**2), dtype=float)
+    out = np.asarray(chord_distance_m(ecef(np.asarray(lat1, float), np.asarray(lng1, float)),
+                                      ecef(np.asarray(lat2, float), np.asarray(lng2, float))),
+                     dtype=float)
     far = out > CHORD_RANGE_M * 0.99
     if far.any():
         lat1, lng1, lat2, lng2 = np.broadcast_arrays(*(np.asarray(v, float) for v in

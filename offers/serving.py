@@ -67,8 +67,8 @@ class OfferServing:
         index records behind them (row for row)."""
         if trip.route is not None:
             records = self.index.offers_in(corridor_cells(trip.route, trip.corridor_m))
-            # Exact distances along: a route that comes back near
-            # itself has two candidates, and arrival times decide validity and opening hours.
+            # Exact distances along: a route that comes back near itself has two candidates,
+            # and arrival times decide validity and opening hours.
             located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
             offset = located.offset_m
             keep = offset <= trip.corridor_m

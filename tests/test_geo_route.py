@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo.earth import ecef_from_unit
+from geo.earth import chord_distance_m, ecef_from_unit
 from geo.route import (
     MIN_RADIUS_M,
     TIE_M,
@@ -192,8 +192,7 @@ def _exhaustive(route, lat, lng, within_m):
     end = np.where(nearer_a[..., None], a, b)
     foot = np.where(inside[..., None], foot, end)
     angle = 2 * np.arcsin(np.minimum(np.linalg.norm(p - foot, axis=-1) / 2, 1.0))
-    dist = np.linalg.norm(ecef_from_unit(points)[:, None, :] - ecef_from_unit(foot), axis=-1)
-    dist = dist + dist**3 / (24 * 6_371_000.0**2)
+    dist = chord_distance_m(ecef_from_unit(points)[:, None, :], ecef_from_unit(foot))
     dist = np.where(angle <= (within_m + 1) / MIN_RADIUS_M, dist, np.inf)
     n, m = dist.shape
     offset, along, side = np.full(n, np.inf), np.full(n, np.nan), np.zeros(n, np.int8)
@@ -202,8 +201,8 @@ def _exhaustive(route, lat, lng, within_m):
             # the earliest segment within TIE_M of the nearest
             s = int(np.flatnonzero(dist[i] <= dist[i].min() + TIE_M)[0])
             offset[i] = dist[i, s]
-            step = np.linalg.norm(route._ecef[s] - ecef_from_unit(foot[i, s]))
-            along[i] = route.along_m[s] + step + step**3 / (24 * 6_371_000.0**2)
+            along[i] = route.along_m[s] + chord_distance_m(route._ecef[s],
+                                                           ecef_from_unit(foot[i, s]))
             side[i] = -np.sign(height[i, s])
     return offset, along, side
 
