@@ -18,7 +18,7 @@ from offers.serving import Trip
 from ranking import Situation
 from ranking.exploration import Thompson
 from ranking.features import raw_to_features
-from ranking.learned import LearnedRanker, features_of, raw_of
+from ranking.learned import LearnedRanker, raw_of
 from ranking.learning import Decision, ServedItem, new_recommendation_id
 from ranking.offpolicy import DECISION_CANDIDATES
 
@@ -62,7 +62,11 @@ def recommend(body: dict):
                           preferences=profile.preferences, state=profile.state)
     candidates, records = found.serving.candidates(trip, body.get("categories"),
                                                    body.get("max_detour_s"))
-    scores, draws = _scores(found, ranker, candidates, situation)
+    # One feature matrix per request: the ranker scores it, the log keeps the served rows and
+    # the decision's top candidates.
+    raw = raw_of(candidates, situation)
+    features = raw_to_features(raw)
+    scores, draws = _scores(found, ranker, candidates, situation, features)
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:  # each place's best offer
         best_first = np.argsort(-scores, kind="stable")
@@ -82,15 +86,13 @@ def recommend(body: dict):
     reasons = ranker.reasons(picked, situation, scores[rows])
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
              for i, shortlisted in enumerate(served)]
-    raw = raw_of(picked, situation)
-    features = raw_to_features(raw)
     recommendation_id = new_recommendation_id(driver_key(fleet_id, driver_id))
     found.learning.record_served(
         recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,
         [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
-                    features[i], {name: values[i] for name, values in raw.items()})
-         for i, item in enumerate(items)],
-        _decision(candidates, situation, scores, eligible, rows, chances, order))
+                    features[row], {name: values[row] for name, values in raw.items()})
+         for i, (item, row) in enumerate(zip(items, rows, strict=True))],
+        _decision(candidates, features, scores, eligible, rows, chances, order))
     return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}
 
 
@@ -108,11 +110,13 @@ def _first_of_each(ids: np.ndarray) -> np.ndarray:
     return first
 
 
-def _scores(found, ranker, candidates, situation) -> tuple[np.ndarray, np.ndarray | None]:
+def _scores(found, ranker, candidates, situation,
+            features) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores, and posterior draws of them when Thompson sampling explores a learned ranker."""
     if isinstance(found.policy, Thompson) and isinstance(ranker, LearnedRanker):
-        return ranker.score_draws(candidates, situation, found.policy.draws + 1, found.rng)
-    return ranker.score(candidates, situation), None
+        return ranker.score_draws(candidates, situation, found.policy.draws + 1, found.rng,
+                                  features)
+    return ranker.score(candidates, situation, features), None
 
 
 def _fill(found, order, propensity, records, candidates, trip, situation, limit):
@@ -149,7 +153,7 @@ def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict
         "score": float(score), "reasons": reasons}
 
 
-def _decision(candidates, situation, scores, eligible, rows, chances,
+def _decision(candidates, features, scores, eligible, rows, chances,
               order) -> Decision | None:
     """The first choice and the logging policy's top candidates, for off-policy evaluation;
     none when the policy's first pick was not servable (the first item shown then came from a
@@ -159,6 +163,6 @@ def _decision(candidates, situation, scores, eligible, rows, chances,
     top = eligible[np.argsort(-scores[eligible], kind="stable")[:DECISION_CANDIDATES]]
     where = np.flatnonzero(top == rows[0])
     return Decision(offer_ids=[o.decode() for o in candidates.offer_id[top]],
-                    features=features_of(candidates.take(top), situation),
+                    features=features[top],
                     chosen=int(where[0]) if where.size else -1,
                     propensity=float(chances[0]), eligible=len(eligible))

@@ -32,7 +32,8 @@ def offer_value(candidates: Candidates) -> np.ndarray:
 class BaselineRanker:
     version = "baseline-1"
 
-    def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
+    def score(self, candidates: Candidates, situation: Situation,
+              features: np.ndarray | None = None) -> np.ndarray:
         ahead = np.nan_to_num(candidates.along_m, nan=candidates.distance_m)
         return (offer_value(candidates) * np.exp(-candidates.detour_s / DETOUR_SCALE_S)
                 * np.exp(-ahead / AHEAD_SCALE_M))

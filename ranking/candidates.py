@@ -54,8 +54,11 @@ class Situation:
 class Ranker(Protocol):
     version: str
 
-    def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
-        """One score per candidate, higher is better."""
+    def score(self, candidates: Candidates, situation: Situation,
+              features: np.ndarray | None = None) -> np.ndarray:
+        """One score per candidate, higher is better. `features` are the candidates' rows of
+        `ranking.features` when the caller has them already (a ranker that reads features
+        must not compute them twice; one that does not ignores them)."""
 
     def reasons(self, candidates: Candidates, situation: Situation,
                 scores: np.ndarray) -> list[list[str]]:

@@ -52,23 +52,27 @@ class LearnedRanker:
     def state_of(self, situation: Situation) -> online.DriverState:
         return situation.state if situation.state is not None else self.model.initial_state()
 
-    def score(self, candidates: Candidates, situation: Situation) -> np.ndarray:
+    def score(self, candidates: Candidates, situation: Situation,
+              features: np.ndarray | None = None) -> np.ndarray:
         """P(take) of each candidate. With more than SHORTLIST candidates, the global model's
         linear stand-in (plus the driver's own terms) scores them all and the trees rescore
         its SHORTLIST best; the rest keep the stand-in's estimate, capped below those."""
         if len(candidates) == 0:
             return np.zeros(0)
-        return _sigmoid(self._logits(features_of(candidates, situation),
-                                     self.state_of(situation)))
+        if features is None:
+            features = features_of(candidates, situation)
+        return _sigmoid(self._logits(features, self.state_of(situation)))
 
     def score_draws(self, candidates: Candidates, situation: Situation, draws: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                    rng: np.random.Generator, features: np.ndarray | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """`score`, and `draws` columns of P(take) with the driver's weights drawn from their
         posterior (Thompson sampling): where the engine knows little about this driver (a
         category never shown to them) the draws spread, so it gets tried."""
         if len(candidates) == 0:
             return np.zeros(0), np.zeros((0, draws))
-        features = features_of(candidates, situation)
+        if features is None:
+            features = features_of(candidates, situation)
         state = self.state_of(situation)
         logits = self._logits(features, state)
         spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
