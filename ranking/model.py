@@ -79,6 +79,16 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
         _limit_openmp(self.n_threads)
         return self.booster_.decision_function(columns)
 
+    def serving_logits(self, X: np.ndarray) -> np.ndarray:
+        """`decision_function` of feature rows that `ranking.features` made (a float matrix
+        of every feature column), without scikit-learn's input validation: on a request's
+        shortlist that validation cost a fifth of the trees' walk. The same logits."""
+        if (self.forest_ is None or len(self.columns_) == 0 or X.ndim != 2
+                or X.shape[1] != self.n_features_in_):
+            return self.decision_function(X)
+        return forest_logits(np.ascontiguousarray(X[:, self.columns_], dtype=np.float64),
+                             *self.forest_)
+
     def predict_proba(self, X) -> np.ndarray:
         columns = self._columns(X)
         with threadpool_limits(self.n_threads, user_api="openmp"):

@@ -111,7 +111,9 @@ class RankingModel:
     shortlist: Shortlist | None = None
 
     def global_logits(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(self.estimator.decision_function(features), dtype=np.float64)
+        """The global model's logits of feature rows (`ranking.features`)."""
+        logits = getattr(self.estimator, "serving_logits", self.estimator.decision_function)
+        return np.asarray(logits(features), dtype=np.float64)
 
     def initial_state(self) -> online.DriverState:
         return online.initial_state(self.prior_covariance)

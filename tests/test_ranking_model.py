@@ -43,4 +43,5 @@ def test_the_compiled_trees_give_scikit_learns_logits_to_the_last_bit():
     assert model.forest_ is not None
     compiled = model.decision_function(X)
     assert np.array_equal(compiled, model.booster_.decision_function(X))
+    assert np.array_equal(model.serving_logits(X), compiled)  # serving skips the validation
     assert len(np.unique(compiled)) > 50  # many leaves reached, not a constant
