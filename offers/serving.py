@@ -5,6 +5,7 @@ of a shortlist against the catalogue and the budget counters is one pipelined ro
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from geo.cells import corridor_cells, radius_cells
 from geo.earth import WGS84, distance_m
@@ -50,6 +52,24 @@ class Trip:
         return speed / 3.6
 
 
+# KEYS: a merchant's offers hash and places hash, then per offer its three counters (total,
+# the arrival's local day, per driver). ARGV: the driver key, then per offer its id and its
+# place id. Answers per offer: the offer and place documents (nil when gone) and the three
+# counts. Read-only.
+_SHORTLIST_CHECK = """
+local out = {}
+for i = 1, (#ARGV - 1) / 2 do
+  local c = 2 + 3 * (i - 1)
+  out[#out + 1] = redis.call('HGET', KEYS[1], ARGV[2 * i]) or false
+  out[#out + 1] = redis.call('HGET', KEYS[2], ARGV[2 * i + 1]) or false
+  out[#out + 1] = redis.call('GET', KEYS[c + 1]) or false
+  out[#out + 1] = redis.call('GET', KEYS[c + 2]) or false
+  out[#out + 1] = redis.call('HGET', KEYS[c + 3], ARGV[1]) or false
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class Shortlisted:
     offer: dict
@@ -60,6 +80,9 @@ class OfferServing:
     def __init__(self, redis: Redis):
         self.redis = redis
         self.index = GeoIndex(redis)
+        # By SHA alone: a pipeline holding a registered script asks the server whether it
+        # knows it first, a round trip per request.
+        self._check_sha = hashlib.sha1(_SHORTLIST_CHECK.encode()).hexdigest()
 
     def candidates(self, trip: Trip, categories: list[str] | None = None,
                    max_detour_s: float | None = None) -> tuple[Candidates, np.ndarray]:
@@ -128,44 +151,46 @@ class OfferServing:
         arrivals = [datetime.fromtimestamp(trip.at.timestamp() + eta, UTC) for eta in eta_s]
         offer_ids = [o.decode() for o in records["offer_id"]]
         place_ids = [p.decode() for p in records["place_id"]]
-        merchants = [keys.owner_of(o) or keys.SHARED_MERCHANT for o in offer_ids]
-        # One command per merchant for offers and counters (its keys share a hash tag), one
-        # per place owner, and each offer's per-driver count: a round trip of a few dozen
-        # commands, not five per row.
+        # One script per merchant reads its offers, their places (an offer's places are in its
+        # merchant's catalogue) and their counters: a command per merchant, not five per row
+        # (each command costs the client more than it costs Redis).
         by_merchant: dict[str, list[int]] = defaultdict(list)
-        by_owner: dict[str, list[int]] = defaultdict(list)
-        for i, (merchant, place_id) in enumerate(zip(merchants, place_ids, strict=True)):
-            by_merchant[merchant].append(i)
-            by_owner[keys.owner_of(place_id) or merchant].append(i)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for merchant, rows in by_merchant.items():
-                pipe.hmget(keys.offers(merchant), [offer_ids[i] for i in rows])
-                counters = []
-                for i in rows:
-                    day = arrivals[i].astimezone(ZoneInfo(zone_name(records["cap_zone"][i])))
-                    counters += [keys.offer_redeemed(merchant, offer_ids[i]),
-                                 keys.offer_redeemed_on(merchant, offer_ids[i],
-                                                        day.date().isoformat())]
-                pipe.mget(counters)
-            for owner, rows in by_owner.items():
-                pipe.hmget(keys.places(owner), [place_ids[i] for i in rows])
-            for offer_id, merchant in zip(offer_ids, merchants, strict=True):
-                pipe.hget(keys.offer_redeemed_by(merchant, offer_id), driver)
-            answers = iter(pipe.execute())
-        offers, totals, todays, places = {}, {}, {}, {}
-        for rows in by_merchant.values():
-            found, counts = next(answers), next(answers)
+        for i, offer_id in enumerate(offer_ids):
+            by_merchant[keys.owner_of(offer_id) or keys.SHARED_MERCHANT].append(i)
+        commands = []
+        for merchant, rows in by_merchant.items():
+            counters, args = [], [driver]
+            for i in rows:
+                day = arrivals[i].astimezone(ZoneInfo(zone_name(records["cap_zone"][i])))
+                counters += [keys.offer_redeemed(merchant, offer_ids[i]),
+                             keys.offer_redeemed_on(merchant, offer_ids[i],
+                                                    day.date().isoformat()),
+                             keys.offer_redeemed_by(merchant, offer_ids[i])]
+                args += [offer_ids[i], place_ids[i]]
+            commands.append(("EVALSHA", self._check_sha, 2 + len(counters),
+                             keys.offers(merchant), keys.places(merchant), *counters, *args))
+        replies: list = [None] * len(records)
+        for rows, reply in zip(by_merchant.values(), self._run(commands), strict=True):
             for k, i in enumerate(rows):
-                offers[i], totals[i], todays[i] = found[k], counts[2 * k], counts[2 * k + 1]
-        for rows in by_owner.values():
-            for i, raw in zip(rows, next(answers), strict=True):
-                places[i] = raw
-        out: list[Shortlisted | None] = []
-        for i, record in enumerate(records):  # the shortlist only: a few dozen rows
-            out.append(_servable(record, arrivals[i], offers[i], places[i],
-                                 int(totals[i] or 0), int(todays[i] or 0),
-                                 int(next(answers) or 0)))
-        return out
+                replies[i] = reply[5 * k: 5 * k + 5]
+        return [_servable(record, arrivals[i], offer, place, *(int(c or 0) for c in counts))
+                for i, (record, (offer, place, *counts)) in enumerate(
+                    zip(records, replies, strict=True))]  # the shortlist only: a few dozen rows
+
+    def _run(self, commands: list[tuple]) -> list:
+        """One pipelined round trip; the check script goes by its SHA, loaded again if the
+        server lost it (a restart, SCRIPT FLUSH)."""
+        try:
+            return self._pipelined(commands)
+        except NoScriptError:
+            self.redis.script_load(_SHORTLIST_CHECK)
+            return self._pipelined(commands)
+
+    def _pipelined(self, commands: list[tuple]) -> list:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return pipe.execute()
 
 
 def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today: int,

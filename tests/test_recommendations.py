@@ -70,6 +70,13 @@ def test_answer_has_an_id_and_ranked_items_with_reasons(client, fleet, shop):
     assert item["reasons"] and all(isinstance(r, str) for r in item["reasons"])
 
 
+def test_serving_loads_its_check_script_again_when_redis_lost_it(client, fleet, shop,
+                                                                redis_client):
+    _, offer = shop(2)
+    redis_client.script_flush()  # as after a restart
+    assert offer_ids(recommend(client, fleet)) == [offer]
+
+
 def test_places_behind_the_car_are_not_served(client, fleet, shop):
     _, behind = shop(2)
     _, ahead = shop(10)
