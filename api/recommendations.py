@@ -13,6 +13,7 @@ from flask import g
 from flask_smorest import abort
 
 from geo.route import RouteError
+from offers.geo_index import ids_of
 from offers.redemptions import driver_key
 from offers.serving import Trip
 from ranking import Situation
@@ -70,7 +71,7 @@ def recommend(body: dict):
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:  # each place's best offer
         best_first = np.argsort(-scores, kind="stable")
-        eligible = best_first[_first_of_each(candidates.place_id[best_first])]
+        eligible = best_first[_first_of_each(candidates.place_key[best_first])]
     # Equal scores are common (boosted trees are piecewise constant, and the candidates the
     # trees do not rescore share a capped score): the policies keep their input order among
     # ties, so what the car reaches first comes first.
@@ -92,15 +93,19 @@ def recommend(body: dict):
         [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
                     features[row], {name: values[row] for name, values in raw.items()})
          for i, (item, row) in enumerate(zip(items, rows, strict=True))],
-        _decision(candidates, features, scores, eligible, rows, chances, order))
+        _decision(records, features, scores, eligible, rows, chances, order))
     return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}
 
 
 def _first_of_each(ids: np.ndarray) -> np.ndarray:
-    """Where each distinct id (fixed-width bytes) first occurs. Sorting thousands of 48-byte
+    """Where each distinct id (fixed-width bytes) first occurs. Sorting thousands of 35-byte
     strings costs a millisecond, so ids are grouped by a 64-bit fingerprint of their bytes and
     the grouping is checked against the ids themselves (a collision falls back to the strings)."""
-    words = np.ascontiguousarray(ids).view("<u8").reshape(len(ids), ids.itemsize // 8)
+    width = -(-ids.itemsize // 8) * 8
+    padded = np.zeros((len(ids), width), np.uint8)
+    padded[:, :ids.itemsize] = np.ascontiguousarray(ids).view(np.uint8).reshape(
+        len(ids), ids.itemsize)
+    words = padded.view("<u8")
     fingerprint = np.zeros(len(ids), np.uint64)
     for column in words.T:  # a multiply-xor hash, one pass per 8 bytes of id
         fingerprint = (fingerprint ^ column) * np.uint64(0x9E3779B97F4A7C15)
@@ -153,7 +158,7 @@ def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict
         "score": float(score), "reasons": reasons}
 
 
-def _decision(candidates, features, scores, eligible, rows, chances,
+def _decision(records, features, scores, eligible, rows, chances,
               order) -> Decision | None:
     """The first choice and the logging policy's top candidates, for off-policy evaluation;
     none when the policy's first pick was not servable (the first item shown then came from a
@@ -162,7 +167,7 @@ def _decision(candidates, features, scores, eligible, rows, chances,
         return None
     top = eligible[np.argsort(-scores[eligible], kind="stable")[:DECISION_CANDIDATES]]
     where = np.flatnonzero(top == rows[0])
-    return Decision(offer_ids=[o.decode() for o in candidates.offer_id[top]],
+    return Decision(offer_ids=ids_of(records[top])[0],
                     features=features[top],
                     chosen=int(where[0]) if where.size else -1,
                     propensity=float(chances[0]), eligible=len(eligible))

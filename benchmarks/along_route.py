@@ -65,6 +65,7 @@ import redis
 from api.app import create_app
 from geo.cells import corridor_cells
 from geo.route import Route, route_from_geojson
+from offers import keys
 from offers.catalogue import Catalogue
 from offers.redis_server import RedisServer, free_port
 from offers.registry import Registry
@@ -206,6 +207,8 @@ def key_family(key: bytes) -> str:
             return "catalogue: offer id sets"
         if text.endswith(":terms"):
             return "catalogue: offer terms"
+    if text == keys.SERVING_MASKS:
+        return "geo index: serving masks"
     if text == GEO_KEY:
         return "baseline: GEOADD key"
     return "other"

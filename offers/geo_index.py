@@ -6,8 +6,9 @@ with one `MGET` per region (one round trip) and decodes every candidate at once 
 cost 7x more to read: Redis and the client then handle every record as a reply of its own.)
 Writes go through one Lua script per region that rewrites the cells it touches atomically. A place's
 record sits in the cell of its position; an offer has one record per place it is valid at,
-carrying what serving filters on (position, validity, weekly serving slots, timezone) and what
-the baseline ranking uses (value, discount, category).
+carrying what serving filters on (position, validity, timezone, and the digest of its weekly
+serving slots, whose few distinct masks sit in one hash and a per-process cache) and what
+ranking uses (value, discount, category, price level).
 
 The catalogue (`offers.catalogue`) stays the source of truth: it writes here after its own
 transaction, and searches re-check their final answers against it, so a stale record can delay
@@ -21,6 +22,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 from redis import Redis
@@ -35,23 +37,39 @@ CATEGORIES = ("restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
               "convenience", "supermarket", "car_wash", "parking", "other")
 DISCOUNT_KINDS = ("percent", "amount", "per_unit")
 
-# A record starts with its identity (the place id; the offer and place ids), which is what a
-# write matches on. Ids are at most 46 characters (`keys.owner_of`), padded with NULs.
+# A record starts with its identity, which is what a write matches on. A place's is its id,
+# padded with NULs to 48 bytes. An offer's is compact: ids are `<o|p>.<merchant>.<16 hex
+# digits>` (`keys.id_parts`) and an offer's places are its merchant's, so the merchant, the
+# place's digits and the offer's digits name both ids in 43 bytes, not two 48-byte strings.
+# Fewer bytes per candidate is the corridor read's main cost, in Redis and in the client.
 ID_BYTES = 48
 PLACE_RECORD = np.dtype([
     ("place_id", f"S{ID_BYTES}"), ("lat", "<f8"), ("lng", "<f8"), ("brand", "<u8"),
     ("category", "u1"),
 ])
+PLACE_KEY = np.dtype([  # which place: one item per place compares these
+    ("merchant", f"S{keys.MAX_MERCHANT_ID}"), ("external", "u1"), ("digits", "<u8"),
+])
+OFFER_IDENTITY = np.dtype([("place", PLACE_KEY), ("offer", "<u8")])
 OFFER_RECORD = np.dtype([
-    ("offer_id", f"S{ID_BYTES}"), ("place_id", f"S{ID_BYTES}"),
+    ("place", PLACE_KEY), ("offer", "<u8"),
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
-    ("zone", "<u4"), ("cap_zone", "<u4"), ("serving", "u1", (MASK_BYTES,)),
+    ("zone", "<u4"), ("cap_zone", "<u4"),
+    ("serving", "<u8"),  # the digest of its weekly serving mask (`ServingMasks`)
 ])
 
-_RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, 2 * ID_BYTES: OFFER_RECORD}
-Entry = tuple[str, bytes, bytes | None]  # (cell key, identity, record); None removes it
+_RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, OFFER_IDENTITY.itemsize: OFFER_RECORD}
+assert len(_RECORD_BY_IDENTITY) == 2, "record kinds are told apart by their identity's size"
+MASK_CACHE_LIMIT = 100_000  # distinct serving masks a process keeps (8.4 MB)
+
+
+class Entry(NamedTuple):
+    key: str                    # the cell's
+    identity: bytes
+    record: bytes | None        # None removes the record
+    mask: bytes | None = None   # an offer record's serving mask, filed under its digest
 
 # KEYS: the cells of one region. ARGV: record size, identity size, then (key index, identity,
 # record or "" to remove) triples, removals first. Each touched cell is read once, its records
@@ -139,8 +157,27 @@ def _cell_key(kind, place: dict) -> str:
     return kind(region_of(cell), cell)
 
 
-def _identity(*ids: str) -> bytes:
-    return b"".join(i.encode().ljust(ID_BYTES, b"\0") for i in ids)
+def offer_identity(offer_id: str, place_id: str) -> tuple:
+    """The identity fields of an offer's record at one of its places."""
+    offer, place = keys.id_parts(offer_id), keys.id_parts(place_id)
+    if offer is None or place is None or offer[0] != "o" or place[0] != "p" \
+            or offer[1] != place[1]:
+        raise ValueError(f"offer {offer_id} at place {place_id}: not ids of one merchant")
+    return (place[1], place[2], place[3]), offer[3]
+
+
+def ids_of(records: np.ndarray) -> tuple[list[str], list[str]]:
+    """The offer ids and place ids of offer records (a shortlist's: a Python loop)."""
+    place = records["place"]
+    merchants = [m.decode() for m in place["merchant"]]
+    return ([keys.object_id("o", m, False, d)
+             for m, d in zip(merchants, records["offer"].tolist(), strict=True)],
+            [keys.object_id("p", m, bool(x), d) for m, x, d in
+             zip(merchants, place["external"].tolist(), place["digits"].tolist(), strict=True)])
+
+
+def mask_digest(mask: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(mask, digest_size=8).digest(), "little")
 
 
 def place_entry(place: dict, remove: bool = False) -> Entry:
@@ -149,7 +186,8 @@ def place_entry(place: dict, remove: bool = False) -> Entry:
         record = np.array([(place["id"], place["lat"], place["lng"],
                             brand_key(place.get("brand")), CATEGORIES.index(place["category"]))],
                           dtype=PLACE_RECORD).tobytes()
-    return _cell_key(keys.cell_places, place), _identity(place["id"]), record
+    return Entry(_cell_key(keys.cell_places, place), place["id"].encode().ljust(ID_BYTES, b"\0"),
+                 record)
 
 
 def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) -> list[Entry]:
@@ -159,20 +197,21 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     entries = []
     for place_id in offer["place_ids"]:
         place = places[place_id]
-        record = None
+        identity = offer_identity(offer["id"], place_id)
+        record = slots = None
         if not remove:
             slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
             record = np.array([(
-                offer["id"], place_id, place["lat"], place["lng"], _epoch(offer["valid_from"], 0.0),
+                *identity, place["lat"], place["lng"], _epoch(offer["valid_from"], 0.0),
                 _epoch(offer.get("valid_until"), np.inf), brand_key(place.get("brand")),
                 offer.get("value_estimate") or 0.0, discount["value"],
                 CATEGORIES.index(offer["category"]), DISCOUNT_KINDS.index(discount["kind"]),
                 (place.get("attributes") or {}).get("price_level") or 0, exact,
-                zone_id(place["timezone"]), zone_id(offer["timezone"]),
-                np.frombuffer(slots, np.uint8),
+                zone_id(place["timezone"]), zone_id(offer["timezone"]), mask_digest(slots),
             )], dtype=OFFER_RECORD).tobytes()
-        entries.append((_cell_key(keys.cell_offers, place), _identity(offer["id"], place_id),
-                        record))
+        entries.append(Entry(_cell_key(keys.cell_offers, place),
+                             np.array([identity], dtype=OFFER_IDENTITY).tobytes(), record,
+                             slots))
     return entries
 
 
@@ -180,15 +219,21 @@ class GeoIndex:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
+        self._mask_rows: dict[int, int] = {}  # digest -> row of _mask_table
+        self._mask_table = np.zeros((64, MASK_BYTES), np.uint8)
 
     def apply(self, removals: Iterable[Entry], additions: Iterable[Entry]) -> None:
         """Remove then add entries: one script per region hash tag and record kind (atomic),
         so a record moving between cells of one region never disappears or shows twice."""
+        additions = list(additions)
         batches: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        for key, identity, record in itertools.chain(removals, additions):
+        for key, identity, record, _ in itertools.chain(removals, additions):
             batches[key[: key.index("}") + 1], len(identity)][key].append((identity, record))
         if not batches:
             return
+        masks = {mask_digest(e.mask).to_bytes(8, "little"): e.mask for e in additions if e.mask}
+        if masks:  # before any record that names them, so a reader always finds them
+            self.redis.hset(keys.SERVING_MASKS, mapping=masks)
         with self.redis.pipeline(transaction=False) as pipe:
             for (_, identity_size), cells in batches.items():
                 size = _RECORD_BY_IDENTITY[identity_size].itemsize
@@ -200,9 +245,36 @@ class GeoIndex:
             pipe.execute()
 
     def clear(self) -> None:
-        """Remove every cell of the index (before a full reindex)."""
+        """Remove every cell of the index and the masks they name (before a full reindex)."""
         for pattern in ("{g:*}:places:*", "{g:*}:offers:*"):
             unlink_matching(self.redis, pattern)
+        self.redis.unlink(keys.SERVING_MASKS)
+
+    def serving_masks(self, digests: np.ndarray) -> np.ndarray:
+        """The weekly serving masks (rows × MASK_BYTES) that records name by digest: from this
+        process's cache, with one HMGET for digests it has not seen. A digest Redis does not
+        know (its mask deleted under a live record) reads as never served."""
+        unique, inverse = np.unique(digests, return_inverse=True)
+        wanted = [d for d in unique.tolist() if d not in self._mask_rows]
+        if wanted:
+            if len(self._mask_rows) + len(wanted) > MASK_CACHE_LIMIT:
+                self._mask_rows.clear()
+                wanted = unique.tolist()
+            found = self.redis.hmget(keys.SERVING_MASKS,
+                                     [d.to_bytes(8, "little") for d in wanted])
+            known = [(d, m) for d, m in zip(wanted, found, strict=True) if m is not None]
+            start = len(self._mask_rows)
+            if start + len(known) > len(self._mask_table):
+                grown = np.zeros((2 * (start + len(known)), MASK_BYTES), np.uint8)
+                grown[:start] = self._mask_table[:start]
+                self._mask_table = grown
+            for row, (digest, mask) in enumerate(known, start=start):
+                self._mask_table[row] = np.frombuffer(mask, np.uint8)
+                self._mask_rows[digest] = row
+        rows = np.array([self._mask_rows.get(d, -1) for d in unique.tolist()], np.intp)
+        masks = self._mask_table[rows[inverse]]
+        masks[rows[inverse] < 0] = 0
+        return masks
 
     def places_in(self, cells: list[int]) -> np.ndarray:
         return self._read(keys.cell_places, cells, PLACE_RECORD)

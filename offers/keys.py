@@ -27,13 +27,29 @@ SHARED_MERCHANT = "m_shared"
 
 # Ids are generated here and nowhere else; anything not of this form names no object, and a
 # strict form keeps key-syntax characters (`{`, `}`, `:`) of a crafted id out of key names.
-_OBJECT_ID = re.compile(r"[po]\.(m_[a-z0-9_]{1,24})\.x?[0-9a-f]{16}")
+_OBJECT_ID = re.compile(r"([po])\.(m_[a-z0-9_]{1,24})\.(x?)([0-9a-f]{16})")
+MAX_MERCHANT_ID = 26  # "m_" and at most 24 characters
 
 
 def owner_of(object_id: str) -> str | None:
     """The merchant id embedded in a place or offer id (`p.<merchant>.<suffix>`), or None."""
     match = _OBJECT_ID.fullmatch(object_id)
-    return match.group(1) if match else None
+    return match.group(2) if match else None
+
+
+def id_parts(object_id: str) -> tuple[str, str, bool, int] | None:
+    """A place or offer id's kind (`p` or `o`), merchant, whether its suffix is derived from an
+    external id (`x`), and its 16 hex digits as an int; None for anything else."""
+    match = _OBJECT_ID.fullmatch(object_id)
+    if not match:
+        return None
+    kind, merchant, external, digits = match.groups()
+    return kind, merchant, external == "x", int(digits, 16)
+
+
+def object_id(kind: str, merchant: str, external: bool, digits: int) -> str:
+    """The id `id_parts` took apart."""
+    return f"{kind}.{merchant}.{'x' if external else ''}{digits:016x}"
 
 
 def _tag(merchant_id: str) -> str:
@@ -103,7 +119,7 @@ def redemptions(merchant_id: str) -> str:
 
 # The record layout's version: bump it whenever PLACE_RECORD or OFFER_RECORD change, so that
 # records of an older layout are never decoded as the new one (`offers reindex` refiles).
-GEO_LAYOUT = "v2"
+GEO_LAYOUT = "v3"
 
 
 def cell_places(region: str, cell: int) -> str:
@@ -114,6 +130,11 @@ def cell_places(region: str, cell: int) -> str:
 def cell_offers(region: str, cell: int) -> str:
     """String: the cell's packed offer records (`offers.geo_index.OFFER_RECORD`), back to back."""
     return f"{{g:{region}}}:offers:{GEO_LAYOUT}:{cell:x}"
+
+
+# Hash: 8-byte digest -> weekly serving mask (`offers.hours`), which offer records name by
+# digest. Content-addressed, so entries never change and readers cache them for good.
+SERVING_MASKS = "{masks}:serving"
 
 
 # -- the learning loop: `{d:<driver key>}` per driver, `{models}`, `{log}` ---------------------

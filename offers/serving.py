@@ -23,7 +23,7 @@ from ranking import Candidates
 
 from . import keys
 from .catalogue import offer_state
-from .geo_index import CATEGORIES, GeoIndex
+from .geo_index import CATEGORIES, PLACE_KEY, GeoIndex, ids_of
 from .hours import is_open_exactly, local_slot, open_at, zone_name
 from .redemptions import driver_key
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
@@ -124,7 +124,7 @@ class OfferServing:
         # for what is left.
         rows = np.flatnonzero(keep)
         slot = local_slot(records["zone"][rows], arrival[rows])
-        is_open = open_at(records["serving"][rows], slot)
+        is_open = open_at(self.index.serving_masks(records["serving"][rows]), slot)
         rows, slot = rows[is_open], slot[is_open]
         records = records[rows]
         if distance is None:
@@ -132,7 +132,7 @@ class OfferServing:
         else:
             distance = distance[rows]
         return Candidates(
-            offer_id=records["offer_id"], place_id=records["place_id"],
+            place_key=np.ascontiguousarray(records["place"]).view(f"S{PLACE_KEY.itemsize}"),
             category=records["category"].astype(np.intp), brand=records["brand"],
             value_estimate=records["value_estimate"].astype(float),
             discount_kind=records["discount_kind"].astype(np.intp),
@@ -149,8 +149,7 @@ class OfferServing:
         mask cannot hold), and its budget, today's cap and this driver's limit not used up."""
         driver = driver_key(fleet_id, driver_id)
         arrivals = [datetime.fromtimestamp(trip.at.timestamp() + eta, UTC) for eta in eta_s]
-        offer_ids = [o.decode() for o in records["offer_id"]]
-        place_ids = [p.decode() for p in records["place_id"]]
+        offer_ids, place_ids = ids_of(records)
         # One script per merchant reads its offers, their places (an offer's places are in its
         # merchant's catalogue) and their counters: a command per merchant, not five per row
         # (each command costs the client more than it costs Redis).

@@ -15,8 +15,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Candidates:
-    offer_id: np.ndarray         # bytes, one row per (offer, place)
-    place_id: np.ndarray         # bytes
+    place_key: np.ndarray        # bytes, which place (`offers.geo_index.PLACE_KEY`); one row
+                                 # per (offer, place)
     category: np.ndarray         # int, index into offers.geo_index.CATEGORIES
     brand: np.ndarray            # uint64 brand fingerprint (0: none)
     value_estimate: np.ndarray   # float, what the offer is worth to a driver (0: unknown)
@@ -31,7 +31,7 @@ class Candidates:
     arrival_slot: np.ndarray     # local 15-minute slot of the week at arrival (0: Mon 00:00)
 
     def __len__(self) -> int:
-        return len(self.offer_id)
+        return len(self.place_key)
 
     def take(self, rows: np.ndarray) -> Candidates:
         return Candidates(**{name: getattr(self, name)[rows]

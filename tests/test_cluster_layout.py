@@ -13,7 +13,7 @@ from ranking.registry import ModelRegistry
 
 from .conftest import CAFE, FUEL
 
-TAG = re.compile(r"^\{(registry|models|log|[mgd]:[^}]+)\}:")
+TAG = re.compile(r"^\{(registry|models|log|masks|[mgd]:[^}]+)\}:")
 MULTI_KEY = {"DEL", "UNLINK", "WATCH", "EXISTS", "MGET"}
 KEYLESS = {"MULTI", "EXEC", "DISCARD", "UNWATCH", "PING", "HELLO", "SELECT", "CLIENT",
            "SCRIPT", "FLUSHDB", "INFO", "MONITOR", "SCAN", "DUMP", "DBSIZE"}

@@ -1,7 +1,19 @@
 """The geo index's write script: each cell string holds exactly the records last written."""
 
+import numpy as np
+import pytest
+
 from geo.cells import cell_of
-from offers.geo_index import GeoIndex, place_entry
+from offers import keys
+from offers.geo_index import (
+    OFFER_RECORD,
+    GeoIndex,
+    ids_of,
+    offer_entries,
+    offer_identity,
+    place_entry,
+)
+from offers.hours import open_at
 
 
 def _place(suffix: str, lat: float = 39.7392, lng: float = -104.9903) -> dict:
@@ -61,3 +73,55 @@ def test_bulk_writes_to_one_cell_keep_exactly_the_rest(redis_client):
     assert _ids(index) == [p["id"] for p in places[1::2]]
     index.apply([place_entry(places[1], remove=True)], [])  # one write: the find path
     assert _ids(index) == [p["id"] for p in places[3::2]]
+
+
+def _offer(suffix: str, place: dict, schedule: str | None = None) -> dict:
+    return {"id": f"o.m_test.{suffix:0>16}", "place_ids": [place["id"]], "status": "active",
+            "category": "cafe", "discount": {"kind": "percent", "value": 10},
+            "valid_from": None, "timezone": "America/Denver", "schedule": schedule}
+
+
+def _denver(place: dict) -> dict:
+    return {**place, "timezone": "America/Denver", "opening_hours": "Mo-Fr 08:00-18:00"}
+
+
+def test_offer_records_name_their_ids_compactly_and_give_them_back(redis_client):
+    index = GeoIndex(redis_client)
+    plain, imported = _denver(_place("a1")), _denver({**_place("b"), "id": "p.m_test.x" + "f" * 16})
+    offers = [_offer("c", plain), _offer("d", imported)]
+    for offer, place in zip(offers, (plain, imported), strict=True):
+        index.apply([], offer_entries(offer, {place["id"]: place}))
+    records = index.offers_in([cell_of(plain["lat"], plain["lng"])])
+    assert OFFER_RECORD.itemsize == 111  # was 240 with ids as strings and masks inline
+    assert ids_of(records) == ([o["id"] for o in offers], [plain["id"], imported["id"]])
+    index.apply(offer_entries(offers[0], {plain["id"]: plain}, remove=True), [])
+    assert ids_of(index.offers_in([cell_of(plain["lat"], plain["lng"])]))[0] == [offers[1]["id"]]
+
+
+@pytest.mark.parametrize("offer_id, place_id", [
+    ("o.m_test.00000000000000c1", "p.m_other.00000000000000a1"),  # another merchant's place
+    ("o.m_test.c1", "p.m_test.00000000000000a1"),                 # not an id the catalogue makes
+    ("p.m_test.00000000000000c1", "p.m_test.00000000000000a1"),   # a place is not an offer
+])
+def test_an_offer_record_needs_ids_of_one_merchant(offer_id, place_id):
+    with pytest.raises(ValueError):
+        offer_identity(offer_id, place_id)
+
+
+def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client):
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    place = _denver(_place("a"))
+    offers = [_offer("c", place), _offer("d", place, "Mo 10:00-11:00"), _offer("e", place)]
+    writer.apply([], [e for o in offers for e in offer_entries(o, {place["id"]: place})])
+    records = reader.offers_in([cell_of(place["lat"], place["lng"])])
+    assert records["serving"][0] == records["serving"][2] != records["serving"][1]
+    assert redis_client.hlen(keys.SERVING_MASKS) == 2  # one per distinct mask
+    masks = reader.serving_masks(records["serving"])
+    monday_9_30, monday_10_30 = 9 * 4 + 2, 10 * 4 + 2  # quarter hours from Monday 00:00
+    assert open_at(masks, np.array([monday_9_30] * 3)).tolist() == [True, False, True]
+    assert open_at(masks, np.array([monday_10_30] * 3)).tolist() == [True, True, True]
+    redis_client.unlink(keys.SERVING_MASKS)
+    assert np.array_equal(reader.serving_masks(records["serving"]), masks)  # cached for good
+    assert not GeoIndex(redis_client).serving_masks(records["serving"]).any()  # unknown: never
+    writer.clear()
+    assert redis_client.dbsize() == 0

@@ -47,8 +47,7 @@ def candidates(n: int = 3) -> Candidates:
     extra = ({"arrival_slot": np.array([32, 33, 36][:n])}
              if "arrival_slot" in Candidates.__dataclass_fields__ else {})
     return Candidates(**extra,
-        offer_id=np.array([b"o%d" % i for i in range(n)]),
-        place_id=np.array([b"p%d" % i for i in range(n)]),
+        place_key=np.array([b"p%d" % i for i in range(n)]),
         category=np.array([CATEGORIES.index(c) for c in ("cafe", "restaurant", "fuel")][:n]),
         brand=np.array([0, 7, 0][:n], dtype=np.uint64),
         value_estimate=np.array([3.5, 0.0, 4.0][:n]),

@@ -10,6 +10,7 @@ import pytest
 
 from api.recommendations import _first_of_each
 from geo.route import WGS84
+from offers.geo_index import PLACE_KEY
 
 from .conftest import CAFE
 
@@ -233,9 +234,13 @@ def test_only_fleet_keys_get_recommendations(client, merchant):
 
 def test_each_places_first_offer_is_found_by_fingerprint_as_by_sorting_ids():
     rng = np.random.default_rng(4)
-    ids = np.array([f"p.m_{i % 7}.{rng.integers(1 << 60):x}".encode() for i in range(300)],
-                   dtype="S48")
+    ids = np.zeros(300, PLACE_KEY)  # merchants, external flags and digits that repeat apart
+    ids["merchant"] = [f"m_{i % 7}" for i in range(300)]
+    ids["external"] = rng.integers(0, 2, 300)
+    ids["digits"] = rng.integers(0, 40, 300) << 56  # zero low bytes, distinct high ones
+    ids = ids.view(f"S{PLACE_KEY.itemsize}")
     drawn = ids[rng.integers(0, len(ids), 2000)]  # many offers per place
     _, expected = np.unique(drawn, return_index=True)
+    assert len(expected) > 200
     assert sorted(_first_of_each(drawn).tolist()) == sorted(expected.tolist())
-    assert _first_of_each(np.zeros(0, "S48")).size == 0
+    assert _first_of_each(np.zeros(0, "S35")).size == 0
