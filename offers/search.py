@@ -18,7 +18,7 @@ from geo.cells import corridor_cells, radius_cells
 from geo.route import WGS84, Route
 
 from . import keys
-from .geo_index import CATEGORIES, GeoIndex, brand_key
+from .geo_index import CATEGORIES, GeoIndex, brand_key, take
 
 # How a detour is estimated: out to the place and back, along roads that are on average this
 # much longer than the straight line, at this speed (urban driving off the main route).
@@ -42,7 +42,7 @@ def _filter(records: np.ndarray, categories: list[str] | None,
         keep &= np.isin(records["category"], [CATEGORIES.index(c) for c in categories])
     if brands:
         keep &= np.isin(records["brand"], np.array([brand_key(b) for b in brands], np.uint64))
-    return records[keep]
+    return take(records, keep)
 
 
 class PlaceSearch:
@@ -58,9 +58,9 @@ class PlaceSearch:
         _, _, distance = WGS84.inv(np.full(len(records), lng), np.full(len(records), lat),
                                    records["lng"], records["lat"])
         inside = distance <= radius_m
-        records, distance = records[inside], distance[inside]
+        records, distance = take(records, inside), distance[inside]
         order = np.lexsort((records["place_id"], distance))
-        return self._answer(records[order], {"distance_m": distance[order]}, limit)
+        return self._answer(take(records, order), {"distance_m": distance[order]}, limit)
 
     def along_route(self, route: Route, corridor_m: float, limit: int,
                     categories: list[str] | None = None,
@@ -71,9 +71,9 @@ class PlaceSearch:
                           categories, brands)
         located = route.locate(records["lat"], records["lng"], corridor_m)
         inside = located.offset_m <= corridor_m
-        records, located = records[inside], located.take(inside)
+        records, located = take(records, inside), located.take(inside)
         order = np.lexsort((records["place_id"], located.along_m))
-        records, offset = records[order], located.offset_m[order]
+        records, offset = take(records, order), located.offset_m[order]
         along = located.along_m[order] - route.along_m[0]
         detour = detour_m(offset)
         return self._answer(records, {

@@ -23,7 +23,7 @@ from ranking import Candidates
 
 from . import keys
 from .catalogue import offer_state
-from .geo_index import CATEGORIES, PLACE_KEY, GeoIndex, ids_of
+from .geo_index import CATEGORIES, PLACE_KEY, GeoIndex, ids_of, take
 from .hours import is_open_exactly, local_slot, open_at, zone_name
 from .redemptions import driver_key
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
@@ -126,7 +126,7 @@ class OfferServing:
         slot = local_slot(records["zone"][rows], arrival[rows])
         is_open = open_at(self.index.serving_masks(records["serving"][rows]), slot)
         rows, slot = rows[is_open], slot[is_open]
-        records = records[rows]
+        records = take(records, rows)
         if distance is None:
             distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
         else:
