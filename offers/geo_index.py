@@ -57,7 +57,7 @@ OFFER_RECORD = np.dtype([
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
     ("zone", "<u4"), ("cap_zone", "<u4"),
-    ("serving", "<u8"),  # the digest of its weekly serving mask (`ServingMasks`)
+    ("serving", "<u8"),  # its weekly serving mask's digest (`GeoIndex.serving_masks`)
 ])
 
 _RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, OFFER_IDENTITY.itemsize: OFFER_RECORD}
@@ -66,7 +66,7 @@ MASK_CACHE_LIMIT = 100_000  # distinct serving masks a process keeps (8.4 MB)
 
 
 class Entry(NamedTuple):
-    key: str                    # the cell's
+    key: str                    # the cell's key
     identity: bytes
     record: bytes | None        # None removes the record
     mask: bytes | None = None   # an offer record's serving mask, filed under its digest

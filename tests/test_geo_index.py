@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from geo.cells import cell_of
-from offers import keys
+from offers import geo_index, keys
 from offers.geo_index import (
     OFFER_RECORD,
     GeoIndex,
@@ -125,3 +125,20 @@ def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client
     assert not GeoIndex(redis_client).serving_masks(records["serving"]).any()  # unknown: never
     writer.clear()
     assert redis_client.dbsize() == 0
+
+
+def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
+    monkeypatch.setattr(geo_index, "MASK_CACHE_LIMIT", 2)
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    reader._mask_table = reader._mask_table[:1]  # so that it has to grow too
+    place = _denver(_place("a"))
+    schedules = [None, "Mo 10:00-11:00", "Tu 10:00-11:00"]
+    offers = [_offer(f"c{i}", place, schedule) for i, schedule in enumerate(schedules)]
+    writer.apply([], [e for o in offers for e in offer_entries(o, {place["id"]: place})])
+    digests = reader.offers_in([cell_of(place["lat"], place["lng"])])["serving"]
+    first = reader.serving_masks(digests[:2])
+    assert np.array_equal(reader.serving_masks(digests)[:2], first)  # over the limit: refilled
+    assert len(reader._mask_rows) == 3
+    tuesday_10_30 = 24 * 4 + 10 * 4 + 2
+    assert open_at(reader.serving_masks(digests), np.array([tuesday_10_30] * 3)).tolist() == [
+        True, False, True]
