@@ -35,6 +35,7 @@ from .earth import (
     EQUATORIAL_RADIUS_M,
     MEAN_RADIUS_M,
     WGS84,
+    distance_m,
     ecef_from_unit,
 )
 
@@ -435,6 +436,7 @@ def route_from_polyline(encoded: str) -> Route:
 
 
 def warm_up() -> None:
-    """Compile the route search (or load it from numba's cache), so that a server's first
-    request does not wait seconds for it."""
+    """Compile the route search and the long-distance measure (or load them from numba's
+    cache), so that a server's first request does not wait seconds for them."""
     route_from_points([0.0, 0.0], [0.0, 0.001]).locate([0.0], [0.0005], 10.0)
+    distance_m(0.0, 0.0, np.zeros(1), np.ones(1))

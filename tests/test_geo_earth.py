@@ -1,9 +1,9 @@
-"""The chord formula against pyproj's exact geodesic, over the whole ellipsoid."""
+"""The chord formula and Vincenty's against pyproj's exact geodesic, over the whole ellipsoid."""
 
 import numpy as np
 import pytest
 
-from geo.earth import CHORD_RANGE_M, WGS84, distance_m
+from geo.earth import CHORD_RANGE_M, EQUATORIAL_RADIUS_M, WGS84, _vincenty_m, distance_m
 
 
 def _pairs(n: int, max_m: float, seed: int = 7):
@@ -21,7 +21,7 @@ def test_short_distances_match_the_geodesic(max_m, tolerance_m):
     assert np.abs(distance_m(lat1, lng1, lat2, lng2) - length).max() < tolerance_m
 
 
-def test_long_distances_fall_back_to_the_geodesic():
+def test_long_distances_match_the_geodesic_too():
     lat1, lng1, lat2, lng2, length = _pairs(10_000, 19_000_000.0)  # shorter than any antipodal path
     assert np.abs(distance_m(lat1, lng1, lat2, lng2) - length).max() < 0.003
 
@@ -31,3 +31,11 @@ def test_distance_across_the_antimeridian_and_at_the_pole():
         WGS84.inv(179.9995, 0.0, -179.9995, 0.0)[2], abs=1e-6)
     assert distance_m(89.9999, 0.0, 89.9999, 180.0) == pytest.approx(
         WGS84.inv(0.0, 89.9999, 180.0, 89.9999)[2], abs=1e-6)
+
+
+def test_nearly_antipodal_points_fall_back_to_pyproj():
+    """Vincenty's iteration does not converge there; pyproj answers instead."""
+    lat1, lng1, lat2, lng2 = (np.array([v]) for v in (0.0, 0.0, 0.5, 179.7))
+    assert np.isnan(_vincenty_m(lat1, lng1, lat2, lng2, EQUATORIAL_RADIUS_M, WGS84.f)).all()
+    assert distance_m(0.0, 0.0, 0.5, 179.7) == pytest.approx(
+        WGS84.inv(0.0, 0.0, 179.7, 0.5)[2], abs=1e-6)
