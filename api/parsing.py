@@ -33,7 +33,7 @@ class Blueprint(flask_smorest.Blueprint):
     def arguments(self, schema, *args, **kwargs):
         """As flask-smorest's, with a schema class made an instance once: webargs otherwise
         instantiates the class on every request (deep copies of every field and nested
-        schema, half a millisecond on a recommendation). Loading does not change a schema."""
+        schema). Loading does not change a schema."""
         if isinstance(schema, type):
             schema = schema()
         return super().arguments(schema, *args, **kwargs)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from offers.redis_server import RedisServer
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Runs inside each version's checkout (its own code on sys.path): build, then answer requests.
@@ -105,9 +107,6 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="ranking model directory (absolute path)")
     args = parser.parse_args()
     args.km = [f"{km:g}" for km in args.km]
-    sys.path.insert(0, str(REPO))
-    from offers.redis_server import RedisServer
-
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         server = RedisServer().start()
         trees = {"old": checkout(args.base, Path(tmp) / "old"),

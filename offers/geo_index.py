@@ -178,7 +178,7 @@ def ids_of(records: np.ndarray) -> tuple[list[str], list[str]]:
 
 def take(records: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """`records[rows]` (indices or a mask) for packed records: as opaque bytes numpy copies a
-    row in one go rather than field by field, 18x faster on thousands of candidates."""
+    row in one go rather than field by field, many times faster."""
     opaque = records.view(f"V{records.dtype.itemsize}")
     return opaque[rows].view(records.dtype)
 
@@ -278,9 +278,9 @@ class GeoIndex:
             for row, (digest, mask) in enumerate(known, start=start):
                 self._mask_table[row] = np.frombuffer(mask, np.uint8)
                 self._mask_rows[digest] = row
-        rows = np.array([self._mask_rows.get(d, -1) for d in unique.tolist()], np.intp)
-        masks = self._mask_table[rows[inverse]]
-        masks[rows[inverse] < 0] = 0
+        rows = np.array([self._mask_rows.get(d, -1) for d in unique.tolist()], np.intp)[inverse]
+        masks = self._mask_table[rows]
+        masks[rows < 0] = 0
         return masks
 
     def places_in(self, cells: list[int]) -> np.ndarray:

@@ -5,7 +5,6 @@ of a shortlist against the catalogue and the budget counters is one pipelined ro
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,9 +79,9 @@ class OfferServing:
     def __init__(self, redis: Redis):
         self.redis = redis
         self.index = GeoIndex(redis)
-        # By SHA alone: a pipeline holding a registered script asks the server whether it
-        # knows it first, a round trip per request.
-        self._check_sha = hashlib.sha1(_SHORTLIST_CHECK.encode()).hexdigest()
+        # Sent by SHA as a plain command: a pipeline holding a registered script asks the
+        # server whether it knows it first, a round trip per request.
+        self._check = redis.register_script(_SHORTLIST_CHECK)
 
     def candidates(self, trip: Trip, categories: list[str] | None = None,
                    max_detour_s: float | None = None) -> tuple[Candidates, np.ndarray]:
@@ -166,7 +165,7 @@ class OfferServing:
                                                     day.date().isoformat()),
                              keys.offer_redeemed_by(merchant, offer_ids[i])]
                 args += [offer_ids[i], place_ids[i]]
-            commands.append(("EVALSHA", self._check_sha, 2 + len(counters),
+            commands.append(("EVALSHA", self._check.sha, 2 + len(counters),
                              keys.offers(merchant), keys.places(merchant), *counters, *args))
         replies: list = [None] * len(records)
         for rows, reply in zip(by_merchant.values(), self._run(commands), strict=True):
@@ -182,7 +181,7 @@ class OfferServing:
         try:
             return self._pipelined(commands)
         except NoScriptError:
-            self.redis.script_load(_SHORTLIST_CHECK)
+            self.redis.script_load(self._check.script)
             return self._pipelined(commands)
 
     def _pipelined(self, commands: list[tuple]) -> list:

@@ -68,26 +68,29 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
     def _columns(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        return self._informative(X)
+
+    def _informative(self, X: np.ndarray) -> np.ndarray:
         return X[:, self.columns_] if len(self.columns_) else np.zeros((len(X), 1))
 
     def decision_function(self, X) -> np.ndarray:
         """The logit of acceptance (binary) or per-class scores (more classes)."""
-        columns = self._columns(X)
+        return self._logits(self._columns(X))
+
+    def serving_logits(self, X: np.ndarray) -> np.ndarray:
+        """`decision_function` of feature rows that `ranking.features` made (a float matrix
+        of every feature column), without scikit-learn's input validation, which serving
+        would otherwise pay on every request. The same logits."""
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            return self.decision_function(X)
+        return self._logits(self._informative(X))
+
+    def _logits(self, columns: np.ndarray) -> np.ndarray:
         if self.forest_ is not None:  # None for more than two classes or categorical splits
             return forest_logits(np.ascontiguousarray(columns, dtype=np.float64),
                                  *self.forest_)
         _limit_openmp(self.n_threads)
         return self.booster_.decision_function(columns)
-
-    def serving_logits(self, X: np.ndarray) -> np.ndarray:
-        """`decision_function` of feature rows that `ranking.features` made (a float matrix
-        of every feature column), without scikit-learn's input validation: on a request's
-        shortlist that validation cost a fifth of the trees' walk. The same logits."""
-        if (self.forest_ is None or len(self.columns_) == 0 or X.ndim != 2
-                or X.shape[1] != self.n_features_in_):
-            return self.decision_function(X)
-        return forest_logits(np.ascontiguousarray(X[:, self.columns_], dtype=np.float64),
-                             *self.forest_)
 
     def predict_proba(self, X) -> np.ndarray:
         columns = self._columns(X)
