@@ -61,9 +61,25 @@ def _disk(cells: set[int], reach_m: float) -> list[int]:
                      ).tolist()
 
 
+# Cell centres this process has computed, as lat + 1j * lng. H3 takes a third of a microsecond
+# for each (a 50 km corridor measures ~950 candidate cells), a dict lookup a twentieth of that,
+# and a server's cars drive the same region's cells over and over. About 130 bytes a cell.
+CENTRE_CACHE_LIMIT = 500_000
+_centre_cache: dict[int, complex] = {}
+
+
 def _centres(cells: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    centres = np.array([h3.cell_to_latlng(c) for c in cells]).reshape(-1, 2)
-    return centres[:, 0], centres[:, 1]
+    get = _centre_cache.get
+    found = [get(c) for c in cells]
+    if None in found:
+        if len(_centre_cache) + len(cells) > CENTRE_CACHE_LIMIT:
+            _centre_cache.clear()
+        for i, c in enumerate(cells):
+            if found[i] is None:
+                lat, lng = h3.cell_to_latlng(c)
+                found[i] = _centre_cache[c] = complex(lat, lng)
+    centres = np.array(found, dtype=complex)
+    return centres.real, centres.imag
 
 
 def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
@@ -87,4 +103,4 @@ def corridor_cells(route: Route, corridor_m: float) -> list[int]:
     clat, clng = _centres(cells)
     reach = corridor_m + CELL_RADIUS_MAX_M
     offset = route.locate(clat, clng, reach).offset_m
-    return [c for c, d in zip(cells, offset, strict=True) if d <= reach]
+    return np.asarray(cells)[offset <= reach].tolist()

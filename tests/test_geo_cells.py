@@ -61,3 +61,21 @@ def test_regions_of_many_cells_are_the_libraries_parents():
     cells += [h3.cell_to_center_child(p, 8) for p in h3.get_pentagons(0)]
     assert [f"{r:x}" for r in regions_of(np.array(cells, np.uint64)).tolist()] == \
         [region_of(c) for c in cells]
+
+
+def test_cell_centres_come_from_the_cache_as_h3_gives_them_and_it_starts_again_when_full(
+        monkeypatch):
+    from geo import cells as module
+    monkeypatch.setattr(module, "_centre_cache", {})
+    monkeypatch.setattr(module, "CENTRE_CACHE_LIMIT", 30)
+    disk = h3.grid_disk(cell_of(64.1, -21.9), 2)  # 19 cells
+    truth = np.array([h3.cell_to_latlng(c) for c in disk])
+    for _ in range(2):  # computed, then read back from the cache
+        lat, lng = module._centres(disk)
+        assert np.array_equal(np.column_stack([lat, lng]), truth)
+        assert set(module._centre_cache) == set(disk)
+    other = h3.grid_disk(cell_of(-33.9, 151.2), 2)  # 19 more would pass the limit
+    lat, lng = module._centres(other)
+    assert np.array_equal(np.column_stack([lat, lng]),
+                          np.array([h3.cell_to_latlng(c) for c in other]))
+    assert set(module._centre_cache) == set(other)
