@@ -109,8 +109,9 @@ def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
     expires_h = f["expires_in_s"].astype(float) / 3600
     prefs = {key: f[f"pref_{key}"].astype(np.int64) for key in PREFERENCE_KEYS}
     # Written column by column into one matrix: thousands of candidates per request, and
-    # stacking fifty temporary columns cost more than computing them.
-    out = np.empty((len(hour), N_FEATURES))
+    # stacking fifty temporary columns cost more than computing them. Column-major, so each
+    # column is one contiguous write (and serving's stand-in reads it column by column).
+    out = np.empty((N_FEATURES, len(hour))).T
     at = 0
 
     def put(values: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from offers.geo_index import CATEGORIES
 from . import online
 from .baseline import where_reasons
 from .candidates import Candidates, Situation
-from .features import candidates_to_raw, raw_to_features
+from .features import N_FEATURES, candidates_to_raw, raw_to_features
 from .model import forest_logits
 from .training import RankingModel, standin_logits
 
@@ -83,7 +83,7 @@ class LearnedRanker:
         shortlist = self.model.shortlist
         if shortlist is None or len(features) <= SHORTLIST:
             return online.predict_logit(self.model.global_logits(features), state, features)
-        logits = online.predict_logit(shortlist.logits(features), state, features)
+        logits = shortlist.logits(features, online.linear_terms(state))
         best = np.argpartition(-logits, SHORTLIST)[:SHORTLIST]
         rescored = online.predict_logit(self.model.global_logits(features[best]), state,
                                         features[best])
@@ -118,4 +118,6 @@ def warm_up() -> None:
     serving passes, so that a server's first scored request does not wait for them."""
     rows, ints, flags = np.zeros((1, 1)), np.zeros(1, np.int64), np.zeros(1, np.bool_)
     forest_logits(rows, 0.0, ints, ints, np.zeros(1), flags, ints, ints, ~flags, np.zeros(1))
-    standin_logits(rows, *(np.zeros(1) for _ in range(4)), 0.0)
+    features = np.zeros((N_FEATURES, 1)).T  # column-major, as `raw_to_features` makes them
+    standin_logits(features, *(np.zeros(N_FEATURES) for _ in range(4)), 0.0,
+                   *online.linear_terms(None))

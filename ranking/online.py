@@ -170,6 +170,14 @@ def covariance_factor(state: DriverState) -> np.ndarray:
     return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
+def linear_terms(state: DriverState | None) -> tuple[np.ndarray, ...]:
+    """What `driver_terms` computes, and the state's weights for them (zeros without a state),
+    for compiled loops that add a driver's terms without building them
+    (`ranking.training.standin_logits`)."""
+    weights = np.zeros(N_TERMS) if state is None else state.mean.astype(np.float64)
+    return _COLUMNS, _SCALES, _CENTRES, weights
+
+
 def predict_logit(global_logits: np.ndarray, state: DriverState,
                   features: np.ndarray) -> np.ndarray:
     """The driver's logit of taking each offer: the global logit plus what they taught us."""

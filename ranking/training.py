@@ -56,9 +56,15 @@ class Shortlist:
     low: np.ndarray
     high: np.ndarray
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        return standin_logits(np.ascontiguousarray(features, dtype=np.float64), self.fill,
-                               self.low, self.high, self.coef, self.intercept)
+    def logits(self, features: np.ndarray, driver: tuple | None = None) -> np.ndarray:
+        """The stand-in's logits, plus a driver's own terms when `driver` is
+        `online.linear_terms(state)`: one pass over the candidates for both."""
+        columns, scales, centres, weights = driver or _NO_DRIVER
+        if features.ndim != 2 or (len(columns) and features.shape[1] <= columns.max()):
+            raise ValueError("the driver's terms need rows of every feature column")
+        return standin_logits(np.asarray(features, dtype=np.float64), self.fill, self.low,
+                              self.high, self.coef, self.intercept, columns, scales, centres,
+                              weights)
 
     def to_json(self) -> dict:
         return {"fill": self.fill.tolist(), "coef": self.coef.tolist(),
@@ -72,20 +78,33 @@ class Shortlist:
                    *(np.asarray(data[k], float) for k in ("low", "high")))
 
 
+_NO_DRIVER = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(1))
+
+
 @njit(cache=True)
-def standin_logits(features, fill, low, high, coef, intercept):
-    """fill nan, clip to the training range, dot with coef: one pass over every candidate's
-    row instead of three temporary matrices (a 50 km corridor has thousands of rows)."""
+def standin_logits(features, fill, low, high, coef, intercept, term_columns, term_scales,
+                   term_centres, term_weights):
+    """fill nan, clip to the training range, dot with coef; then add the driver's terms
+    (`online.driver_terms` dotted with their weights: a bias, then one scaled and centred column
+    each, unknowns adding nothing). In place, column by column (serving's feature matrices are
+    column-major), instead of temporary matrices of thousands of candidates' rows."""
     rows, columns = features.shape
-    out = np.empty(rows)
-    for i in range(rows):
-        total = intercept
-        for j in range(columns):
+    out = np.full(rows, intercept)
+    for j in range(columns):
+        for i in range(rows):
             x = features[i, j]
             if np.isnan(x):
                 x = fill[j]
-            total += min(max(x, low[j]), high[j]) * coef[j]
-        out[i] = total
+            out[i] += min(max(x, low[j]), high[j]) * coef[j]
+    for i in range(rows):
+        out[i] += term_weights[0]
+    for k in range(len(term_columns)):
+        column, scale, centre = term_columns[k], term_scales[k], term_centres[k]
+        weight = term_weights[k + 1]
+        for i in range(rows):
+            x = features[i, column]
+            if not np.isnan(x):
+                out[i] += weight * (x * scale - centre)
     return out
 
 

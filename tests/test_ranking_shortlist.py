@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ranking import learned
 from ranking.training import RankingModel, fit_shortlist
@@ -55,3 +56,22 @@ def test_the_stand_in_does_not_extrapolate_beyond_its_training_range():
     x = np.linspace(0, 1, 100)[:, None]
     shortlist = fit_shortlist(x, 3 * x[:, 0], ridge=0.0)
     assert np.isclose(shortlist.logits(np.array([[7.0]]))[0], 3.0)
+
+
+def test_the_stand_in_adds_a_drivers_terms_in_the_same_pass(model_dir):
+    from ranking import online
+    from ranking.features import N_FEATURES
+
+    model = RankingModel.load(model_dir)
+    rng = np.random.default_rng(4)
+    rows = rng.uniform(0, 3, (40, N_FEATURES))
+    rows[rng.random(rows.shape) < 0.2] = np.nan  # unknowns add nothing to the driver's part
+    state = online.DriverState(rng.normal(size=online.N_TERMS).astype(np.float32),
+                               np.eye(online.N_TERMS, dtype=np.float32))
+    expected = online.predict_logit(model.shortlist.logits(rows), state, rows)
+    for layout in (rows, np.asfortranarray(rows)):  # serving's matrices are column-major
+        fused = model.shortlist.logits(layout, online.linear_terms(state))
+        assert np.allclose(fused, expected, rtol=0, atol=1e-12)
+        assert not np.allclose(fused, model.shortlist.logits(layout))  # the terms count
+    with pytest.raises(ValueError):  # a matrix without the driver's columns
+        model.shortlist.logits(rows[:, :3], online.linear_terms(state))
