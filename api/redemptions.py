@@ -18,7 +18,8 @@ blp = Blueprint("redemptions", __name__, url_prefix="/v1/redemptions",
 @blp.arguments(RedemptionSchema)
 @blp.response(201, RedemptionSchema)
 @blp.alt_response(409, description="Budget, daily cap or per-driver limit used up, or the "
-                                   "offer is paused, expired or not yet valid")
+                                   "offer is paused, expired, not yet valid or outside its "
+                                   "weekly schedule")
 @blp.doc(security=SECURITY)
 def redeem(body: dict):
     """Count one redemption of an offer at one of its places

@@ -59,12 +59,21 @@ def offer_state(offer: dict, now: datetime) -> str:
     return "active"
 
 
+def schedule_digest(offer: dict) -> str:
+    """A short fingerprint of the offer's weekly schedule ("" for none): the redemption script
+    compares it with the schedule the caller checked, so a concurrent edit cannot slip one
+    redemption through under the old hours."""
+    schedule = offer.get("schedule")
+    return hashlib.sha256(schedule.encode()).hexdigest()[:16] if schedule else ""
+
+
 def offer_terms(offer: dict) -> dict:
-    """The fields the redemption script enforces, as flat numbers (0 means no limit)."""
+    """The fields the redemption script enforces, as flat numbers (0 means no limit), and the
+    schedule's fingerprint."""
     budget = offer.get("budget") or {}
     until = offer.get("valid_until")
     return {
-        "status": offer["status"],
+        "status": offer["status"], "schedule": schedule_digest(offer),
         "valid_from": datetime.fromisoformat(offer["valid_from"]).timestamp(),
         "valid_until": datetime.fromisoformat(until).timestamp() if until else 0,
         "max_redemptions": budget.get("max_redemptions") or 0,

@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 from redis import Redis
 
 from . import keys
-from .catalogue import Catalogue, utc_now
+from .catalogue import Catalogue, schedule_digest, utc_now
 from .errors import Conflict, Invalid, NotFound
+from .hours import is_open_exactly
 
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 DAY_COUNTER_TTL_S = 3 * 24 * 3600  # a local day plus any timezone offset, with room to spare
@@ -27,7 +28,7 @@ REDEMPTION_LOG_MAXLEN = 1_000_000
 
 # KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
 # ARGV: now, driver_key, fingerprint, redemption_id, place_id, fleet_id, idem_ttl, day_ttl,
-#       log_maxlen, offer_id
+#       log_maxlen, offer_id, schedule digest (of the schedule the caller checked `now` against)
 _REDEEM = """
 local prior = redis.call('GET', KEYS[5])
 if prior then
@@ -36,8 +37,9 @@ if prior then
   return {'replayed', string.sub(prior, 1, sep - 1)}
 end
 local t = redis.call('HMGET', KEYS[1], 'status', 'valid_from', 'valid_until',
-                     'max_redemptions', 'daily_max', 'per_driver_limit')
+                     'max_redemptions', 'daily_max', 'per_driver_limit', 'schedule')
 if not t[1] then return {'gone', ''} end
+if t[7] and t[7] ~= ARGV[11] then return {'schedule_changed', ''} end
 local now = tonumber(ARGV[1])
 if t[1] ~= 'active' then return {'paused', ''} end
 if now < tonumber(t[2]) then return {'not_yet_valid', ''} end
@@ -66,6 +68,8 @@ _REFUSALS = {
     "budget_exhausted": "the offer's budget is used up",
     "daily_cap_reached": "the offer's daily cap is reached",
     "driver_limit_reached": "this driver has used up the offer's per-driver limit",
+    "outside_schedule": "the offer is not served at this time (its weekly schedule)",
+    "schedule_changed": "the offer's schedule changed while redeeming it; try again",
 }
 
 
@@ -114,6 +118,12 @@ class Redemptions:
         if place_id not in offer["place_ids"]:
             raise Invalid("the offer is not valid at this place",
                           {"place_id": [f"offer {offer_id} does not include {place_id}"]})
+        # The schedule is the offer's own terms: outside it the offer is not on, whatever the
+        # car was shown earlier. In the place's local time, as serving reads it.
+        if offer.get("schedule") and not is_open_exactly(
+                offer["schedule"], self.catalogue.get_place(merchant_id, place_id)["timezone"],
+                now):
+            raise Conflict(_REFUSALS["outside_schedule"], {"offer_id": ["outside_schedule"]})
         day = now.astimezone(ZoneInfo(offer["timezone"])).date().isoformat()
         outcome, redemption_id = self._redeem(
             keys=[
@@ -126,7 +136,8 @@ class Redemptions:
             ],
             args=[now.timestamp(), driver_key(fleet_id, driver_id), fingerprint,
                   "r_" + secrets.token_hex(8), place_id, fleet_id,
-                  IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id],
+                  IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id,
+                  schedule_digest(offer)],
         )
         outcome = outcome.decode()
         if outcome == "gone":

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from offers.catalogue import Catalogue
+from offers.errors import Conflict
 from offers.redemptions import Redemptions
 
 from .conftest import CAFE, redis_snapshot, years_from_now
@@ -185,3 +186,37 @@ def test_crafted_offer_ids_are_404(client, fleet, offer_at, offer_id):
     _, headers = fleet
     _, place = offer_at()
     assert redeem(client, headers, {"id": offer_id}, place).status_code == 404
+
+
+def test_outside_the_offers_weekly_schedule_is_409_in_the_places_local_time(
+        redis_client, fleet, offer_at):
+    fleet_id, _ = fleet
+    offer, place = offer_at(schedule="Mo-Fr 08:00-10:00")  # a breakfast offer, Helsinki time
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    # Monday 7 December 2026: Helsinki is UTC+2, so 05:30Z is 07:30 there and 06:30Z is 08:30.
+    early = datetime(2026, 12, 7, 5, 30, tzinfo=UTC)
+    before = redis_snapshot(redis_client)
+    with pytest.raises(Conflict, match="not served at this time") as refused:
+        redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k1", now=early)
+    assert refused.value.errors == {"offer_id": ["outside_schedule"]}
+    assert redis_snapshot(redis_client) == before
+    on_time = datetime(2026, 12, 7, 6, 30, tzinfo=UTC)
+    assert redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k2", now=on_time).id
+
+
+def test_a_schedule_changed_between_the_check_and_the_count_refuses(redis_client, fleet,
+                                                                    offer_at):
+    from offers import keys
+
+    fleet_id, _ = fleet
+    offer, place = offer_at(schedule="Mo-Fr 08:00-10:00")
+    # As if a PATCH to other hours landed after this request read the offer.
+    redis_client.hset(keys.offer_terms(keys.owner_of(offer["id"]), offer["id"]), "schedule",
+                      "0123456789abcdef")
+    before = redis_snapshot(redis_client)
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    with pytest.raises(Conflict, match="schedule changed") as refused:
+        redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k1",
+                           now=datetime(2026, 12, 7, 6, 30, tzinfo=UTC))
+    assert refused.value.errors == {"offer_id": ["schedule_changed"]}
+    assert redis_snapshot(redis_client) == before
