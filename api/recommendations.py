@@ -25,6 +25,7 @@ from ranking.offpolicy import DECISION_CANDIDATES
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
+from .responses import json_response
 from .schemas import RecommendationRequestSchema, RecommendationSchema
 from .services import services
 
@@ -94,7 +95,8 @@ def recommend(body: dict):
                     features[row], {name: values[row] for name, values in raw.items()})
          for i, (item, row) in enumerate(zip(items, rows, strict=True))],
         _decision(records, features, scores, eligible, rows, chances, order))
-    return {"recommendation_id": recommendation_id, "model": ranker.version, "items": items}
+    return json_response({"recommendation_id": recommendation_id, "model": ranker.version,
+                          "items": items})
 
 
 def _first_of_each(ids: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from geo.route import RouteError
 
 from .auth import ADMIN, FLEET, MERCHANT, SECURITY, require
 from .parsing import Blueprint
+from .responses import json_response
 from .schemas import AlongRoutePageSchema, AlongRouteSchema, NearbyArgsSchema, NearbyPageSchema
 from .services import services
 
@@ -22,8 +23,8 @@ blp = Blueprint("search", __name__, url_prefix="/v1/places",
 @blp.doc(security=SECURITY)
 def nearby(args: dict):
     """Places within a radius, nearest first"""
-    return {"items": services().search.nearby(
-        args["lat"], args["lng"], args["radius_m"], args["limit"], args.get("category"))}
+    return json_response({"items": services().search.nearby(
+        args["lat"], args["lng"], args["radius_m"], args["limit"], args.get("category"))})
 
 
 @blp.route("/search-along-route", methods=["POST"])
@@ -43,5 +44,5 @@ def along_route(body: dict):
             route = route.remaining_from(body["position"]["lat"], body["position"]["lng"])
         except RouteError as error:
             abort(422, errors={"position": [str(error)]})
-    return {"items": services().search.along_route(
-        route, body["corridor_m"], body["limit"], body.get("categories"), body.get("brands"))}
+    return json_response({"items": services().search.along_route(
+        route, body["corridor_m"], body["limit"], body.get("categories"), body.get("brands"))})

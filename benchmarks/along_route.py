@@ -16,6 +16,8 @@ in chunks of 10,000 and `Catalogue.add_offer` one offer at a time, and measures:
   (a) `PlaceSearch.along_route(route, corridor, 1000)` in-process; the same call answering
       place ids instead of documents (`along_route_ids`); and the same without a limit
       (`along_route_all`: every place in the corridor, the like-for-like of the baselines);
+      and POST /v1/places/search-along-route (limit 1000) through the Flask test client
+      (`along_route_endpoint`: parsing the body, the search and writing the JSON answer);
   (b) POST /v1/recommendations through the Flask test client (fleet key, position at the
       route start, limit 10);
   (c) the same over HTTP against gunicorn with one worker (sequential requests from one
@@ -83,8 +85,10 @@ DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeou
 PRODUCT_PACKAGES = ("api/", "geo/", "offers/", "ranking/")
 SNAPSHOT_ENV = "BENCH_CODE_STATE"  # set in the child that runs on a snapshot of the code
 # Methods that measure with the exact coordinates, so their order along the route must match.
-ORDER_EXACT_METHODS = ("along_route", "along_route_ids", "along_route_all", "numpy")
-LIMITED_METHODS = ("along_route", "along_route_ids")  # answer at most --limit places
+ORDER_EXACT_METHODS = ("along_route", "along_route_ids", "along_route_all",
+                       "along_route_endpoint", "numpy")
+# answer at most --limit places
+LIMITED_METHODS = ("along_route", "along_route_ids", "along_route_endpoint")
 UNLIMITED = 10**9
 # Greedy, so the in-process and HTTP answers can be compared offer for offer.
 EXPLORATION = "greedy"
@@ -328,7 +332,26 @@ def _vertices(line: dict) -> tuple[np.ndarray, np.ndarray]:
     return coords[:, 1], coords[:, 0]
 
 
-def search_methods(client: redis.Redis, geosearch: GeoSearchBaseline, scan: NumpyBaseline,
+def search_endpoint(redis_url: str, key: str, corridor_m: float,
+                    limit: int) -> Callable[[dict], list]:
+    """POST /v1/places/search-along-route through the Flask test client: its answer's items."""
+    client = create_app({"REDIS_URL": redis_url}).test_client()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def call(line: dict) -> list:
+        response = client.post("/v1/places/search-along-route", headers=headers,
+                               data=orjson.dumps({"route": line, "corridor_m": corridor_m,
+                                                  "limit": limit}))
+        if response.status_code != 200:
+            raise RuntimeError(f"search failed with {response.status_code}: "
+                               f"{response.get_data()[:500]!r}")
+        return orjson.loads(response.get_data())["items"]
+
+    return call
+
+
+def search_methods(client: redis.Redis, redis_url: str, key: str,
+                   geosearch: GeoSearchBaseline, scan: NumpyBaseline,
                    postgis: PostgisBaseline | None, corridor_m: float,
                    limit: int) -> dict[str, Callable[[dict], object]]:
     search, ids_only = PlaceSearch(client), IdsOnlySearch(client)
@@ -340,6 +363,7 @@ def search_methods(client: redis.Redis, geosearch: GeoSearchBaseline, scan: Nump
                                                              corridor_m, limit),
         "along_route_all": lambda line: ids_only.along_route(route_from_geojson(line),
                                                              corridor_m, UNLIMITED),
+        "along_route_endpoint": search_endpoint(redis_url, key, corridor_m, limit),
         "geosearch": lambda line: geosearch.along(route_from_geojson(line), corridor_m),
         "numpy": lambda line: scan.along(route_from_geojson(line), corridor_m),
     }
@@ -354,7 +378,7 @@ def _kept(method: str, result):
     """What verification needs of a result: its place ids in order (and a baseline's counts)."""
     if method == "route_parse":
         return None
-    if method == "along_route":
+    if method in ("along_route", "along_route_endpoint"):
         return [item["place_id"] for item in result]
     if method in ("along_route_ids", "along_route_all"):
         return [pid.decode() for pid in result]
@@ -601,8 +625,8 @@ def setup_baselines(args, client: redis.Redis, catalogue: synthetic.Catalogue,
     return geosearch, scan, postgis
 
 
-def run_searches(args, client, catalogue, routes, at, baselines) -> dict:
-    methods = search_methods(client, *baselines, args.corridor_m, args.limit)
+def run_searches(args, client, redis_url, key, catalogue, routes, at, baselines) -> dict:
+    methods = search_methods(client, redis_url, key, *baselines, args.corridor_m, args.limit)
     verifier = Verifier(client, catalogue, args.corridor_m, args.limit, at)
     out = {}
     for length, lines in routes.items():
@@ -697,8 +721,8 @@ def run_size(args, n: int, far_copies: int, region: synthetic.Region, routes: di
         release_documents(catalogue, offers)
         result["memory_breakdown"] = memory_breakdown(client)
         baselines = setup_baselines(args, client, catalogue, result)
-        result["search"], result["search_profile"] = run_searches(args, client, catalogue,
-                                                                  routes, at, baselines)
+        result["search"], result["search_profile"] = run_searches(
+            args, client, server.url, fleet_key, catalogue, routes, at, baselines)
         if args.model:
             registry = ModelRegistry(client)
             result["ranking_model"] = registry.activate(registry.publish(args.model))
@@ -763,13 +787,15 @@ def print_size(size: dict) -> None:
               f"{means['offer_candidates']:.0f} live offers in the corridor)")
         read = {"along_route": means["place_records_read"],
                 "along_route_ids": means["place_records_read"],
+                "along_route_endpoint": means["place_records_read"],
                 "along_route_all": means["place_records_read"],
                 "geosearch": means.get("geosearch_hits"),
                 "numpy": means.get("numpy_bbox_candidates")}
         for method, timing in block["timings"].items():
             s = timing["summary"]
             limited = min(means["places_in_corridor"], 1000)
-            shown = {"along_route": limited, "along_route_ids": limited}.get(
+            shown = {"along_route": limited, "along_route_ids": limited,
+                     "along_route_endpoint": limited}.get(
                 method, means["places_in_corridor"] if method != "route_parse" else "")
             print(_row([method, f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}",
                         f"{shown:.0f}" if shown != "" else "",

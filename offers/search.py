@@ -86,17 +86,20 @@ class PlaceSearch:
         """The first `limit` places with their documents, dropping any record whose place was
         deleted or moved since it was filed (possible only while a write is in flight)."""
         take = min(len(records), _with_spare(limit))
-        docs = self.place_documents([pid.decode() for pid in records["place_id"][:take]])
+        place_ids = [pid.decode() for pid in records["place_id"][:take]]
+        docs = self.place_documents(place_ids)
+        where = list(zip(records["lat"][:take].tolist(), records["lng"][:take].tolist(),
+                         strict=True))
+        columns = {name: values[:take].tolist() for name, values in measures.items()}
         items = []
-        for i in range(take):
-            doc = docs.get(records["place_id"][i].decode())
-            if doc is None or (doc["lat"], doc["lng"]) != (records["lat"][i], records["lng"][i]):
+        for i, place_id in enumerate(place_ids):
+            doc = docs.get(place_id)
+            if doc is None or (doc["lat"], doc["lng"]) != where[i]:
                 continue
             item = {"place_id": doc["id"], "name": doc["name"], "category": doc["category"],
                     "brand": doc.get("brand"), "lat": doc["lat"], "lng": doc["lng"]}
-            for name, values in measures.items():
-                value = values[i]
-                item[name] = value.item() if hasattr(value, "item") else value
+            for name, values in columns.items():
+                item[name] = values[i]
             items.append(item)
             if len(items) == limit:
                 break

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from api.recommendations import _first_of_each
+from api.schemas import RecommendationSchema, RecommendedSchema
 from geo.route import WGS84
 from offers.geo_index import PLACE_KEY
 
@@ -69,6 +70,9 @@ def test_answer_has_an_id_and_ranked_items_with_reasons(client, fleet, shop):
     assert item["eta_s"] == pytest.approx(120 + 1.3 * 111 / (30 / 3.6), abs=5)
     assert item["score"] > answer["items"][1]["score"]
     assert item["reasons"] and all(isinstance(r, str) for r in item["reasons"])
+    # Written to JSON directly (api/responses.py): exactly what the documented schema writes.
+    assert RecommendationSchema().dump(answer) == answer
+    assert all(set(i) == set(RecommendedSchema().fields) for i in answer["items"])
 
 
 def test_serving_loads_its_check_script_again_when_redis_lost_it(client, fleet, shop,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.schemas import PlaceSchema
+from api.schemas import AlongRoutePageSchema, NearbyPageSchema, PlaceSchema
 from geo.route import WGS84, route_from_points
 from offers import keys
 from offers.catalogue import Catalogue
@@ -170,6 +170,22 @@ def test_nearby_answers_nearest_first_within_the_radius(client, fleet, denver):
         WGS84.inv(-104.99, 39.74, -104.98, 39.75)[2], abs=0.01)
     assert set(items[0]) == {"place_id", "name", "category", "brand", "lat", "lng",
                              "distance_m"}
+
+
+def test_search_answers_are_already_what_their_schemas_would_write(client, fleet, denver):
+    """The searches write their answers to JSON directly (api/responses.py): dumping them
+    through the documented schemas must change nothing, field names included."""
+    _, headers = fleet
+    nearby = client.get("/v1/places/nearby", query_string={
+        "lat": 39.74, "lng": -104.99, "radius_m": 3000}, headers=headers)
+    along = client.post("/v1/places/search-along-route", headers=headers, json={
+        "route": DENVER_ROUTE, "corridor_m": 1000})
+    for response, schema in ((nearby, NearbyPageSchema()), (along, AlongRoutePageSchema())):
+        assert response.status_code == 200 and response.mimetype == "application/json"
+        assert response.json["items"]
+        assert schema.dump(response.json) == response.json
+        fields = set(schema.fields["items"].inner.schema.fields)
+        assert all(set(item) == fields for item in response.json["items"])
 
 
 def test_nearby_filters_by_category_and_limits(client, merchant, denver):
