@@ -12,8 +12,9 @@ import marshmallow as ma
 import redis
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
-from flask import Flask
+from flask import Flask, send_from_directory
 from flask_smorest import Api
+from swagger_ui_bundle import swagger_ui_path
 
 from geo import route
 from ranking import learned
@@ -45,7 +46,9 @@ DEFAULTS = {
     "OPENAPI_URL_PREFIX": "/",
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "/docs",
-    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    # Swagger UI's scripts and styles from the swagger-ui-bundle package, served below: a
+    # car maker's network need not reach a CDN for the API's own documentation.
+    "OPENAPI_SWAGGER_UI_URL": "/docs/static/",
     # How recommendations explore (ranking.exploration): greedy, epsilon:<p>, softmax:<t>,
     # thompson:<draws> (the default: it closed the simulation's gap fastest, docs/ranking.md).
     "OFFERS_EXPLORATION": "thompson:32",
@@ -82,6 +85,8 @@ def create_app(config: dict | None = None) -> Flask:
     for module in (health, accounts, search, places, offers, redemptions, recommendations,
                    feedback, drivers, models):
         api.register_blueprint(module.blp)
+    app.add_url_rule("/docs/static/<path:filename>", "swagger_ui_static",
+                     lambda filename: send_from_directory(swagger_ui_path, filename))
     register_error_handlers(app)
     route.warm_up()
     learned.warm_up()

@@ -54,6 +54,20 @@ def test_openapi_spec_is_valid_and_documents_every_endpoint(client):
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
+def test_the_api_documentation_page_and_its_scripts_are_served_locally(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "/docs/static/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css"),
+                       ("swagger-ui-standalone-preset.js", "javascript")):
+        asset = client.get(f"/docs/static/{name}")
+        assert asset.status_code == 200 and kind in asset.mimetype
+        assert len(asset.get_data()) > 10_000
+    assert client.get("/docs/static/../../app.py").status_code == 404
+    assert client.get("/docs/static/no-such-file.js").status_code == 404
+
+
 def test_admin_creates_merchants_and_fleets_with_keys_shown_once(client, admin, redis_client):
     merchant = client.post("/v1/merchants", json={"name": "Café Co"}, headers=admin).json
     fleet = client.post("/v1/fleets", json={"name": "Fleet Co"}, headers=admin).json
