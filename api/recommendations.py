@@ -32,7 +32,14 @@ from .services import services
 blp = Blueprint("recommendations", __name__, url_prefix="/v1/recommendations",
                 description="Offers ranked for a driver along the way (fleet key)")
 
-MAX_SHORTLIST_ROUNDS = 4  # each round checks about twice `limit` offers in one round trip
+MAX_SHORTLIST_ROUNDS = 4  # each a round trip checking a batch of the policy's order
+
+
+def _batches(limit: int) -> list[int]:
+    """How many of the policy's order each round checks: the first the limit and a few spares
+    (nearly all pass, their index records having met the same rules a moment before), the
+    later ones twice the limit, for when many did not."""
+    return [limit + max(2, limit // 4)] + [2 * limit] * (MAX_SHORTLIST_ROUNDS - 1)
 
 
 @blp.route("", methods=["POST"])
@@ -78,7 +85,7 @@ def recommend(body: dict):
     # ties, so what the car reaches first comes first.
     eligible = eligible[np.argsort(candidates.eta_s[eligible], kind="stable")]
     limit = body["limit"]
-    shown, propensity = found.policy.order(scores[eligible], MAX_SHORTLIST_ROUNDS * 2 * limit,
+    shown, propensity = found.policy.order(scores[eligible], sum(_batches(limit)),
                                            found.rng,
                                            None if draws is None else draws[eligible])
     order = eligible[shown]
@@ -128,11 +135,13 @@ def _scores(found, ranker, candidates, situation,
 
 def _fill(found, order, propensity, records, candidates, trip, situation, limit):
     """The first `limit` candidates of the policy's order that pass the shortlist check
-    (budgets, exact hours), checking about twice `limit` per round trip: their rows, their
-    propensities and what the check read."""
+    (budgets, exact hours), a batch per round trip: their rows, their propensities and what
+    the check read."""
     rows, chances, served = [], [], []
-    for round_ in range(MAX_SHORTLIST_ROUNDS):
-        batch = slice(round_ * 2 * limit, (round_ + 1) * 2 * limit)
+    start = 0
+    for size in _batches(limit):
+        batch = slice(start, start + size)
+        start += size
         if order[batch].size == 0:
             break
         checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],

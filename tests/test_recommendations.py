@@ -131,6 +131,18 @@ def test_used_up_budget_cap_or_driver_limit_is_never_served(client, fleet, shop)
                                                                                untouched}
 
 
+def test_when_the_best_are_used_up_later_rounds_fill_the_answer(client, fleet, shop):
+    _, headers = fleet
+    used_up = [shop(1 + km / 10, value_estimate=50, budget={"max_redemptions": 1})
+               for km in range(6)]  # more than the first round checks for a limit of 2
+    for place_id, offer_id in used_up:
+        assert client.post("/v1/redemptions", headers=headers, json={
+            "offer_id": offer_id, "place_id": place_id, "driver_id": "someone-else",
+            "idempotency_key": uuid.uuid4().hex}).status_code == 201
+    fallback = [shop(km, value_estimate=1)[1] for km in (5, 6)]
+    assert offer_ids(recommend(client, fleet, limit=2)) == fallback
+
+
 def test_one_item_per_place_unless_asked_otherwise(client, merchant, fleet, shop):
     _, headers = merchant
     place_id, first = shop(2, value_estimate=5)
