@@ -38,7 +38,7 @@ MAX_SHORTLIST_ROUNDS = 4  # each a round trip checking a batch of the policy's o
 def _batches(limit: int) -> list[int]:
     """How many of the policy's order each round checks: the first the limit and a few spares
     (nearly all pass, their index records having met the same rules a moment before), the
-    later ones twice the limit, for when many did not."""
+    later ones twice the limit, for when many did not (72 in all for a limit of 10)."""
     return [limit + max(2, limit // 4)] + [2 * limit] * (MAX_SHORTLIST_ROUNDS - 1)
 
 
@@ -85,12 +85,13 @@ def recommend(body: dict):
     # ties, so what the car reaches first comes first.
     eligible = eligible[np.argsort(candidates.eta_s[eligible], kind="stable")]
     limit = body["limit"]
-    shown, propensity = found.policy.order(scores[eligible], sum(_batches(limit)),
+    batches = _batches(limit)
+    shown, propensity = found.policy.order(scores[eligible], sum(batches),
                                            found.rng,
                                            None if draws is None else draws[eligible])
     order = eligible[shown]
     rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
-                                  situation, limit)
+                                  situation, limit, batches)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation, scores[rows])
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
@@ -133,13 +134,13 @@ def _scores(found, ranker, candidates, situation,
     return ranker.score(candidates, situation, features), None
 
 
-def _fill(found, order, propensity, records, candidates, trip, situation, limit):
+def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches):
     """The first `limit` candidates of the policy's order that pass the shortlist check
     (budgets, exact hours), a batch per round trip: their rows, their propensities and what
     the check read."""
     rows, chances, served = [], [], []
     start = 0
-    for size in _batches(limit):
+    for size in batches:
         batch = slice(start, start + size)
         start += size
         if order[batch].size == 0:

@@ -794,9 +794,8 @@ def print_size(size: dict) -> None:
         for method, timing in block["timings"].items():
             s = timing["summary"]
             limited = min(means["places_in_corridor"], 1000)
-            shown = {"along_route": limited, "along_route_ids": limited,
-                     "along_route_endpoint": limited}.get(
-                method, means["places_in_corridor"] if method != "route_parse" else "")
+            shown = (limited if method in LIMITED_METHODS else
+                     means["places_in_corridor"] if method != "route_parse" else "")
             print(_row([method, f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}",
                         f"{shown:.0f}" if shown != "" else "",
                         f"{read[method]:.0f}" if read.get(method) else "",

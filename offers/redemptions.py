@@ -28,7 +28,8 @@ REDEMPTION_LOG_MAXLEN = 1_000_000
 
 # KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
 # ARGV: now, driver_key, fingerprint, redemption_id, place_id, fleet_id, idem_ttl, day_ttl,
-#       log_maxlen, offer_id, schedule digest (of the schedule the caller checked `now` against)
+#       log_maxlen, offer_id, the digest of the schedule the caller checked `now` against, and
+#       '1' if `now` is outside it (the script has no opening-hours parser)
 _REDEEM = """
 local prior = redis.call('GET', KEYS[5])
 if prior then
@@ -39,11 +40,12 @@ end
 local t = redis.call('HMGET', KEYS[1], 'status', 'valid_from', 'valid_until',
                      'max_redemptions', 'daily_max', 'per_driver_limit', 'schedule')
 if not t[1] then return {'gone', ''} end
-if t[7] and t[7] ~= ARGV[11] then return {'schedule_changed', ''} end
 local now = tonumber(ARGV[1])
 if t[1] ~= 'active' then return {'paused', ''} end
 if now < tonumber(t[2]) then return {'not_yet_valid', ''} end
 if tonumber(t[3]) > 0 and now >= tonumber(t[3]) then return {'expired', ''} end
+if t[7] and t[7] ~= ARGV[11] then return {'schedule_changed', ''} end
+if ARGV[12] == '1' then return {'outside_schedule', ''} end
 local total = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(t[4]) > 0 and total >= tonumber(t[4]) then return {'budget_exhausted', ''} end
 local today = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -119,11 +121,10 @@ class Redemptions:
             raise Invalid("the offer is not valid at this place",
                           {"place_id": [f"offer {offer_id} does not include {place_id}"]})
         # The schedule is the offer's own terms: outside it the offer is not on, whatever the
-        # car was shown earlier. In the place's local time, as serving reads it.
-        if offer.get("schedule") and not is_open_exactly(
-                offer["schedule"], self.catalogue.get_place(merchant_id, place_id)["timezone"],
-                now):
-            raise Conflict(_REFUSALS["outside_schedule"], {"offer_id": ["outside_schedule"]})
+        # car was shown earlier. In the place's local time, as serving reads it; the script
+        # refuses after its own checks (a paused offer answers "paused" at any hour).
+        outside = bool(offer.get("schedule")) and not is_open_exactly(
+            offer["schedule"], self.catalogue.get_place(merchant_id, place_id)["timezone"], now)
         day = now.astimezone(ZoneInfo(offer["timezone"])).date().isoformat()
         outcome, redemption_id = self._redeem(
             keys=[
@@ -137,7 +138,7 @@ class Redemptions:
             args=[now.timestamp(), driver_key(fleet_id, driver_id), fingerprint,
                   "r_" + secrets.token_hex(8), place_id, fleet_id,
                   IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id,
-                  schedule_digest(offer)],
+                  schedule_digest(offer), "1" if outside else "0"],
         )
         outcome = outcome.decode()
         if outcome == "gone":

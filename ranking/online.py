@@ -77,6 +77,8 @@ _COLUMNS = np.array([_COLUMN[name] for name, _, _ in _TERM_COLUMNS])
 _SCALES = np.array([scale for _, scale, _ in _TERM_COLUMNS])
 _CENTRES = np.array([centre for _, _, centre in _TERM_COLUMNS])
 assert len(_TERM_COLUMNS) + 1 == len(DRIVER_TERMS)
+for _constant in (_COLUMNS, _SCALES, _CENTRES):  # handed out by `linear_terms`
+    _constant.setflags(write=False)
 
 
 def driver_terms(features: np.ndarray) -> np.ndarray:

@@ -60,8 +60,9 @@ class Shortlist:
         """The stand-in's logits, plus a driver's own terms when `driver` is
         `online.linear_terms(state)`: one pass over the candidates for both."""
         columns, scales, centres, weights = driver or _NO_DRIVER
-        if features.ndim != 2 or (len(columns) and features.shape[1] <= columns.max()):
-            raise ValueError("the driver's terms need rows of every feature column")
+        if features.ndim != 2 or features.shape[1] != len(self.coef):
+            raise ValueError(f"the stand-in scores rows of {len(self.coef)} features, "
+                             f"not an array of shape {features.shape}")
         return standin_logits(np.asarray(features, dtype=np.float64), self.fill, self.low,
                               self.high, self.coef, self.intercept, columns, scales, centres,
                               weights)
@@ -86,8 +87,9 @@ def standin_logits(features, fill, low, high, coef, intercept, term_columns, ter
                    term_centres, term_weights):
     """fill nan, clip to the training range, dot with coef; then add the driver's terms
     (`online.driver_terms` dotted with their weights: a bias, then one scaled and centred column
-    each, unknowns adding nothing). In place, column by column (serving's feature matrices are
-    column-major), instead of temporary matrices of thousands of candidates' rows."""
+    each, unknowns adding nothing). Column by column (serving's feature matrices are
+    column-major), into one output array instead of temporary matrices of thousands of
+    candidates' rows."""
     rows, columns = features.shape
     out = np.full(rows, intercept)
     for j in range(columns):

@@ -73,5 +73,8 @@ def test_the_stand_in_adds_a_drivers_terms_in_the_same_pass(model_dir):
         fused = model.shortlist.logits(layout, online.linear_terms(state))
         assert np.allclose(fused, expected, rtol=0, atol=1e-12)
         assert not np.allclose(fused, model.shortlist.logits(layout))  # the terms count
-    with pytest.raises(ValueError):  # a matrix without the driver's columns
-        model.shortlist.logits(rows[:, :3], online.linear_terms(state))
+    for narrow_or_wide in (rows[:, :3], np.hstack([rows, rows])):  # not the model's columns
+        with pytest.raises(ValueError):
+            model.shortlist.logits(narrow_or_wide, online.linear_terms(state))
+        with pytest.raises(ValueError):
+            model.shortlist.logits(narrow_or_wide)

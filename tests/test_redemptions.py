@@ -201,7 +201,21 @@ def test_outside_the_offers_weekly_schedule_is_409_in_the_places_local_time(
     assert refused.value.errors == {"offer_id": ["outside_schedule"]}
     assert redis_snapshot(redis_client) == before
     on_time = datetime(2026, 12, 7, 6, 30, tzinfo=UTC)
-    assert redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k2", now=on_time).id
+    counted = redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k2", now=on_time)
+    # A retry after closing time answers as the first request did.
+    late = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    again = redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k2", now=late)
+    assert (again.id, again.replayed) == (counted.id, True)
+
+
+def test_a_paused_offer_says_paused_even_outside_its_schedule(redis_client, fleet, offer_at):
+    fleet_id, _ = fleet
+    offer, place = offer_at(schedule="Mo-Fr 08:00-10:00", status="paused")
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    with pytest.raises(Conflict) as refused:
+        redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k1",
+                           now=datetime(2026, 12, 7, 5, 30, tzinfo=UTC))
+    assert refused.value.errors == {"offer_id": ["paused"]}
 
 
 def test_a_schedule_changed_between_the_check_and_the_count_refuses(redis_client, fleet,
