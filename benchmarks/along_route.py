@@ -64,7 +64,7 @@ import numpy as np
 import orjson
 import redis
 
-from api.app import create_app
+from api.app import DEFAULTS, create_app
 from geo.cells import corridor_cells
 from geo.route import Route, route_from_geojson
 from offers import keys
@@ -92,6 +92,7 @@ LIMITED_METHODS = ("along_route", "along_route_ids", "along_route_endpoint")
 UNLIMITED = 10**9
 # Greedy, so the in-process and HTTP answers can be compared offer for offer.
 EXPLORATION = "greedy"
+DEFAULT_EXPLORATION = DEFAULTS["OFFERS_EXPLORATION"]  # also timed in-process (thompson:32)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -501,9 +502,10 @@ def _answer(status: int, data: bytes) -> tuple[str, ...]:
     return tuple(item["offer_id"] for item in orjson.loads(data)["items"])
 
 
-def inprocess_client(redis_url: str, fleet_key: str) -> Callable[[bytes], tuple[int, bytes]]:
+def inprocess_client(redis_url: str, fleet_key: str, exploration: str = EXPLORATION
+                     ) -> Callable[[bytes], tuple[int, bytes]]:
     client = create_app({"REDIS_URL": redis_url,
-                         "OFFERS_EXPLORATION": EXPLORATION}).test_client()
+                         "OFFERS_EXPLORATION": exploration}).test_client()
     headers = {"Authorization": f"Bearer {fleet_key}", "Content-Type": "application/json"}
 
     def call(body: bytes) -> tuple[int, bytes]:
@@ -672,6 +674,16 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
             "summary": summary(latencies), "latencies_ms": latencies,
             "mean_items": float(np.mean([len(a) for a in expected[length]]))}
         log(f"  {length:g} km recommend in-process: p50 {np.median(latencies):.2f} ms")
+    # The server's default policy, Thompson sampling: its answers are random draws, so only
+    # timed (and checked to be answers), not compared.
+    thompson = inprocess_client(server_url, fleet_key, DEFAULT_EXPLORATION)
+    for length, batch in bodies.items():
+        latencies, answers = measure(thompson, batch, args.warmup, lambda a: _answer(*a))
+        out[f"{length:g}"]["recommend_inprocess_thompson"] = {
+            "summary": summary(latencies), "latencies_ms": latencies,
+            "mean_items": float(np.mean([len(a) for a in answers]))}
+        log(f"  {length:g} km recommend in-process, {DEFAULT_EXPLORATION}: "
+            f"p50 {np.median(latencies):.2f} ms")
     middle = sorted(routes)[len(routes) // 2]
     profiled = {"route_km": middle, "call": "POST /v1/recommendations (Flask test client)",
                 **profile(inprocess, bodies[middle][: args.profile_queries])}
@@ -777,7 +789,7 @@ def print_size(size: dict) -> None:
     geo = size["geosearch_setup"]
     print(f"GEOSEARCH baseline key: {geo['memory_bytes_per_place']:,.0f} B/place; "
           f"PostGIS: {_postgis_text(size['postgis_setup'])}")
-    widths = [24, 9, 9, 9, 10, 11, 34]
+    widths = [28, 9, 9, 9, 10, 11, 34]
     print(_row(["route / method", "p50 ms", "p99 ms", "mean ms", "results", "read", "same answer"],
                widths))
     for length, block in size["search"].items():
