@@ -17,7 +17,7 @@ from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
 from geo import route
-from ranking import learned
+from ranking import exploration, learned
 from ranking.exploration import policy_from_spec
 
 from . import (
@@ -90,6 +90,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     route.warm_up()
     learned.warm_up()
+    exploration.warm_up()
     return app
 
 

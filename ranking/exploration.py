@@ -7,8 +7,8 @@ and doubly robust estimates in `ranking.evaluation`): without it, logged data on
 policy that ran did, never how another would.
 
 Policies are configured by name (`policy_from_spec`, e.g. "epsilon:0.1", "softmax:0.05",
-"greedy"), draw from the numpy Generator they are given, and loop over slate positions only
-(a few dozen), never over candidates.
+"greedy"), draw from the numpy Generator they are given, and loop in Python over slate
+positions only (a few dozen); what goes over every candidate is numpy or compiled.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from numba import njit
 
 
 class Policy(Protocol):
@@ -25,8 +26,9 @@ class Policy(Protocol):
     def order(self, scores: np.ndarray, length: int, rng: np.random.Generator,
               draws: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The first `length` positions (indices into `scores`) and each one's propensity.
-        `draws` (rows x columns of scores drawn from the model's posterior) is what Thompson
-        sampling orders by; the other policies ignore it."""
+        `draws` (rows x columns of scores drawn from the model's posterior, or any increasing
+        function of them: only their order counts) is what Thompson sampling orders by; the
+        other policies ignore it."""
 
 
 @dataclass(frozen=True)
@@ -104,24 +106,86 @@ class Thompson:
         n = len(scores)
         length = min(length, n)
         order = np.argsort(-draws[:, 0], kind="stable")[:length]
-        others = draws[:, 1:]
-        columns = np.arange(others.shape[1])
-        # each column's best rows, enough to find its best among those not yet placed
-        depth = min(length + 1, n)
-        top = np.argpartition(-others, depth - 1, axis=0)[:depth] if depth < n else \
-            np.tile(np.arange(n)[:, None], (1, others.shape[1]))
-        top = np.take_along_axis(top, np.argsort(-others[top, columns], axis=0), axis=0)
-        pointer = np.zeros(others.shape[1], dtype=np.intp)
-        placed = np.zeros(n, dtype=bool)
-        propensity = np.empty(length)
-        for k, pick in enumerate(order):  # slate positions, not candidates
-            winner = top[np.minimum(pointer, depth - 1), columns]
-            while placed[winner].any():
-                pointer += placed[winner]
-                winner = top[np.minimum(pointer, depth - 1), columns]
-            propensity[k] = (np.count_nonzero(winner == pick) + 1) / (len(columns) + 1)
-            placed[pick] = True
-        return order, propensity
+        # each other draw's best rows, enough to find its best among those not yet placed
+        top = column_tops(np.ascontiguousarray(draws[:, 1:], dtype=np.float64),
+                          min(length + 1, n))
+        return order, _shares_first(top, order, n)
+
+
+@njit(cache=True)
+def _shares_first(top, order, n):
+    """For each position of `order`, the share of the draws (columns of `top`, each its best
+    rows in order) whose best row not yet placed is the one placed there, plus one
+    pseudo-count."""
+    depth, width = top.shape
+    pointer = np.zeros(width, np.int64)  # each draw's best row not yet placed, in `top`
+    placed = np.zeros(n, np.bool_)
+    propensity = np.empty(len(order))
+    for k in range(len(order)):
+        pick = order[k]
+        wins = 0
+        for j in range(width):
+            while pointer[j] < depth - 1 and placed[top[pointer[j], j]]:
+                pointer[j] += 1
+            wins += top[pointer[j], j] == pick
+        propensity[k] = (wins + 1) / (width + 1)
+        placed[pick] = True
+    return propensity
+
+
+@njit(cache=True)
+def column_tops(values, depth):
+    """Per column of `values` (rows x columns), the rows of its `depth` largest values, largest
+    first, equal values in row order (depth x columns). One pass over the rows keeping a
+    min-heap per column: after the first `depth` rows nearly every value loses to its heap's
+    least at one comparison, where partitioning each column moved all of it (32 columns of
+    thousands of candidates per request)."""
+    rows, width = values.shape
+    keep = np.empty((width, depth))
+    index = np.empty((width, depth), np.int64)
+    least = np.full(width, -np.inf)  # each heap's root, side by side for the hot comparison
+    for i in range(rows):
+        for j in range(width):
+            v = values[i, j]
+            if i < depth:  # filling: sift the new last entry up
+                k = i
+                while k > 0:
+                    parent = (k - 1) // 2
+                    if keep[j, parent] < v:  # the root is the least kept (latest row on ties)
+                        break
+                    keep[j, k], index[j, k] = keep[j, parent], index[j, parent]
+                    k = parent
+                keep[j, k], index[j, k] = v, i
+                least[j] = keep[j, 0]
+            elif v > least[j]:  # beats the least kept (a tie loses: a later row)
+                k = 0
+                while True:  # sift down from the root
+                    child = 2 * k + 1
+                    if child >= depth:
+                        break
+                    other = child + 1
+                    if other < depth and (keep[j, other] < keep[j, child] or (
+                            keep[j, other] == keep[j, child]
+                            and index[j, other] > index[j, child])):
+                        child = other
+                    if v < keep[j, child] or (v == keep[j, child] and i > index[j, child]):
+                        break
+                    keep[j, k], index[j, k] = keep[j, child], index[j, child]
+                    k = child
+                keep[j, k], index[j, k] = v, i
+                least[j] = keep[j, 0]
+    out = np.empty((depth, width), np.int64)
+    for j in range(width):
+        by_row = np.argsort(index[j])
+        ranked = by_row[np.argsort(-keep[j][by_row], kind="mergesort")]
+        out[:, j] = index[j][ranked]
+    return out
+
+
+def warm_up() -> None:
+    """Compile Thompson sampling's loops (or load them from numba's cache) before the first
+    request."""
+    Thompson(2).order(np.zeros(3), 2, np.random.default_rng(0), np.zeros((3, 3)))
 
 
 def policy_from_spec(spec: str) -> Policy:

@@ -66,9 +66,10 @@ class LearnedRanker:
     def score_draws(self, candidates: Candidates, situation: Situation, draws: int,
                     rng: np.random.Generator, features: np.ndarray | None = None,
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """`score`, and `draws` columns of P(take) with the driver's weights drawn from their
-        posterior (Thompson sampling): where the engine knows little about this driver (a
-        category never shown to them) the draws spread, so it gets tried."""
+        """`score`, and `draws` columns of the logit of P(take) with the driver's weights drawn
+        from their posterior (Thompson sampling): where the engine knows little about this
+        driver (a category never shown to them) the draws spread, so it gets tried. Logits,
+        not probabilities: the policy only compares draws, and the sigmoid keeps their order."""
         if len(candidates) == 0:
             return np.zeros(0), np.zeros((0, draws))
         if features is None:
@@ -76,8 +77,7 @@ class LearnedRanker:
         state = self.state_of(situation)
         logits = self._logits(features, state)
         spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
-        return _sigmoid(logits), _sigmoid(logits[:, None] + online.driver_terms(features)
-                                          @ spread)
+        return _sigmoid(logits), logits[:, None] + online.driver_terms(features) @ spread
 
     def _logits(self, features: np.ndarray, state: online.DriverState) -> np.ndarray:
         shortlist = self.model.shortlist

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from ranking.exploration import EpsilonGreedy, Greedy, Softmax, Thompson, policy_from_spec
+from ranking.exploration import (
+    EpsilonGreedy,
+    Greedy,
+    Softmax,
+    Thompson,
+    column_tops,
+    policy_from_spec,
+)
 
 SCORES = np.array([0.1, 0.9, 0.5, 0.3])
 
@@ -80,3 +87,23 @@ def test_thompson_orders_by_the_first_draw_and_estimates_propensities_from_the_r
 def test_thompson_without_draws_is_greedy():
     order, propensity = Thompson(8).order(SCORES, 2, np.random.default_rng(0))
     assert list(order) == [1, 2] and list(propensity) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("rows, depth", [(1, 1), (5, 5), (50, 7), (3000, 73)])
+def test_column_tops_are_each_columns_best_rows_in_order(rows, depth):
+    rng = np.random.default_rng(rows)
+    values = rng.integers(0, 40, (rows, 6)) / 3.0  # many equal values
+    expected = np.argsort(-values, axis=0, kind="stable")[:depth]
+    assert np.array_equal(column_tops(values, depth), expected)
+
+
+def test_thompson_over_thousands_of_candidates_finds_each_draws_winners():
+    rng = np.random.default_rng(5)
+    draws = rng.normal(size=(4000, 33))
+    order, propensity = Thompson(32).order(draws[:, 0], 20, rng, draws)
+    assert np.array_equal(order, np.argsort(-draws[:, 0])[:20])
+    others = draws[:, 1:].copy()
+    for k, pick in enumerate(order):  # by brute force: each draw's best not yet placed
+        winners = others.argmax(axis=0)
+        assert propensity[k] == pytest.approx((np.sum(winners == pick) + 1) / 33)
+        others[pick] = -np.inf
