@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.along_route import code_state
 from offers.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,16 +98,6 @@ def ask(worker: subprocess.Popen, km: str, i: int) -> tuple[float, float]:
     return wall, cpu
 
 
-def _described(code: Path) -> dict:
-    """The commit a checkout is at, and what in it is uncommitted (the working tree's case)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(code), *args], check=True, capture_output=True,
-                              text=True).stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"),
-            "uncommitted": git("status", "--porcelain").splitlines()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="git revision measured as 'old'")
@@ -153,7 +144,7 @@ def main() -> None:
                       f"{results[km]['new_over_old_iqr'][0]:.3f}-"
                       f"{results[km]['new_over_old_iqr'][1]:.3f})", flush=True)
             print(json.dumps({"base": args.base, "head": args.head or "working tree",
-                              "commits": {name: _described(code) for name, code in
+                              "commits": {name: code_state(code) for name, code in
                                           trees.items()},
                               "places": args.places, "reps": args.reps, "results": results}))
         finally:

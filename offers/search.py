@@ -85,12 +85,12 @@ class PlaceSearch:
                 limit: int) -> list[dict]:
         """The first `limit` places with their documents, dropping any record whose place was
         deleted or moved since it was filed (possible only while a write is in flight)."""
-        take = min(len(records), _with_spare(limit))
-        place_ids = [pid.decode() for pid in records["place_id"][:take]]
+        count = min(len(records), _with_spare(limit))
+        place_ids = [pid.decode() for pid in records["place_id"][:count]]
         docs = self.place_documents(place_ids)
-        where = list(zip(records["lat"][:take].tolist(), records["lng"][:take].tolist(),
+        where = list(zip(records["lat"][:count].tolist(), records["lng"][:count].tolist(),
                          strict=True))
-        columns = {name: values[:take].tolist() for name, values in measures.items()}
+        columns = {name: values[:count].tolist() for name, values in measures.items()}
         items = []
         for i, place_id in enumerate(place_ids):
             doc = docs.get(place_id)
