@@ -285,8 +285,10 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
         while top > 0:
             top -= 1
             k = stack[top]
+            # |p - centre| - radius > prune, compared squared: no square root per node.
             dx, dy, dz = px - centre[k, 0], py - centre[k, 1], pz - centre[k, 2]
-            if np.sqrt(dx * dx + dy * dy + dz * dz) - radius[k] > prune:
+            limit = radius[k] + prune
+            if dx * dx + dy * dy + dz * dz > limit * limit:
                 continue
             left, right = children[k, 0], children[k, 1]
             if left >= 0:

@@ -30,7 +30,7 @@ from redis import Redis
 from geo.cells import cell_of, region_of, regions_of
 
 from . import keys
-from .hours import MASK_BYTES, serving_slots, zone_id
+from .hours import MASK_BYTES, open_at, serving_slots, zone_id
 from .scan import unlink_matching
 
 CATEGORIES = ("restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
@@ -226,7 +226,11 @@ class GeoIndex:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
-        self._mask_rows: dict[int, int] = {}  # digest -> row of _mask_table
+        # The serving masks this process has read: their digests sorted, each one's row in
+        # the table (row 0 stays all zeros: never served, for a digest Redis does not know),
+        # so a candidate's mask is found by a binary search, not a dict lookup per row.
+        self._mask_digests = np.empty(0, np.uint64)
+        self._mask_rows = np.empty(0, np.intp)
         self._mask_table = np.zeros((64, MASK_BYTES), np.uint8)
 
     def apply(self, removals: Iterable[Entry], additions: Iterable[Entry]) -> None:
@@ -258,30 +262,55 @@ class GeoIndex:
         self.redis.unlink(keys.SERVING_MASKS)
 
     def serving_masks(self, digests: np.ndarray) -> np.ndarray:
-        """The weekly serving masks (rows × MASK_BYTES) that records name by digest: from this
-        process's cache, with one HMGET for digests it has not seen. A digest Redis does not
-        know (its mask deleted under a live record) reads as never served."""
-        unique, inverse = np.unique(digests, return_inverse=True)
-        wanted = [d for d in unique.tolist() if d not in self._mask_rows]
-        if wanted:
-            if len(self._mask_rows) + len(wanted) > MASK_CACHE_LIMIT:
-                self._mask_rows.clear()
-                wanted = unique.tolist()
+        """The weekly serving masks (rows × MASK_BYTES) that records name by digest. A digest
+        Redis does not know (its mask deleted under a live record) reads as never served."""
+        rows = self._mask_rows_of(digests)  # first: it may grow the table
+        return self._mask_table[rows]
+
+    def open_at(self, digests: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Whether each record's serving mask (by digest) has its weekly slot set."""
+        rows = self._mask_rows_of(digests)
+        return open_at(self._mask_table, slots, rows)
+
+    def _mask_rows_of(self, digests: np.ndarray) -> np.ndarray:
+        """Each digest's row of the mask table: from this process's cache, with one HMGET
+        for digests it has not seen (masks are content-addressed: a cached one never
+        changes). Digests Redis does not know are asked again next time, not cached."""
+        rows = self._cached_mask_rows(digests)
+        missing = rows < 0
+        if missing.any():
+            wanted = np.unique(digests[missing])
+            if len(self._mask_digests) + len(wanted) > MASK_CACHE_LIMIT:
+                self._mask_digests = np.empty(0, np.uint64)
+                self._mask_rows = np.empty(0, np.intp)
+                wanted = np.unique(digests)
             found = self.redis.hmget(keys.SERVING_MASKS,
-                                     [d.to_bytes(8, "little") for d in wanted])
-            known = [(d, m) for d, m in zip(wanted, found, strict=True) if m is not None]
-            start = len(self._mask_rows)
+                                     [d.to_bytes(8, "little") for d in wanted.tolist()])
+            known = [(d, m) for d, m in zip(wanted.tolist(), found, strict=True)
+                     if m is not None]
+            start = 1 + len(self._mask_digests)  # row 0 is the never-served mask
             if start + len(known) > len(self._mask_table):
                 grown = np.zeros((2 * (start + len(known)), MASK_BYTES), np.uint8)
                 grown[:start] = self._mask_table[:start]
                 self._mask_table = grown
-            for row, (digest, mask) in enumerate(known, start=start):
+            for row, (_, mask) in enumerate(known, start=start):
                 self._mask_table[row] = np.frombuffer(mask, np.uint8)
-                self._mask_rows[digest] = row
-        rows = np.array([self._mask_rows.get(d, -1) for d in unique.tolist()], np.intp)[inverse]
-        masks = self._mask_table[rows]
-        masks[rows < 0] = 0
-        return masks
+            digests_now = np.concatenate([self._mask_digests,
+                                          np.array([d for d, _ in known], np.uint64)])
+            rows_now = np.concatenate([self._mask_rows,
+                                       np.arange(start, start + len(known), dtype=np.intp)])
+            order = np.argsort(digests_now)
+            self._mask_digests, self._mask_rows = digests_now[order], rows_now[order]
+            rows = self._cached_mask_rows(digests)
+        return np.maximum(rows, 0)
+
+    def _cached_mask_rows(self, digests: np.ndarray) -> np.ndarray:
+        """Rows of cached digests, -1 for the others."""
+        if len(self._mask_digests) == 0:
+            return np.full(len(digests), -1, np.intp)
+        where = np.minimum(np.searchsorted(self._mask_digests, digests),
+                           len(self._mask_digests) - 1)
+        return np.where(self._mask_digests[where] == digests, self._mask_rows[where], -1)
 
     def places_in(self, cells: list[int]) -> np.ndarray:
         return self._read(keys.cell_places, cells, PLACE_RECORD)

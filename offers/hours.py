@@ -117,9 +117,10 @@ def _utc_offsets(zone: str, moments: np.ndarray) -> np.ndarray:
     return np.where(moments >= last, after, before)
 
 
-def open_at(masks: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """For rows of packed weekly masks (n x MASK_BYTES uint8), whether slot `slots[i]` is set."""
-    byte = masks[np.arange(len(slots)), slots // 8]
+def open_at(masks: np.ndarray, slots: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """For rows of packed weekly masks (n x MASK_BYTES uint8), whether slot `slots[i]` is set
+    in row i, or, given `rows`, in row `rows[i]` (of a table of distinct masks)."""
+    byte = masks[np.arange(len(slots)) if rows is None else rows, slots // 8]
     return ((byte >> (7 - slots % 8)) & 1).astype(bool)
 
 

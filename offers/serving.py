@@ -23,7 +23,7 @@ from ranking import Candidates
 from . import keys
 from .catalogue import offer_state
 from .geo_index import CATEGORIES, PLACE_KEY, GeoIndex, ids_of, take
-from .hours import is_open_exactly, local_slot, open_at, zone_name
+from .hours import is_open_exactly, local_slot, zone_name
 from .redemptions import driver_key
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
 
@@ -123,7 +123,7 @@ class OfferServing:
         # for what is left.
         rows = np.flatnonzero(keep)
         slot = local_slot(records["zone"][rows], arrival[rows])
-        is_open = open_at(self.index.serving_masks(records["serving"][rows]), slot)
+        is_open = self.index.open_at(records["serving"][rows], slot)
         rows, slot = rows[is_open], slot[is_open]
         records = take(records, rows)
         if distance is None:

@@ -120,6 +120,8 @@ def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client
     monday_9_30, monday_10_30 = 9 * 4 + 2, 10 * 4 + 2  # quarter hours from Monday 00:00
     assert open_at(masks, np.array([monday_9_30] * 3)).tolist() == [True, False, True]
     assert open_at(masks, np.array([monday_10_30] * 3)).tolist() == [True, True, True]
+    assert reader.open_at(records["serving"], np.array([monday_9_30] * 3)).tolist() == [
+        True, False, True]
     redis_client.unlink(keys.SERVING_MASKS)
     assert np.array_equal(reader.serving_masks(records["serving"]), masks)  # cached for good
     assert not GeoIndex(redis_client).serving_masks(records["serving"]).any()  # unknown: never
@@ -138,7 +140,9 @@ def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
     digests = reader.offers_in([cell_of(place["lat"], place["lng"])])["serving"]
     first = reader.serving_masks(digests[:2])
     assert np.array_equal(reader.serving_masks(digests)[:2], first)  # over the limit: refilled
-    assert len(reader._mask_rows) == 3
+    assert len(reader._mask_digests) == 3
     tuesday_10_30 = 24 * 4 + 10 * 4 + 2
     assert open_at(reader.serving_masks(digests), np.array([tuesday_10_30] * 3)).tolist() == [
+        True, False, True]
+    assert reader.open_at(digests, np.array([tuesday_10_30] * 3)).tolist() == [
         True, False, True]
