@@ -200,6 +200,8 @@ def used_memory(client: redis.Redis) -> int:
 def key_family(key: bytes) -> str:
     text = key.decode()
     if text.startswith("{g:"):
+        if ":cells:" in text:
+            return "geo index: cell versions"
         return "geo index: place cells" if ":places:" in text else "geo index: offer cells"
     if text.startswith("{m:"):
         if text.endswith(":places"):

@@ -1,10 +1,13 @@
 """The geo index: places and live offers filed under H3 cells, as fixed-size binary records.
 
-Each cell is one Redis string: its records packed back to back, so a search reads all its cells
-with one `MGET` per region (one round trip) and decodes every candidate at once with
-`numpy.frombuffer`; no candidate is ever parsed on its own. (Hashes of one field per record
-cost 7x more to read: Redis and the client then handle every record as a reply of its own.)
-Writes go through one Lua script per region that rewrites the cells it touches atomically. A place's
+Each cell is one Redis string: its records packed back to back, so a search decodes every
+candidate at once with `numpy.frombuffer`; no candidate is ever parsed on its own. (Hashes of
+one field per record cost 7x more to read: Redis and the client then handle every record as a
+reply of its own.) Writes go through one Lua script per region that rewrites the cells it
+touches atomically and gives each a new random version token. A search reads the tokens of its
+cells (one `HMGET` per region, one round trip) and takes every cell whose token it has seen
+from this process's memory: Redis sends a corridor's megabyte of records only for cells that
+changed, which spares its single thread most of a search's work. A place's
 record sits in the cell of its position; an offer has one record per place it is valid at,
 carrying what serving filters on (position, validity, timezone, and the digest of its weekly
 serving slots, whose few distinct masks sit in one hash and a per-process cache) and what
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections import defaultdict
+import os
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
@@ -63,6 +68,9 @@ OFFER_RECORD = np.dtype([
 _RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, OFFER_IDENTITY.itemsize: OFFER_RECORD}
 assert len(_RECORD_BY_IDENTITY) == 2, "record kinds are told apart by their identity's size"
 MASK_CACHE_LIMIT = 100_000  # distinct serving masks a process keeps (8.4 MB)
+# Cell records a process keeps (bytes of records; the cache's own bookkeeping adds about 200
+# bytes a cell). A 200,000-place catalogue's offer cells hold 33 MB in all.
+CELL_CACHE_BYTES = 128 * 2**20
 
 
 class Entry(NamedTuple):
@@ -71,16 +79,19 @@ class Entry(NamedTuple):
     record: bytes | None        # None removes the record
     mask: bytes | None = None   # an offer record's serving mask, filed under its digest
 
-# KEYS: the cells of one region. ARGV: record size, identity size, then (key index, identity,
-# record or "" to remove) triples, removals first. Each touched cell is read once, its records
-# kept unless their identity is being written, and the new records appended. A cell with few
-# writes is cut around the records found by a plain `string.find` (memory speed); with many,
-# one pass over its records is cheaper than a scan per identity.
+# KEYS: the cells of one region, then the region's cell versions hash. ARGV: record size,
+# identity size, this write's token, then (key index, identity, record or "" to remove)
+# triples, removals first. Each touched cell is read once, its records kept unless their
+# identity is being written, and the new records appended. A cell with few writes is cut
+# around the records found by a plain `string.find` (memory speed); with many, one pass over
+# its records is cheaper than a scan per identity. Every cell written gets the token as its
+# version (an emptied cell loses both), so a reader's cached copy is current iff the tokens match.
 _APPLY = """
-local size, id_size = tonumber(ARGV[1]), tonumber(ARGV[2])
+local size, id_size, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local versions = KEYS[#KEYS]
 local FIND_LIMIT = 16
 local cells = {}
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local k, id, record = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   local cell = cells[k]
   if not cell then
@@ -130,10 +141,13 @@ for k, cell in pairs(cells) do
     if cell.added[id] then parts[#parts + 1] = cell.added[id] end
   end
   local value = table.concat(parts)
+  local field = string.sub(KEYS[k], string.find(KEYS[k], "}:", 1, true) + 2)
   if value == "" then
     redis.call("DEL", KEYS[k])
+    redis.call("HDEL", versions, field)
   else
     redis.call("SET", KEYS[k], value)
+    redis.call("HSET", versions, field, token)
   end
 end
 return 0
@@ -222,16 +236,40 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     return entries
 
 
+class _Masks(NamedTuple):
+    """The serving masks a process has read: their digests sorted and each one's row in the
+    table (row 0 stays all zeros: never served, for a digest Redis does not know), so a
+    candidate's mask is found by a binary search, not a dict lookup per row. Replaced whole,
+    never changed in place where a reader could see it."""
+
+    digests: np.ndarray
+    rows: np.ndarray
+    table: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Masks:
+        return cls(np.empty(0, np.uint64), np.empty(0, np.intp),
+                   np.zeros((64, MASK_BYTES), np.uint8))
+
+    def rows_of(self, digests: np.ndarray) -> np.ndarray:
+        """Rows of cached digests, -1 for the others."""
+        if len(self.digests) == 0:
+            return np.full(len(digests), -1, np.intp)
+        where = np.minimum(np.searchsorted(self.digests, digests), len(self.digests) - 1)
+        return np.where(self.digests[where] == digests, self.rows[where], -1)
+
+
 class GeoIndex:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
-        # The serving masks this process has read: their digests sorted, each one's row in
-        # the table (row 0 stays all zeros: never served, for a digest Redis does not know),
-        # so a candidate's mask is found by a binary search, not a dict lookup per row.
-        self._mask_digests = np.empty(0, np.uint64)
-        self._mask_rows = np.empty(0, np.intp)
-        self._mask_table = np.zeros((64, MASK_BYTES), np.uint8)
+        self._masks = _Masks.empty()
+        self._mask_lock = threading.Lock()
+        # Cell key -> (version token, records) of the cells this process has read, least
+        # recently read first: a search reads a cell from Redis only when it changed.
+        self._cells: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._cell_bytes = 0
+        self._cell_lock = threading.Lock()  # gthread workers share one index
 
     def apply(self, removals: Iterable[Entry], additions: Iterable[Entry]) -> None:
         """Remove then add entries: one script per region hash tag and record kind (atomic),
@@ -245,72 +283,73 @@ class GeoIndex:
         masks = {mask_digest(e.mask).to_bytes(8, "little"): e.mask for e in additions if e.mask}
         if masks:  # before any record that names them, so a reader always finds them
             self.redis.hset(keys.SERVING_MASKS, mapping=masks)
+        token = os.urandom(8)  # random, so no cell ever gets a version a reader has seen
         with self.redis.pipeline(transaction=False) as pipe:
-            for (_, identity_size), cells in batches.items():
+            for (tag, identity_size), cells in batches.items():
                 size = _RECORD_BY_IDENTITY[identity_size].itemsize
-                args: list = [size, identity_size]
+                args: list = [size, identity_size, token]
                 for index, writes in enumerate(cells.values(), start=1):
                     for identity, record in writes:
                         args += [index, identity, record or b""]
-                self._apply(keys=list(cells), args=args, client=pipe)
+                self._apply(keys=[*cells, keys.cell_versions(tag[len("{g:"):-1])], args=args,
+                            client=pipe)
             pipe.execute()
 
     def clear(self) -> None:
         """Remove every cell of the index and the masks they name (before a full reindex)."""
-        for pattern in ("{g:*}:places:*", "{g:*}:offers:*"):
+        for pattern in ("{g:*}:places:*", "{g:*}:offers:*", "{g:*}:cells:*"):
             unlink_matching(self.redis, pattern)
         self.redis.unlink(keys.SERVING_MASKS)
 
     def serving_masks(self, digests: np.ndarray) -> np.ndarray:
         """The weekly serving masks (rows × MASK_BYTES) that records name by digest. A digest
         Redis does not know (its mask deleted under a live record) reads as never served."""
-        rows = self._mask_rows_of(digests)  # first: it may grow the table
-        return self._mask_table[rows]
+        rows, table = self._mask_rows_of(digests)
+        return table[rows]
 
     def open_at(self, digests: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Whether each record's serving mask (by digest) has its weekly slot set."""
-        rows = self._mask_rows_of(digests)
-        return open_at(self._mask_table, slots, rows)
+        rows, table = self._mask_rows_of(digests)
+        return open_at(table, slots, rows)
 
-    def _mask_rows_of(self, digests: np.ndarray) -> np.ndarray:
-        """Each digest's row of the mask table: from this process's cache, with one HMGET
-        for digests it has not seen (masks are content-addressed: a cached one never
-        changes). Digests Redis does not know are asked again next time, not cached."""
-        rows = self._cached_mask_rows(digests)
+    def _mask_rows_of(self, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each digest's row of a mask table, and that table: from this process's cache,
+        with one HMGET for digests it has not seen (masks are content-addressed: a cached one
+        never changes). Digests Redis does not know are asked again next time, not cached."""
+        masks = self._masks
+        rows = masks.rows_of(digests)
         missing = rows < 0
         if missing.any():
+            masks = self._learn_masks(digests, missing)
+            rows = masks.rows_of(digests)
+        return np.maximum(rows, 0), masks.table
+
+    def _learn_masks(self, digests: np.ndarray, missing: np.ndarray) -> _Masks:
+        with self._mask_lock:  # one learner at a time; readers keep the snapshot they took
+            masks = self._masks
             wanted = np.unique(digests[missing])
-            if len(self._mask_digests) + len(wanted) > MASK_CACHE_LIMIT:
-                self._mask_digests = np.empty(0, np.uint64)
-                self._mask_rows = np.empty(0, np.intp)
+            wanted = wanted[masks.rows_of(wanted) < 0]  # another thread may have read some
+            if len(masks.digests) + len(wanted) > MASK_CACHE_LIMIT:
+                masks = _Masks.empty()  # a new table: rows handed out before stay valid
                 wanted = np.unique(digests)
             found = self.redis.hmget(keys.SERVING_MASKS,
                                      [d.to_bytes(8, "little") for d in wanted.tolist()])
             known = [(d, m) for d, m in zip(wanted.tolist(), found, strict=True)
                      if m is not None]
-            start = 1 + len(self._mask_digests)  # row 0 is the never-served mask
-            if start + len(known) > len(self._mask_table):
-                grown = np.zeros((2 * (start + len(known)), MASK_BYTES), np.uint8)
-                grown[:start] = self._mask_table[:start]
-                self._mask_table = grown
-            for row, (_, mask) in enumerate(known, start=start):
-                self._mask_table[row] = np.frombuffer(mask, np.uint8)
-            digests_now = np.concatenate([self._mask_digests,
+            start = 1 + len(masks.digests)  # row 0 is the never-served mask
+            table = masks.table
+            if start + len(known) > len(table):
+                table = np.zeros((2 * (start + len(known)), MASK_BYTES), np.uint8)
+                table[:start] = masks.table[:start]
+            for row, (_, mask) in enumerate(known, start=start):  # rows no snapshot names yet
+                table[row] = np.frombuffer(mask, np.uint8)
+            digests_now = np.concatenate([masks.digests,
                                           np.array([d for d, _ in known], np.uint64)])
-            rows_now = np.concatenate([self._mask_rows,
+            rows_now = np.concatenate([masks.rows,
                                        np.arange(start, start + len(known), dtype=np.intp)])
             order = np.argsort(digests_now)
-            self._mask_digests, self._mask_rows = digests_now[order], rows_now[order]
-            rows = self._cached_mask_rows(digests)
-        return np.maximum(rows, 0)
-
-    def _cached_mask_rows(self, digests: np.ndarray) -> np.ndarray:
-        """Rows of cached digests, -1 for the others."""
-        if len(self._mask_digests) == 0:
-            return np.full(len(digests), -1, np.intp)
-        where = np.minimum(np.searchsorted(self._mask_digests, digests),
-                           len(self._mask_digests) - 1)
-        return np.where(self._mask_digests[where] == digests, self._mask_rows[where], -1)
+            self._masks = _Masks(digests_now[order], rows_now[order], table)
+            return self._masks
 
     def places_in(self, cells: list[int]) -> np.ndarray:
         return self._read(keys.cell_places, cells, PLACE_RECORD)
@@ -319,13 +358,62 @@ class GeoIndex:
         return self._read(keys.cell_offers, cells, OFFER_RECORD)
 
     def _read(self, kind, cells: list[int], dtype: np.dtype) -> np.ndarray:
+        """The records of `cells`, in the order given (so answers never depend on what this
+        process had cached): each region's cell versions in one round trip; cells whose token
+        this process has cached come from memory, the others from Redis (a second round trip,
+        only when some changed or were never read)."""
         cells = np.asarray(cells, np.uint64)
         regions = regions_of(cells)
+        groups = []
         with self.redis.pipeline(transaction=False) as pipe:
             for region in np.unique(regions).tolist():
                 tag = f"{region:x}"
-                pipe.mget([kind(tag, cell) for cell in cells[regions == region].tolist()])
-            values = pipe.execute()
-        return np.frombuffer(b"".join(v for v in itertools.chain.from_iterable(values) if v),
-                             dtype=dtype)
+                group = [kind(tag, cell) for cell in cells[regions == region].tolist()]
+                groups.append(group)
+                pipe.hmget(keys.cell_versions(tag), [keys.cell_version_field(k) for k in group])
+            versions = pipe.execute()
+        parts: list[bytes] = []
+        stale = []  # per region: (where in parts, key, token) of cells to read
+        with self._cell_lock:
+            for group, tokens in zip(groups, versions, strict=True):
+                missing = []
+                for key, token in zip(group, tokens, strict=True):
+                    if token is None:  # no records: every write that leaves some sets one
+                        continue
+                    cached = self._cells.get(key)
+                    if cached is not None and cached[0] == token:
+                        self._cells.move_to_end(key)
+                        parts.append(cached[1])
+                    else:
+                        missing.append((len(parts), key, token))
+                        parts.append(b"")
+                if missing:
+                    stale.append(missing)
+        if stale:
+            self._read_stale(stale, parts)
+        return np.frombuffer(b"".join(parts), dtype=dtype)
 
+    def _read_stale(self, stale: list[list[tuple[int, str, bytes]]], parts: list[bytes]) -> None:
+        """Read the cells this process has not cached as they are now, one MGET per region,
+        and cache each under the token read before it: the value is at least as new as that
+        token, so a write in between costs one more read later, never a stale answer."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for missing in stale:
+                pipe.mget([key for _, key, _ in missing])
+            values = pipe.execute()
+        with self._cell_lock:
+            for missing, found in zip(stale, values, strict=True):
+                for (at, key, token), value in zip(missing, found, strict=True):
+                    parts[at] = value or b""
+                    self._cache_cell(key, token, parts[at])
+
+    def _cache_cell(self, key: str, token: bytes, value: bytes) -> None:
+        """Keep a cell's records (least recently read dropped first beyond CELL_CACHE_BYTES)."""
+        old = self._cells.pop(key, None)
+        if old is not None:
+            self._cell_bytes -= len(old[1])
+        self._cells[key] = (token, value)
+        self._cell_bytes += len(value)
+        while self._cell_bytes > CELL_CACHE_BYTES:
+            _, (_, dropped) = self._cells.popitem(last=False)
+            self._cell_bytes -= len(dropped)

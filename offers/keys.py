@@ -117,9 +117,10 @@ def redemptions(merchant_id: str) -> str:
 
 # -- the geo index: `{g:<res-3 region>}` tags, so one place's cell writes share a slot -------
 
-# The record layout's version: bump it whenever PLACE_RECORD or OFFER_RECORD change, so that
-# records of an older layout are never decoded as the new one (`offers reindex` refiles).
-GEO_LAYOUT = "v3"
+# The record layout's version: bump it whenever PLACE_RECORD or OFFER_RECORD change, or how
+# cells are versioned, so that records of an older layout are never decoded as the new one
+# (`offers reindex` refiles).
+GEO_LAYOUT = "v4"
 
 
 def cell_places(region: str, cell: int) -> str:
@@ -130,6 +131,18 @@ def cell_places(region: str, cell: int) -> str:
 def cell_offers(region: str, cell: int) -> str:
     """String: the cell's packed offer records (`offers.geo_index.OFFER_RECORD`), back to back."""
     return f"{{g:{region}}}:offers:{GEO_LAYOUT}:{cell:x}"
+
+
+def cell_versions(region: str) -> str:
+    """Hash: `cell_version_field(cell key)` -> the 8 random bytes of the last write to that cell
+    of the region, for every cell holding records (a reader caches a cell under its token)."""
+    return f"{{g:{region}}}:cells:{GEO_LAYOUT}"
+
+
+def cell_version_field(cell_key: str) -> str:
+    """A cell's field in its region's `cell_versions` hash: its key after the region's tag
+    (`offers.geo_index._APPLY` computes the same in Lua)."""
+    return cell_key[cell_key.index("}:") + 2:]
 
 
 # Hash: 8-byte digest -> weekly serving mask (`offers.hours`), which offer records name by

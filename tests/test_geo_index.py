@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geo.cells import cell_of
+from geo.cells import cell_of, region_of
 from offers import geo_index, keys
 from offers.geo_index import (
     OFFER_RECORD,
@@ -132,7 +132,7 @@ def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client
 def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
     monkeypatch.setattr(geo_index, "MASK_CACHE_LIMIT", 2)
     writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
-    reader._mask_table = reader._mask_table[:1]  # so that it has to grow too
+    reader._masks = reader._masks._replace(table=reader._masks.table[:1])  # so it must grow
     place = _denver(_place("a"))
     schedules = [None, "Mo 10:00-11:00", "Tu 10:00-11:00"]
     offers = [_offer(f"c{i}", place, schedule) for i, schedule in enumerate(schedules)]
@@ -140,9 +140,63 @@ def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
     digests = reader.offers_in([cell_of(place["lat"], place["lng"])])["serving"]
     first = reader.serving_masks(digests[:2])
     assert np.array_equal(reader.serving_masks(digests)[:2], first)  # over the limit: refilled
-    assert len(reader._mask_digests) == 3
+    assert len(reader._masks.digests) == 3
     tuesday_10_30 = 24 * 4 + 10 * 4 + 2
     assert open_at(reader.serving_masks(digests), np.array([tuesday_10_30] * 3)).tolist() == [
         True, False, True]
     assert reader.open_at(digests, np.array([tuesday_10_30] * 3)).tolist() == [
         True, False, True]
+
+
+def test_a_cell_is_read_from_redis_only_when_its_version_changed(redis_client):
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)  # two processes
+    a, b = _place("a"), _place("b")
+    cell = cell_of(a["lat"], a["lng"])
+    key = keys.cell_places(region_of(cell), cell)
+    writer.apply([], [place_entry(a)])
+    assert _ids(reader) == [a["id"]]
+    # Same version, other bytes (no write does this): the reader answers from memory.
+    real = redis_client.get(key)
+    redis_client.set(key, b"")
+    assert _ids(reader) == [a["id"]]
+    redis_client.set(key, real)
+    writer.apply([], [place_entry(b)])  # a write gives the cell a new version: read again
+    assert _ids(reader) == [a["id"], b["id"]]
+    writer.apply([place_entry(a, remove=True), place_entry(b, remove=True)], [])
+    assert _ids(reader) == []  # emptied: no version, no records
+    assert redis_client.dbsize() == 0
+    writer.apply([], [place_entry(b)])
+    assert _ids(reader) == [b["id"]]
+
+
+def test_the_cell_cache_matches_redis_through_random_writes(redis_client, monkeypatch):
+    monkeypatch.setattr(geo_index, "CELL_CACHE_BYTES", 3 * geo_index.PLACE_RECORD.itemsize)
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    rng = np.random.default_rng(7)
+    spots = [(39.7392, -104.9903), (39.7500, -104.9903), (39.7392, -104.9700)]
+    cells = [cell_of(lat, lng) for lat, lng in spots]
+    assert len(set(cells)) == 3
+    filed: dict[str, dict] = {}
+    for step in range(200):
+        name = f"x{rng.integers(8)}"
+        place = _place(name, *spots[rng.integers(3)])
+        if place["id"] in filed and rng.random() < 0.4:
+            writer.apply([place_entry(filed.pop(place["id"]), remove=True)], [])
+        else:
+            old = filed.get(place["id"])
+            writer.apply([place_entry(old, remove=True)] if old else [], [place_entry(place)])
+            filed[place["id"]] = place
+        order = list(rng.permutation(cells))
+        fresh = GeoIndex(redis_client).places_in(order)
+        assert reader.places_in(order).tobytes() == fresh.tobytes(), step
+        assert reader._cell_bytes <= geo_index.CELL_CACHE_BYTES
+    assert sorted(i.decode() for i in reader.places_in(cells)["place_id"]) == sorted(filed)
+
+
+def test_clear_removes_the_cell_versions(redis_client):
+    index = GeoIndex(redis_client)
+    index.apply([], [place_entry(_place("a"))])
+    assert redis_client.keys("{g:*}:cells:*")
+    index.clear()
+    assert redis_client.dbsize() == 0
+    assert _ids(index) == []
