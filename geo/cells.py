@@ -16,7 +16,7 @@ import h3.api.basic_int as h3
 import h3.api.numpy_int as h3_arrays
 import numpy as np
 
-from .route import WGS84, Route
+from .route import WGS84, PointGroups, Route
 
 INDEX_RES = 8
 REGION_RES = 3
@@ -104,3 +104,10 @@ def corridor_cells(route: Route, corridor_m: float) -> list[int]:
     reach = corridor_m + CELL_RADIUS_MAX_M
     offset = route.locate(clat, clng, reach).offset_m
     return np.asarray(cells)[offset <= reach].tolist()
+
+
+def cell_groups(cells: list[int], counts: np.ndarray) -> PointGroups:
+    """Points filed cell by cell (`counts[i]` points in `cells[i]`, in turn) as groups for
+    `Route.locate`: each group's points lie within a cell's radius of its centre."""
+    lat, lng = _centres(cells)
+    return PointGroups(np.asarray(counts), lat, lng, CELL_RADIUS_MAX_M)

@@ -52,6 +52,7 @@ _LEAF_SEGMENTS = 4  # segments per leaf of the bounding-sphere tree
 # anything a corridor can tell (a metre).
 TIE_M = 1e-3
 _NEAR_TIES = 16  # near-equal passes kept per point (a route passing a point 16 times)
+_FRONTIER_NODES = 64  # tree nodes a group of points starts its searches from, at most
 
 
 class RouteError(ValueError):
@@ -80,6 +81,24 @@ class Located:
 
     def take(self, rows: np.ndarray) -> Located:
         return Located(self.offset_m[rows], self.along_m[rows], self.side[rows])
+
+
+@dataclass(frozen=True)
+class PointGroups:
+    """Consecutive runs of points (`counts[g]` points each), every point of run g within
+    `radius_m` of (`lat[g]`, `lng[g]`); a point found farther is simply searched alone."""
+
+    counts: np.ndarray
+    lat: np.ndarray
+    lng: np.ndarray
+    radius_m: float
+
+    def keep(self, mask: np.ndarray) -> PointGroups:
+        """The same groups over the points where `mask` is true."""
+        kept = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        ends = np.cumsum(self.counts)
+        return PointGroups(kept[ends] - kept[ends - self.counts], self.lat, self.lng,
+                           self.radius_m)
 
 
 class Route:
@@ -136,17 +155,29 @@ class Route:
         lat, lng = self.point_at(np.arange(self.along_m[0], self.along_m[-1], step_m))
         return np.append(lat, self.lat[-1]), np.append(lng, self.lng[-1])
 
-    def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float) -> Located:
+    def locate(self, lat: np.ndarray, lng: np.ndarray, within_m: float,
+               groups: PointGroups | None = None) -> Located:
         """Offset, distance along and side of each point, for points within `within_m`
         (at most CHORD_RANGE_M, where distances are measured as chords). Where a point is
         as near two parts of the route (within TIE_M: a loop, an out-and-back), the earlier
-        one along the route is its nearest."""
+        one along the route is its nearest. With `groups` (runs of nearby points, such as an
+        index cell's records), each group first finds the few parts of the route its points
+        may be near, and each point searches only those: the same answers, with no descent
+        from the tree's root per point."""
         if within_m > CHORD_RANGE_M:
             raise ValueError(f"locate measures up to {CHORD_RANGE_M:.0f} m from the route")
+        lat, lng = np.asarray(lat, float).ravel(), np.asarray(lng, float).ravel()
+        if groups is None:  # one group of radius 0: every point searches from the root
+            groups = PointGroups(np.array([len(lat)]), np.zeros(1), np.zeros(1), 0.0)
+        if groups.counts.sum() != len(lat):
+            raise ValueError("the groups must cover the points exactly")
         offset, along, side = _nearest_on_route(
-            np.asarray(lat, float).ravel(), np.asarray(lng, float).ravel(), float(within_m),
-            self._xyz, self._ecef, self.along_m, self._normal,
-            self._past_a, self._before_b, self._degenerate, *self._tree)
+            lat, lng, float(within_m), self._xyz, self._ecef, self.along_m, self._normal,
+            self._past_a, self._before_b, self._degenerate, *self._tree,
+            np.asarray(groups.counts, np.int64), unit_vectors(groups.lat, groups.lng),
+            # The chord of the groups' radius, over-stated (MIN_RADIUS_M) and with a metre
+            # to spare: a point outside it is searched from the root.
+            2.0 * np.sin(min((groups.radius_m + 1.0) / MIN_RADIUS_M, np.pi) / 2.0))
         return Located(offset, along, side)
 
 
@@ -254,8 +285,42 @@ def _chord_m(ax, ay, az, bx, by, bz):
 
 
 @njit(cache=True)
+def _frontier(cx, cy, cz, limit, own_radius, children, centre, radius, frontier, distance):
+    """The tree nodes a search from any point within `own_radius` (chord) of c may visit:
+    every node not farther than `limit` from c, expanded from the root while a node is larger
+    than the group (so each point descends only its own corner of the route) and the frontier
+    has room. Sorted farthest first, the order they are pushed. Returns their count."""
+    count = 0
+    pending = np.empty(len(frontier) + 2, np.int64)
+    pending[0], top = 0, 1
+    while top > 0:
+        top -= 1
+        k = pending[top]
+        dx, dy, dz = cx - centre[k, 0], cy - centre[k, 1], cz - centre[k, 2]
+        d = np.sqrt(dx * dx + dy * dy + dz * dz)
+        if d - radius[k] > limit:
+            continue
+        if (children[k, 0] >= 0 and radius[k] > own_radius
+                and count + top + 2 <= len(frontier)):
+            pending[top], pending[top + 1] = children[k, 0], children[k, 1]
+            top += 2
+        else:
+            frontier[count], distance[count] = k, d
+            count += 1
+    for i in range(1, count):  # insertion sort, farthest first: a handful of nodes
+        k, d = frontier[i], distance[i]
+        j = i - 1
+        while j >= 0 and distance[j] < d:
+            frontier[j + 1], distance[j + 1] = frontier[j], distance[j]
+            j -= 1
+        frontier[j + 1], distance[j + 1] = k, d
+    return count
+
+
+@njit(cache=True)
 def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, before_b,
-                      degenerate, first, last, children, centre, radius):
+                      degenerate, first, last, children, centre, radius, group_counts,
+                      group_xyz, group_chord):
     n = len(lat)
     offset = np.full(n, np.inf)
     along = np.full(n, np.nan)
@@ -263,9 +328,12 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
     # Searched: feet whose angle times MIN_RADIUS_M is within the distance (plus a metre).
     reach_angle = (within_m + 1.0) / MIN_RADIUS_M
     reach_chord = 2.0 * np.sin(min(reach_angle, np.pi) / 2.0)
-    # Depth-first: the stack never holds more than the tree's depth plus one (a route of
-    # 2**100 segments would still fit).
-    stack = np.empty(128, np.int64)
+    # Depth-first: the stack never holds more than the frontier and the tree's depth plus one
+    # (a route of 2**100 segments would still fit).
+    frontier = np.empty(_FRONTIER_NODES, np.int64)
+    frontier_distance = np.empty(_FRONTIER_NODES)
+    stack = np.empty(_FRONTIER_NODES + 128, np.int64)
+    group, group_end, seeds = -1, 0, 0
     # The segments found within TIE_M of the nearest so far: a route that passes a point twice
     # (a loop, an out-and-back) is as near on both passes up to rounding, and the earlier
     # pass must win whatever order the tree is searched in.
@@ -277,11 +345,23 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
         phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
         px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
         pex, pey, pez = _ecef(px, py, pz)
+        while i == group_end:  # the next group's points start here: its frontier, once
+            group += 1
+            group_end += group_counts[group]
+            seeds = _frontier(group_xyz[group, 0], group_xyz[group, 1], group_xyz[group, 2],
+                              reach_chord + group_chord, group_chord, children, centre,
+                              radius, frontier, frontier_distance)
         best, count = np.inf, 0
         # Prune chord: nodes whose nearest possible point is farther than this (on the unit
         # sphere) cannot hold a foot within reach, nor one within TIE_M of the best.
         prune = reach_chord
-        stack[0], top = 0, 1
+        gx, gy, gz = (px - group_xyz[group, 0], py - group_xyz[group, 1],
+                      pz - group_xyz[group, 2])
+        if gx * gx + gy * gy + gz * gz <= group_chord * group_chord:
+            stack[:seeds] = frontier[:seeds]
+            top = seeds
+        else:  # not within its group's radius after all: search from the root
+            stack[0], top = 0, 1
         while top > 0:
             top -= 1
             k = stack[top]

@@ -236,6 +236,15 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     return entries
 
 
+class CellRecords(NamedTuple):
+    """Records read from the index, cell by cell: `counts[i]` records of `cells[i]` in turn
+    (cells with no records left out)."""
+
+    records: np.ndarray
+    cells: list[int]
+    counts: np.ndarray
+
+
 class _Masks(NamedTuple):
     """The serving masks a process has read: their digests sorted and each one's row in the
     table (row 0 stays all zeros: never served, for a digest Redis does not know), so a
@@ -352,14 +361,20 @@ class GeoIndex:
             return self._masks
 
     def places_in(self, cells: list[int]) -> np.ndarray:
-        return self._read(keys.cell_places, cells, PLACE_RECORD)
+        return self.places_by_cell(cells).records
 
     def offers_in(self, cells: list[int]) -> np.ndarray:
+        return self.offers_by_cell(cells).records
+
+    def places_by_cell(self, cells: list[int]) -> CellRecords:
+        return self._read(keys.cell_places, cells, PLACE_RECORD)
+
+    def offers_by_cell(self, cells: list[int]) -> CellRecords:
         return self._read(keys.cell_offers, cells, OFFER_RECORD)
 
-    def _read(self, kind, cells: list[int], dtype: np.dtype) -> np.ndarray:
-        """The records of `cells`, in the order given (so answers never depend on what this
-        process had cached): each region's cell versions in one round trip; cells whose token
+    def _read(self, kind, cells: list[int], dtype: np.dtype) -> CellRecords:
+        """The records of `cells`, cell by cell in an order that does not depend on what this
+        process had cached: each region's cell versions in one round trip; cells whose token
         this process has cached come from memory, the others from Redis (a second round trip,
         only when some changed or were never read)."""
         cells = np.asarray(cells, np.uint64)
@@ -368,18 +383,21 @@ class GeoIndex:
         with self.redis.pipeline(transaction=False) as pipe:
             for region in np.unique(regions).tolist():
                 tag = f"{region:x}"
-                group = [kind(tag, cell) for cell in cells[regions == region].tolist()]
-                groups.append(group)
-                pipe.hmget(keys.cell_versions(tag), [keys.cell_version_field(k) for k in group])
+                group = cells[regions == region].tolist()
+                groups.append([(cell, kind(tag, cell)) for cell in group])
+                pipe.hmget(keys.cell_versions(tag),
+                           [keys.cell_version_field(key) for _, key in groups[-1]])
             versions = pipe.execute()
         parts: list[bytes] = []
+        filled: list[int] = []  # the cell of each part
         stale = []  # per region: (where in parts, key, token) of cells to read
         with self._cell_lock:
             for group, tokens in zip(groups, versions, strict=True):
                 missing = []
-                for key, token in zip(group, tokens, strict=True):
+                for (cell, key), token in zip(group, tokens, strict=True):
                     if token is None:  # no records: every write that leaves some sets one
                         continue
+                    filled.append(cell)
                     cached = self._cells.get(key)
                     if cached is not None and cached[0] == token:
                         self._cells.move_to_end(key)
@@ -391,7 +409,8 @@ class GeoIndex:
                     stale.append(missing)
         if stale:
             self._read_stale(stale, parts)
-        return np.frombuffer(b"".join(parts), dtype=dtype)
+        return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
+                           np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
 
     def _read_stale(self, stale: list[list[tuple[int, str, bytes]]], parts: list[bytes]) -> None:
         """Read the cells this process has not cached as they are now, one MGET per region,

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 from redis import Redis
 
-from geo.cells import corridor_cells, radius_cells
+from geo.cells import cell_groups, corridor_cells, radius_cells
 from geo.route import WGS84, Route
 
 from . import keys
@@ -35,14 +35,14 @@ def _with_spare(limit: int) -> int:
     return limit + limit // 10 + 5
 
 
-def _filter(records: np.ndarray, categories: list[str] | None,
+def _wanted(records: np.ndarray, categories: list[str] | None,
             brands: list[str] | None) -> np.ndarray:
     keep = np.ones(len(records), dtype=bool)
     if categories:
         keep &= np.isin(records["category"], [CATEGORIES.index(c) for c in categories])
     if brands:
         keep &= np.isin(records["brand"], np.array([brand_key(b) for b in brands], np.uint64))
-    return take(records, keep)
+    return keep
 
 
 class PlaceSearch:
@@ -53,8 +53,8 @@ class PlaceSearch:
     def nearby(self, lat: float, lng: float, radius_m: float, limit: int,
                categories: list[str] | None = None) -> list[dict]:
         """Places within `radius_m` of (lat, lng), nearest first."""
-        records = _filter(self.index.places_in(radius_cells(lat, lng, radius_m)),
-                          categories, None)
+        records = self.index.places_in(radius_cells(lat, lng, radius_m))
+        records = take(records, _wanted(records, categories, None))
         _, _, distance = WGS84.inv(np.full(len(records), lng), np.full(len(records), lat),
                                    records["lng"], records["lat"])
         inside = distance <= radius_m
@@ -67,9 +67,11 @@ class PlaceSearch:
                     brands: list[str] | None = None) -> list[dict]:
         """Places within `corridor_m` of the route, in order along it. Distances along are
         measured from the route's start (for a route from `remaining_from`, from the car)."""
-        records = _filter(self.index.places_in(corridor_cells(route, corridor_m)),
-                          categories, brands)
-        located = route.locate(records["lat"], records["lng"], corridor_m)
+        found = self.index.places_by_cell(corridor_cells(route, corridor_m))
+        wanted = _wanted(found.records, categories, brands)
+        records = take(found.records, wanted)
+        located = route.locate(records["lat"], records["lng"], corridor_m,
+                               cell_groups(found.cells, found.counts).keep(wanted))
         inside = located.offset_m <= corridor_m
         records, located = take(records, inside), located.take(inside)
         order = np.lexsort((records["place_id"], located.along_m))

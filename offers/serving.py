@@ -15,7 +15,7 @@ import orjson
 from redis import Redis
 from redis.exceptions import NoScriptError
 
-from geo.cells import corridor_cells, radius_cells
+from geo.cells import cell_groups, corridor_cells, radius_cells
 from geo.earth import WGS84, distance_m
 from geo.route import Route
 from ranking import Candidates
@@ -88,10 +88,12 @@ class OfferServing:
         """Every live offer record the car could be shown, with its geo measures, and the
         index records behind them (row for row)."""
         if trip.route is not None:
-            records = self.index.offers_in(corridor_cells(trip.route, trip.corridor_m))
+            found = self.index.offers_by_cell(corridor_cells(trip.route, trip.corridor_m))
+            records = found.records
             # Exact distances along: a route that comes back near itself has two candidates,
             # and arrival times decide validity and opening hours.
-            located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m)
+            located = trip.route.locate(records["lat"], records["lng"], trip.corridor_m,
+                                        cell_groups(found.cells, found.counts))
             offset = located.offset_m
             keep = offset <= trip.corridor_m
             along = located.along_m - trip.route.along_m[0]

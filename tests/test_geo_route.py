@@ -9,11 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geo.cells import cell_groups, cell_of
 from geo.earth import chord_distance_m, ecef_from_unit
 from geo.route import (
     MIN_RADIUS_M,
     TIE_M,
     WGS84,
+    PointGroups,
     RouteError,
     route_from_geojson,
     route_from_points,
@@ -256,3 +258,53 @@ def test_segments_of_micrometres_measure_as_well_as_long_ones(step_deg):
     assert offset[0] == pytest.approx(0.0, abs=0.01)
     assert offset[1] == pytest.approx(0.0, abs=0.01)
     assert offset[2] == pytest.approx(WGS84.inv(-104.99, 39.74, -104.9895, 39.74)[2], abs=0.05)
+
+
+def _by_cell(lat, lng):
+    """The points sorted cell by cell (as the geo index files them) and their groups."""
+    cells = np.array([cell_of(a, b) for a, b in zip(lat, lng, strict=True)], np.uint64)
+    order = np.argsort(cells, kind="stable")
+    filed, counts = np.unique(cells[order], return_counts=True)
+    return lat[order], lng[order], cell_groups(filed.tolist(), counts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(route_and_places(), st.floats(0, 1))
+def test_searching_cell_by_cell_gives_exactly_the_answers_of_the_root_search(case, share):
+    route_lat, route_lng, plat, plng, corridor = case
+    keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
+    if keep.sum() < 2:
+        return
+    route = route_from_points(route_lat[keep], route_lng[keep])
+    lat, lng, groups = _by_cell(plat, plng)
+    by_root, by_cell = route.locate(lat, lng, corridor), route.locate(lat, lng, corridor, groups)
+    for name in ("offset_m", "along_m", "side"):
+        assert np.array_equal(getattr(by_root, name), getattr(by_cell, name), equal_nan=True)
+    # Groups whose points are not near their centre (a wrong one) still answer exactly: such a
+    # point is searched from the root.
+    wrong = PointGroups(np.array([len(lat)]), np.array([-lat[0]]), np.array([lng[0]]), 10.0)
+    assert _same(route.locate(lat, lng, corridor, wrong), _exhaustive(route, lat, lng, corridor))
+    mask = np.arange(len(lat)) < share * len(lat)
+    kept = route.locate(lat[mask], lng[mask], corridor, groups.keep(mask))
+    assert np.array_equal(kept.offset_m, by_root.offset_m[mask])
+
+
+def test_cell_by_cell_agrees_on_3000_points_around_a_winding_route():
+    lng = np.linspace(-105.2, -104.7, 300)
+    route = route_from_points(39.74 + 0.01 * np.sin(np.linspace(0, 6, 300)), lng)
+    rng = np.random.default_rng(5)
+    plat, plng, groups = _by_cell(rng.uniform(39.72, 39.76, 3000),
+                                  rng.uniform(-105.2, -104.7, 3000))
+    assert len(groups.counts) > 100
+    located = route.locate(plat, plng, 1000, groups)
+    assert np.isfinite(located.offset_m).sum() > 1000
+    assert _same(located, _exhaustive(route, plat, plng, 1000))
+
+
+def test_groups_keep_the_counts_of_the_points_kept():
+    groups = PointGroups(np.array([2, 0, 3, 1]), np.zeros(4), np.zeros(4), 1.0)
+    mask = np.array([True, False, False, True, True, False])
+    assert groups.keep(mask).counts.tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match="cover"):
+        route_from_points([0.0, 0.0], [0.0, 0.01]).locate(np.zeros(5), np.zeros(5), 10.0,
+                                                          groups)
