@@ -66,7 +66,10 @@ for line in sys.stdin:
     km, i = line.split()
     wall, cpu = time.perf_counter(), time.process_time()
     status, data = call(bodies[km][int(i)])
-    out = [1000 * (time.perf_counter() - wall), 1000 * (time.process_time() - cpu), status]
+    out = [1000 * (time.perf_counter() - wall), 1000 * (time.process_time() - cpu), status,
+           # ids are random in each catalogue: an item is its offer's title and its place
+           [[item["title"], item["place_name"], item["lat"], item["lng"]]
+            for item in json.loads(data)["items"]] if status == 200 else None]
     print(json.dumps(out), flush=True)
 """
 
@@ -89,13 +92,14 @@ def start(code: Path, url: str, args: argparse.Namespace) -> subprocess.Popen:
     return worker
 
 
-def ask(worker: subprocess.Popen, km: str, i: int) -> tuple[float, float]:
+def ask(worker: subprocess.Popen, km: str, i: int) -> tuple[float, float, list]:
+    """One answer's wall and CPU milliseconds and its items, best first."""
     worker.stdin.write(f"{km} {i}\n")
     worker.stdin.flush()
-    wall, cpu, status = json.loads(worker.stdout.readline())
+    wall, cpu, status, offers = json.loads(worker.stdout.readline())
     if status != 200:
         raise RuntimeError(f"a recommendation failed with {status}")
-    return wall, cpu
+    return wall, cpu, offers
 
 
 def main() -> None:
@@ -123,11 +127,14 @@ def main() -> None:
             results = {}
             for km in args.km:
                 times = {name: np.full((args.reps, 60, 2), np.inf) for name in workers}
+                same = 0  # requests both versions answered with the same offers, in order
                 for rep in range(args.reps):
                     for i in range(60):
                         order = ("old", "new") if (rep + i) % 2 == 0 else ("new", "old")
+                        offers = {}
                         for name in order:
-                            times[name][rep, i] = ask(workers[name], km, i)
+                            *times[name][rep, i], offers[name] = ask(workers[name], km, i)
+                        same += offers["old"] == offers["new"]
                 best = {name: t.min(axis=0) for name, t in times.items()}  # per route
                 ratio = best["new"][:, 0] / best["old"][:, 0]
                 results[km] = {
@@ -135,14 +142,16 @@ def main() -> None:
                               "cpu_ms": float(np.median(b[:, 1]))} for name, b in best.items()},
                     "new_over_old": float(np.median(ratio)),
                     "new_over_old_iqr": [float(np.percentile(ratio, 25)),
-                                         float(np.percentile(ratio, 75))]}
+                                         float(np.percentile(ratio, 75))],
+                    "same_answers": f"{same}/{args.reps * 60}"}
                 print(f"{km} km: old {results[km]['old']['wall_ms']:.2f} ms "
                       f"(cpu {results[km]['old']['cpu_ms']:.2f}), new "
                       f"{results[km]['new']['wall_ms']:.2f} ms (cpu "
                       f"{results[km]['new']['cpu_ms']:.2f}); new/old {ratio.size} routes: median "
                       f"{results[km]['new_over_old']:.3f} (IQR "
                       f"{results[km]['new_over_old_iqr'][0]:.3f}-"
-                      f"{results[km]['new_over_old_iqr'][1]:.3f})", flush=True)
+                      f"{results[km]['new_over_old_iqr'][1]:.3f}); same answers "
+                      f"{results[km]['same_answers']}", flush=True)
             print(json.dumps({"base": args.base, "head": args.head or "working tree",
                               "commits": {name: code_state(code) for name, code in
                                           trees.items()},
