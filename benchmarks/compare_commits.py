@@ -5,7 +5,8 @@ benchmark runs minutes apart cannot tell a 15% change. Here both versions run at
 its own process on its own catalogue (built by its own code, in its own database of one
 throwaway Redis), and answer the same requests alternately (the order swapping every request):
 the drift hits both alike. Reported: per version, the median over routes of each route's fastest
-of `--reps` answers (wall and process CPU time), and the median ratio new / old.
+of `--reps` answers (wall and process CPU time), the median ratio new / old, and how many
+requests both answered with the same items.
 
     .venv/bin/python -m benchmarks.compare_commits BASE [--head HEAD] [--km 10 50 200] \\
         [--places 200000] [--reps 5] [--model MODEL_DIR]
