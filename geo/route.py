@@ -342,15 +342,20 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
     near_foot = np.empty((_NEAR_TIES, 3))
     near_side = np.empty(_NEAR_TIES, np.int8)
     for i in range(n):
-        phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
-        px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
-        pex, pey, pez = _ecef(px, py, pz)
         while i == group_end:  # the next group's points start here: its frontier, once
             group += 1
             group_end += group_counts[group]
             seeds = _frontier(group_xyz[group, 0], group_xyz[group, 1], group_xyz[group, 2],
                               reach_chord + group_chord, group_chord, children, centre,
                               radius, frontier, frontier_distance)
+        if i > 0 and lat[i] == lat[i - 1] and lng[i] == lng[i - 1]:
+            # The same position as the point before (a place's offers, filed side by side):
+            # the same answer.
+            offset[i], along[i], side[i] = offset[i - 1], along[i - 1], side[i - 1]
+            continue
+        phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
+        px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+        pex, pey, pez = _ecef(px, py, pz)
         best, count = np.inf, 0
         # Prune chord: nodes whose nearest possible point is farther than this (on the unit
         # sphere) cannot hold a foot within reach, nor one within TIE_M of the best.

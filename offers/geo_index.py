@@ -236,6 +236,19 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     return entries
 
 
+def _side_by_side(cell: bytes, dtype: np.dtype) -> bytes:
+    """A cell's offer records with those at one position (a place's offers) side by side, in
+    the order they were filed otherwise: the route search measures each position once. Done as
+    a cell is read from Redis, so cached or not a cell's records come in the same order."""
+    if dtype != OFFER_RECORD or len(cell) <= dtype.itemsize:
+        return cell
+    records = np.frombuffer(cell, dtype)
+    first = {}  # position -> rank of its first record
+    ranks = [first.setdefault(p, len(first))
+             for p in zip(records["lat"].tolist(), records["lng"].tolist(), strict=True)]
+    return take(records, np.argsort(ranks, kind="stable")).tobytes()
+
+
 class CellRecords(NamedTuple):
     """Records read from the index, cell by cell: `counts[i]` records of `cells[i]` in turn
     (cells with no records left out)."""
@@ -408,11 +421,12 @@ class GeoIndex:
                 if missing:
                     stale.append(missing)
         if stale:
-            self._read_stale(stale, parts)
+            self._read_stale(stale, parts, dtype)
         return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
                            np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
 
-    def _read_stale(self, stale: list[list[tuple[int, str, bytes]]], parts: list[bytes]) -> None:
+    def _read_stale(self, stale: list[list[tuple[int, str, bytes]]], parts: list[bytes],
+                    dtype: np.dtype) -> None:
         """Read the cells this process has not cached as they are now, one MGET per region,
         and cache each under the token read before it: the value is at least as new as that
         token, so a write in between costs one more read later, never a stale answer."""
@@ -423,7 +437,7 @@ class GeoIndex:
         with self._cell_lock:
             for missing, found in zip(stale, values, strict=True):
                 for (at, key, token), value in zip(missing, found, strict=True):
-                    parts[at] = value or b""
+                    parts[at] = _side_by_side(value or b"", dtype)
                     self._cache_cell(key, token, parts[at])
 
     def _cache_cell(self, key: str, token: bytes, value: bytes) -> None:

@@ -200,3 +200,19 @@ def test_clear_removes_the_cell_versions(redis_client):
     index.clear()
     assert redis_client.dbsize() == 0
     assert _ids(index) == []
+
+
+def test_a_cells_offers_at_one_place_are_read_side_by_side_in_filing_order(redis_client):
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    a, b = _denver(_place("a")), _denver({**_place("b"), "lng": -104.99031})
+    assert cell_of(a["lat"], a["lng"]) == cell_of(b["lat"], b["lng"])
+    places = {a["id"]: a, b["id"]: b}
+    for name, place in [("c1", a), ("c2", b), ("c3", a), ("c4", b), ("c5", a)]:
+        writer.apply([], offer_entries(_offer(name, place), places))
+    cell = [cell_of(a["lat"], a["lng"])]
+    stored = np.frombuffer(redis_client.get(keys.cell_offers(region_of(cell[0]), cell[0])),
+                           OFFER_RECORD)
+    read = reader.offers_in(cell)
+    assert [ids_of(read)[0][i][-2:] for i in range(5)] == ["c1", "c3", "c5", "c2", "c4"]
+    assert sorted(r.tobytes() for r in read) == sorted(r.tobytes() for r in stored)
+    assert reader.offers_in(cell).tobytes() == read.tobytes()  # from the cache: the same order

@@ -287,6 +287,12 @@ def test_searching_cell_by_cell_gives_exactly_the_answers_of_the_root_search(cas
     mask = np.arange(len(lat)) < share * len(lat)
     kept = route.locate(lat[mask], lng[mask], corridor, groups.keep(mask))
     assert np.array_equal(kept.offset_m, by_root.offset_m[mask])
+    # Points repeated side by side (a place's offers) are measured once, with the same answers.
+    twice = route.locate(np.repeat(lat, 2), np.repeat(lng, 2), corridor,
+                         PointGroups(2 * groups.counts, groups.lat, groups.lng, groups.radius_m))
+    for name in ("offset_m", "along_m", "side"):
+        assert np.array_equal(getattr(twice, name), np.repeat(getattr(by_root, name), 2),
+                              equal_nan=True)
 
 
 def test_cell_by_cell_agrees_on_3000_points_around_a_winding_route():
