@@ -17,6 +17,7 @@ from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
 from geo import route
+from offers import serving
 from ranking import exploration, learned
 from ranking.exploration import policy_from_spec
 
@@ -89,6 +90,7 @@ def create_app(config: dict | None = None) -> Flask:
                      lambda filename: send_from_directory(swagger_ui_path, filename))
     register_error_handlers(app)
     route.warm_up()
+    serving.warm_up()
     learned.warm_up()
     exploration.warm_up()
     return app

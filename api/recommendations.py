@@ -15,7 +15,7 @@ from flask_smorest import abort
 from geo.route import RouteError
 from offers.geo_index import ids_of
 from offers.redemptions import driver_key
-from offers.serving import Trip
+from offers.serving import Trip, best_of_each_place
 from ranking import Situation
 from ranking.exploration import Thompson
 from ranking.features import raw_to_features
@@ -77,9 +77,8 @@ def recommend(body: dict):
     features = raw_to_features(raw)
     scores, draws = _scores(found, ranker, candidates, situation, features)
     eligible = np.arange(len(candidates))
-    if body["one_per_place"]:  # each place's best offer
-        best_first = np.argsort(-scores, kind="stable")
-        eligible = best_first[_first_of_each(candidates.place_key[best_first])]
+    if body["one_per_place"]:
+        eligible = best_of_each_place(candidates.place_key, scores)
     # Equal scores are common (boosted trees are piecewise constant, and the candidates the
     # trees do not rescore share a capped score): the policies keep their input order among
     # ties, so what the car reaches first comes first.
@@ -105,24 +104,6 @@ def recommend(body: dict):
         _decision(records, features, scores, eligible, rows, chances, order))
     return json_response({"recommendation_id": recommendation_id, "model": ranker.version,
                           "items": items})
-
-
-def _first_of_each(ids: np.ndarray) -> np.ndarray:
-    """Where each distinct id (fixed-width bytes) first occurs. Sorting thousands of 35-byte
-    strings costs a millisecond, so ids are grouped by a 64-bit fingerprint of their bytes and
-    the grouping is checked against the ids themselves (a collision falls back to the strings)."""
-    width = -(-ids.itemsize // 8) * 8
-    padded = np.zeros((len(ids), width), np.uint8)
-    padded[:, :ids.itemsize] = np.ascontiguousarray(ids).view(np.uint8).reshape(
-        len(ids), ids.itemsize)
-    words = padded.view("<u8")
-    fingerprint = np.zeros(len(ids), np.uint64)
-    for column in words.T:  # a multiply-xor hash, one pass per 8 bytes of id
-        fingerprint = (fingerprint ^ column) * np.uint64(0x9E3779B97F4A7C15)
-    _, first, group = np.unique(fingerprint, return_index=True, return_inverse=True)
-    if not np.array_equal(ids[first][group], ids):
-        _, first = np.unique(ids, return_index=True)
-    return first
 
 
 def _scores(found, ranker, candidates, situation,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
+from numba import njit
 from redis import Redis
 from redis.exceptions import NoScriptError
 
@@ -213,3 +214,53 @@ def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today
         return None
     return Shortlisted(offer, place)
 
+
+
+def best_of_each_place(place_key: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The row of each place's best score (the earliest among equals), in row order: one item
+    per place. `place_key` holds fixed-width bytes per row (`geo_index.PLACE_KEY`)."""
+    n, width = len(place_key), -(-place_key.itemsize // 8) * 8
+    words = np.zeros((n, width), np.uint8)
+    words[:, :place_key.itemsize] = np.ascontiguousarray(place_key).view(np.uint8).reshape(
+        n, place_key.itemsize)
+    return _best_of_each(words.view("<u8"), np.asarray(scores, np.float64))
+
+
+@njit(cache=True)
+def _best_of_each(words, scores):
+    """One pass with an open-addressing table keyed by each row's words (a multiply-xor hash,
+    rows compared word by word on a match): thousands of candidates in tens of microseconds,
+    where sorting their 35-byte ids took a millisecond."""
+    n, width = words.shape
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, np.int64)  # per slot: the best row so far of one place
+    for i in range(n):
+        h = np.uint64(0)
+        for j in range(width):
+            h = (h ^ words[i, j]) * np.uint64(0x9E3779B97F4A7C15)
+        slot = np.int64((h >> np.uint64(32)) & np.uint64(size - 1))
+        while True:
+            k = table[slot]
+            if k < 0:
+                table[slot] = i
+                break
+            same = True
+            for j in range(width):
+                if words[k, j] != words[i, j]:
+                    same = False
+                    break
+            if same:
+                if scores[i] > scores[k]:
+                    table[slot] = i
+                break
+            slot = (slot + 1) & (size - 1)
+    best = table[table >= 0]
+    best.sort()
+    return best
+
+
+def warm_up() -> None:
+    """Compile the one-per-place pass (or load it from numba's cache) before any request."""
+    best_of_each_place(np.zeros(2, PLACE_KEY).view(f"S{PLACE_KEY.itemsize}"), np.zeros(2))

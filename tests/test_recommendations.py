@@ -8,10 +8,10 @@ import uuid
 import numpy as np
 import pytest
 
-from api.recommendations import _first_of_each
 from api.schemas import RecommendationSchema, RecommendedSchema
 from geo.route import WGS84
 from offers.geo_index import PLACE_KEY
+from offers.serving import best_of_each_place
 
 from .conftest import CAFE
 
@@ -248,7 +248,7 @@ def test_only_fleet_keys_get_recommendations(client, merchant):
     assert client.post("/v1/recommendations", json=body, headers=headers).status_code == 403
 
 
-def test_each_places_first_offer_is_found_by_fingerprint_as_by_sorting_ids():
+def test_each_places_best_offer_is_found_as_by_sorting_ids():
     rng = np.random.default_rng(4)
     ids = np.zeros(300, PLACE_KEY)  # merchants, external flags and digits that repeat apart
     ids["merchant"] = [f"m_{i % 7}" for i in range(300)]
@@ -256,7 +256,10 @@ def test_each_places_first_offer_is_found_by_fingerprint_as_by_sorting_ids():
     ids["digits"] = rng.integers(0, 40, 300) << 56  # zero low bytes, distinct high ones
     ids = ids.view(f"S{PLACE_KEY.itemsize}")
     drawn = ids[rng.integers(0, len(ids), 2000)]  # many offers per place
-    _, expected = np.unique(drawn, return_index=True)
+    scores = rng.integers(0, 5, len(drawn)).astype(float)  # many ties
+    best_first = np.argsort(-scores, kind="stable")
+    _, first = np.unique(drawn[best_first], return_index=True)
+    expected = np.sort(best_first[first])  # the best, the earliest of equals
     assert len(expected) > 200
-    assert sorted(_first_of_each(drawn).tolist()) == sorted(expected.tolist())
-    assert _first_of_each(np.zeros(0, "S35")).size == 0
+    assert best_of_each_place(drawn, scores).tolist() == expected.tolist()
+    assert best_of_each_place(np.zeros(0, "S35"), np.zeros(0)).size == 0
