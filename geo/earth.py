@@ -59,20 +59,43 @@ def distance_m(lat1, lng1, lat2, lng2) -> np.ndarray:
     """Geodesic distance between (lat1, lng1) and (lat2, lng2), degrees, broadcast; the chord
     formula where it is exact, pyproj's geodesic beyond CHORD_RANGE_M. (A car against many
     places: the car's Earth-centred point is computed once, not once per place.)"""
-    out = np.asarray(chord_distance_m(ecef(np.asarray(lat1, float), np.asarray(lng1, float)),
-                                      ecef(np.asarray(lat2, float), np.asarray(lng2, float))),
-                     dtype=float)
+    lat1, lng1, lat2, lng2 = (np.asarray(v, float) for v in (lat1, lng1, lat2, lng2))
+    if lat1.ndim == lng1.ndim == 0:  # one point against many: one compiled pass
+        lat, lng = np.broadcast_arrays(lat2, lng2)
+        out = _chords_from_m(float(lat1), float(lng1), np.ascontiguousarray(lat).ravel(),
+                             np.ascontiguousarray(lng).ravel()).reshape(lat.shape)
+    else:
+        out = np.asarray(chord_distance_m(ecef(lat1, lng1), ecef(lat2, lng2)), dtype=float)
     far = out > CHORD_RANGE_M * 0.99
     if far.any():
-        lat1, lng1, lat2, lng2 = (np.ascontiguousarray(v[far], dtype=float) for v in
-                                  np.broadcast_arrays(*(np.asarray(v, float) for v in
-                                                        (lat1, lng1, lat2, lng2))))
+        lat1, lng1, lat2, lng2 = (np.ascontiguousarray(v[far]) for v in
+                                  np.broadcast_arrays(lat1, lng1, lat2, lng2))
         measured = _vincenty_m(lat1, lng1, lat2, lng2, EQUATORIAL_RADIUS_M, WGS84.f)
         stuck = np.isnan(measured)
         if stuck.any():
             measured[stuck] = WGS84.inv(lng1[stuck], lat1[stuck], lng2[stuck], lat2[stuck])[2]
         out[far] = measured
     return out
+
+
+@njit(cache=True)
+def _chords_from_m(lat, lng, lats, lngs):
+    """`chord_distance_m` from one point to many, in one pass (as `ecef`)."""
+    out = np.empty(len(lats))
+    ax, ay, az = _ecef_of(lat, lng)
+    for i in range(len(lats)):
+        bx, by, bz = _ecef_of(lats[i], lngs[i])
+        chord = np.sqrt((ax - bx) ** 2 + (ay - by) ** 2 + (az - bz) ** 2)
+        out[i] = chord + chord ** 3 / (24.0 * MEAN_RADIUS_M ** 2)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _ecef_of(lat, lng):
+    phi, lam = np.radians(lat), np.radians(lng)
+    x, y, z = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+    n = EQUATORIAL_RADIUS_M / np.sqrt(1.0 - ECCENTRICITY_SQUARED * z * z)
+    return x * n, y * n, z * n * (1.0 - ECCENTRICITY_SQUARED)
 
 
 @njit(cache=True)

@@ -452,8 +452,9 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
 
 def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split segments longer than MAX_SEGMENT_M at intermediate geodesic points; returns the
-    vertices and the length of each segment."""
-    _, _, steps = WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])
+    vertices and the length of each segment (`distance_m`: pyproj's geodesic per pair cost
+    more than the rest of parsing a route)."""
+    steps = distance_m(lat[:-1], lng[:-1], lat[1:], lng[1:])
     long_segments = np.nonzero(steps > MAX_SEGMENT_M)[0]
     if long_segments.size == 0:
         return lat, lng, steps
@@ -469,7 +470,7 @@ def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray
     out_lat.append(lat[last:])
     out_lng.append(lng[last:])
     lat, lng = np.concatenate(out_lat), np.concatenate(out_lng)
-    return lat, lng, WGS84.inv(lng[:-1], lat[:-1], lng[1:], lat[1:])[2]
+    return lat, lng, distance_m(lat[:-1], lng[:-1], lat[1:], lng[1:])
 
 
 def route_from_points(lat, lng) -> Route:

@@ -39,3 +39,18 @@ def test_nearly_antipodal_points_fall_back_to_pyproj():
     assert np.isnan(_vincenty_m(lat1, lng1, lat2, lng2, EQUATORIAL_RADIUS_M, WGS84.f)).all()
     assert distance_m(0.0, 0.0, 0.5, 179.7) == pytest.approx(
         WGS84.inv(0.0, 0.0, 179.7, 0.5)[2], abs=1e-6)
+
+
+@pytest.mark.parametrize("max_m", [5_000.0, CHORD_RANGE_M, 2_000_000.0])
+def test_one_point_against_many_matches_the_geodesic(max_m):
+    """A car against its candidates: the compiled one-to-many pass."""
+    rng = np.random.default_rng(11)
+    lat, lng = 39.74, -104.99
+    lng2, lat2, _ = WGS84.fwd(np.full(5_000, lng), np.full(5_000, lat),
+                              rng.uniform(0.0, 360.0, 5_000), rng.uniform(0.0, max_m, 5_000))
+    length = WGS84.inv(np.full(5_000, lng), np.full(5_000, lat), lng2, lat2)[2]
+    one_to_many = distance_m(lat, lng, lat2, lng2)
+    assert np.abs(one_to_many - length).max() < 0.003
+    pairs = distance_m(np.full(5_000, lat), np.full(5_000, lng), lat2, lng2)
+    assert np.abs(one_to_many - pairs).max() < 1e-6
+    assert distance_m(lat, lng, lat2.reshape(50, 100), lng2.reshape(50, 100)).shape == (50, 100)
