@@ -54,6 +54,14 @@ RAW_FIELDS = (
 # Which declared frequency speaks for an offer of each category (restaurants by price level).
 _CATEGORY_PREFERENCE = {"bar": "bar", "cafe": "coffee_house", "fast_food": "carry_away"}
 _CHEAP_RESTAURANT_MAX_PRICE = 1   # price level 1 is "under $20" in the survey's terms
+# preference_for_category's table: a column per key, then "either restaurant", then unknown.
+_CHEAP_COLUMN = PREFERENCE_KEYS.index("restaurant_lt20")
+_DEAR_COLUMN = PREFERENCE_KEYS.index("restaurant_20_50")
+_EITHER_COLUMN, _NO_COLUMN = len(PREFERENCE_KEYS), len(PREFERENCE_KEYS) + 1
+_NO_CATEGORY = len(CATEGORIES)  # where a code is unknown
+_PREFERENCE_COLUMN = np.array(
+    [PREFERENCE_KEYS.index(_CATEGORY_PREFERENCE[c]) if c in _CATEGORY_PREFERENCE else _NO_COLUMN
+     for c in CATEGORIES] + [_NO_COLUMN], np.intp)
 
 FEATURE_NAMES = (
     "hour", "hour_sin", "hour_cos", "weekday", "weekend",
@@ -79,21 +87,24 @@ def preference_for_category(category: np.ndarray, price_level: np.ndarray,
     `preferences` maps each key of PREFERENCE_KEYS to an array of frequency codes (-1 unknown).
     Restaurants at price level 1 read `restaurant_lt20`, at 2 or more `restaurant_20_50`, at
     an unknown level the mean of the two."""
-    def codes(key: str) -> np.ndarray:
+    n = len(category)
+    # One column per candidate answer (the keys', then either restaurant's, then unknown),
+    # and each row picks its column: no pass per category over every row.
+    table = np.full((len(PREFERENCE_KEYS) + 2, n), np.nan).T  # column-major, as written
+    for j, key in enumerate(PREFERENCE_KEYS):
         values = np.asarray(preferences[key], dtype=float)
-        return np.where(values >= 0, values, np.nan)
-
-    out = np.full(len(category), np.nan)
-    for name, key in _CATEGORY_PREFERENCE.items():
-        rows = category == CATEGORIES.index(name)
-        out[rows] = codes(key)[rows]
+        np.copyto(table[:, j], values, where=values >= 0)
+    cheap, dear = table[:, _CHEAP_COLUMN], table[:, _DEAR_COLUMN]
+    table[:, _EITHER_COLUMN] = np.where(np.isnan(cheap), dear,
+                                        np.where(np.isnan(dear), cheap, (cheap + dear) / 2))
+    column = _PREFERENCE_COLUMN[np.where((category >= 0) & (category < len(CATEGORIES)),
+                                         category, _NO_CATEGORY)]
     restaurant = category == CATEGORIES.index("restaurant")
-    cheap, dear = codes("restaurant_lt20"), codes("restaurant_20_50")
-    either = np.where(np.isnan(cheap), dear, np.where(np.isnan(dear), cheap, (cheap + dear) / 2))
-    by_price = np.select([price_level == 0, price_level <= _CHEAP_RESTAURANT_MAX_PRICE],
-                         [either, cheap], dear)
-    out[restaurant] = by_price[restaurant]
-    return out
+    price = price_level[restaurant]
+    column[restaurant] = np.where(price == 0, _EITHER_COLUMN,
+                                  np.where(price <= _CHEAP_RESTAURANT_MAX_PRICE, _CHEAP_COLUMN,
+                                           _DEAR_COLUMN))
+    return table[np.arange(n), column]
 
 
 def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -122,15 +133,14 @@ def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
     def put_one_hot(codes: np.ndarray, size: int) -> None:
         """0/1 for codes 0..size-1; unknown codes (-1) are all zeros."""
         nonlocal at
-        block = out[:, at:at + size]
-        block[:] = 0.0
-        known = (codes >= 0) & (codes < size)
-        block[np.flatnonzero(known), codes[known]] = 1.0
+        for code in range(size):  # column by column: each a contiguous write
+            out[:, at + code] = codes == code
         at += size
 
     put(hour)
-    put(np.sin(2 * np.pi * hour / 24))
-    put(np.cos(2 * np.pi * hour / 24))
+    angle = 2 * np.pi * hour / 24
+    put(np.sin(angle))
+    put(np.cos(angle))
     put(weekday)
     put(np.where(np.isnan(weekday), np.nan, weekday >= 5))
     put_one_hot(f["weather"].astype(np.int64), len(WEATHER))
