@@ -62,7 +62,7 @@ OFFER_RECORD = np.dtype([
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
     ("zone", "<u4"), ("cap_zone", "<u4"),
-    ("serving", "<u8"),  # its weekly serving mask's digest (`GeoIndex.serving_masks`)
+    ("serving", "<u8"),  # its weekly serving mask's digest (`GeoIndex.open_at`)
 ])
 
 _RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, OFFER_IDENTITY.itemsize: OFFER_RECORD}
@@ -323,14 +323,9 @@ class GeoIndex:
             unlink_matching(self.redis, pattern)
         self.redis.unlink(keys.SERVING_MASKS)
 
-    def serving_masks(self, digests: np.ndarray) -> np.ndarray:
-        """The weekly serving masks (rows × MASK_BYTES) that records name by digest. A digest
-        Redis does not know (its mask deleted under a live record) reads as never served."""
-        rows, table = self._mask_rows_of(digests)
-        return table[rows]
-
     def open_at(self, digests: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """Whether each record's serving mask (by digest) has its weekly slot set."""
+        """Whether each record's weekly serving mask (named by digest) has its slot set. A
+        digest Redis does not know (its mask deleted under a live record) is never served."""
         rows, table = self._mask_rows_of(digests)
         return open_at(table, slots, rows)
 

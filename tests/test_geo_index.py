@@ -13,7 +13,7 @@ from offers.geo_index import (
     offer_identity,
     place_entry,
 )
-from offers.hours import open_at
+from offers.hours import SLOTS_PER_WEEK
 
 
 def _place(suffix: str, lat: float = 39.7392, lng: float = -104.9903) -> dict:
@@ -108,6 +108,12 @@ def test_an_offer_record_needs_ids_of_one_merchant(offer_id, place_id):
         offer_identity(offer_id, place_id)
 
 
+def _week(index: GeoIndex, digests: np.ndarray) -> np.ndarray:
+    """Each record's whole weekly serving mask, slot by slot (rows x SLOTS_PER_WEEK)."""
+    return np.array([index.open_at(digests, np.full(len(digests), slot))
+                     for slot in range(SLOTS_PER_WEEK)]).T
+
+
 def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client):
     writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
     place = _denver(_place("a"))
@@ -116,15 +122,15 @@ def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client
     records = reader.offers_in([cell_of(place["lat"], place["lng"])])
     assert records["serving"][0] == records["serving"][2] != records["serving"][1]
     assert redis_client.hlen(keys.SERVING_MASKS) == 2  # one per distinct mask
-    masks = reader.serving_masks(records["serving"])
     monday_9_30, monday_10_30 = 9 * 4 + 2, 10 * 4 + 2  # quarter hours from Monday 00:00
-    assert open_at(masks, np.array([monday_9_30] * 3)).tolist() == [True, False, True]
-    assert open_at(masks, np.array([monday_10_30] * 3)).tolist() == [True, True, True]
     assert reader.open_at(records["serving"], np.array([monday_9_30] * 3)).tolist() == [
         True, False, True]
+    assert reader.open_at(records["serving"], np.array([monday_10_30] * 3)).tolist() == [
+        True, True, True]
+    week = _week(reader, records["serving"])
     redis_client.unlink(keys.SERVING_MASKS)
-    assert np.array_equal(reader.serving_masks(records["serving"]), masks)  # cached for good
-    assert not GeoIndex(redis_client).serving_masks(records["serving"]).any()  # unknown: never
+    assert np.array_equal(_week(reader, records["serving"]), week)  # cached for good
+    assert not _week(GeoIndex(redis_client), records["serving"]).any()  # unknown: never
     writer.clear()
     assert redis_client.dbsize() == 0
 
@@ -138,12 +144,10 @@ def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
     offers = [_offer(f"c{i}", place, schedule) for i, schedule in enumerate(schedules)]
     writer.apply([], [e for o in offers for e in offer_entries(o, {place["id"]: place})])
     digests = reader.offers_in([cell_of(place["lat"], place["lng"])])["serving"]
-    first = reader.serving_masks(digests[:2])
-    assert np.array_equal(reader.serving_masks(digests)[:2], first)  # over the limit: refilled
+    first = _week(reader, digests[:2])
+    assert np.array_equal(_week(reader, digests)[:2], first)  # over the limit: refilled
     assert len(reader._masks.digests) == 3
     tuesday_10_30 = 24 * 4 + 10 * 4 + 2
-    assert open_at(reader.serving_masks(digests), np.array([tuesday_10_30] * 3)).tolist() == [
-        True, False, True]
     assert reader.open_at(digests, np.array([tuesday_10_30] * 3)).tolist() == [
         True, False, True]
 
