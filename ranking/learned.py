@@ -61,7 +61,7 @@ class LearnedRanker:
             return np.zeros(0)
         if features is None:
             features = features_of(candidates, situation)
-        return _sigmoid(self._logits(features, self.state_of(situation)))
+        return _sigmoid(self._logits(features, self.state_of(situation), candidates.eta_s))
 
     def score_draws(self, candidates: Candidates, situation: Situation, draws: int,
                     rng: np.random.Generator, features: np.ndarray | None = None,
@@ -75,16 +75,17 @@ class LearnedRanker:
         if features is None:
             features = features_of(candidates, situation)
         state = self.state_of(situation)
-        logits = self._logits(features, state)
+        logits = self._logits(features, state, candidates.eta_s)
         spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
         return _sigmoid(logits), logits[:, None] + online.driver_terms(features) @ spread
 
-    def _logits(self, features: np.ndarray, state: online.DriverState) -> np.ndarray:
+    def _logits(self, features: np.ndarray, state: online.DriverState,
+                eta_s: np.ndarray) -> np.ndarray:
         shortlist = self.model.shortlist
         if shortlist is None or len(features) <= SHORTLIST:
             return online.predict_logit(self.model.global_logits(features), state, features)
         logits = shortlist.logits(features, online.linear_terms(state))
-        best = np.argpartition(-logits, SHORTLIST)[:SHORTLIST]
+        best = top_rows(logits, SHORTLIST, eta_s)
         rescored = online.predict_logit(self.model.global_logits(features[best]), state,
                                         features[best])
         # The rest keep the stand-in's estimate, capped below every rescored one: the two are
@@ -107,6 +108,18 @@ class LearnedRanker:
                 reasons.append(f"you often take {name} offers")
             out.append(reasons + where_reasons(candidates, i))
         return out
+
+
+def top_rows(values: np.ndarray, k: int, then: np.ndarray) -> np.ndarray:
+    """The rows of the k largest values; among rows equal to the k-th, the smallest `then`
+    (the earliest arrival), then the first row. The stand-in gives many candidates the same
+    logit (features it clips alike, such as a chain's offers along the road), and which of
+    them the trees rescore must not depend on the order the index returned them in."""
+    kth = np.partition(values, len(values) - k)[len(values) - k]
+    above = np.flatnonzero(values > kth)
+    tied = np.flatnonzero(values == kth)
+    tied = tied[np.argsort(then[tied], kind="stable")[:k - len(above)]]
+    return np.concatenate([above, tied])
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -40,7 +40,13 @@ def test_only_the_shortlisted_are_rescored_by_the_trees(model_dir, monkeypatch):
     class Situation:
         state = None
 
-    candidates = np.zeros(50)  # only its length matters here
+    class Candidates:  # only its length and arrival times matter here
+        eta_s = np.zeros(50)
+
+        def __len__(self) -> int:
+            return 50
+
+    candidates = Candidates()
     scores = ranker.score(candidates, Situation())
     stand_in = model.shortlist.logits(features)  # a new driver's own terms add nothing
     best = np.argsort(-stand_in)[:10]
@@ -78,3 +84,16 @@ def test_the_stand_in_adds_a_drivers_terms_in_the_same_pass(model_dir):
             model.shortlist.logits(narrow_or_wide, online.linear_terms(state))
         with pytest.raises(ValueError):
             model.shortlist.logits(narrow_or_wide)
+
+
+def test_ties_at_the_shortlists_edge_go_to_the_earliest_arrival_whatever_the_order():
+    rng = np.random.default_rng(2)
+    logits = rng.integers(0, 6, 400).astype(float)  # many equal stand-in logits
+    eta = rng.permutation(400).astype(float)
+    best = learned.top_rows(logits, 50, eta)
+    assert len(best) == len(set(best.tolist())) == 50
+    expected = np.lexsort((eta, -logits))[:50]  # by logit, then arrival
+    assert sorted(best.tolist()) == sorted(expected.tolist())
+    shuffled = rng.permutation(400)
+    again = shuffled[learned.top_rows(logits[shuffled], 50, eta[shuffled])]
+    assert sorted(again.tolist()) == sorted(best.tolist())
