@@ -41,8 +41,9 @@ class Services:
     @classmethod
     def connect(cls, redis: Redis, policy: Policy, seed: int | None = None) -> Services:
         catalogue = Catalogue(redis)
+        index = catalogue.index  # one cache of cells and masks per process
         return cls(redis, Registry(redis), catalogue, Redemptions(redis, catalogue),
-                   PlaceSearch(redis), OfferServing(redis), LearningLoop(redis),
+                   PlaceSearch(redis, index), OfferServing(redis, index), LearningLoop(redis),
                    ModelRegistry(redis), policy, np.random.default_rng(seed))
 
     def driver_and_ranker(self, fleet_id: str, driver_id: str) -> tuple[Profile, Ranker]:

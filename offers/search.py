@@ -46,9 +46,9 @@ def _wanted(records: np.ndarray, categories: list[str] | None,
 
 
 class PlaceSearch:
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, index: GeoIndex | None = None):
         self.redis = redis
-        self.index = GeoIndex(redis)
+        self.index = index or GeoIndex(redis)
 
     def nearby(self, lat: float, lng: float, radius_m: float, limit: int,
                categories: list[str] | None = None) -> list[dict]:

@@ -77,9 +77,9 @@ class Shortlisted:
 
 
 class OfferServing:
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, index: GeoIndex | None = None):
         self.redis = redis
-        self.index = GeoIndex(redis)
+        self.index = index or GeoIndex(redis)
         # Sent by SHA as a plain command: a pipeline holding a registered script asks the
         # server whether it knows it first, a round trip per request.
         self._check = redis.register_script(_SHORTLIST_CHECK)
