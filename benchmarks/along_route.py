@@ -65,10 +65,12 @@ import orjson
 import redis
 
 from api.app import DEFAULTS, create_app
+from geo import cells as geo_cells
 from geo.cells import corridor_cells
 from geo.route import Route, route_from_geojson
 from offers import keys
 from offers.catalogue import Catalogue
+from offers.geo_index import GeoIndex
 from offers.redis_server import RedisServer, free_port
 from offers.registry import Registry
 from offers.search import PlaceSearch
@@ -306,21 +308,26 @@ class IdsOnlySearch(PlaceSearch):
 
 def stage_times(client: redis.Redis, lines: list[dict], corridor_m: float) -> dict:
     """The fixed steps of a retrieval timed one by one (p50 ms): parsing the route, choosing
-    its cells, and reading the place cells (a search) and the offer cells (a recommendation),
-    with the bytes each read returns. The rest of a query is its numpy work."""
-    index = PlaceSearch(client).index
+    its cells, and reading the place cells (a search) and the offer cells (a recommendation)
+    into a new index (nothing cached: every cell from Redis), then the offer cells again (each
+    cell's version checked, its records from memory), with the bytes of records each read
+    returns. The rest of a query is its numpy work."""
     times: dict[str, list[float]] = {k: [] for k in (
-        "parse_route", "corridor_cells", "read_place_cells", "read_offer_cells")}
+        "parse_route", "corridor_cells", "read_place_cells", "read_offer_cells",
+        "read_offer_cells_cached")}
     sizes: dict[str, list[int]] = {"place_bytes": [], "offer_bytes": []}
     for line in lines:
         marks = [time.perf_counter()]
         route = route_from_geojson(line)
         marks.append(time.perf_counter())
         cells = corridor_cells(route, corridor_m)
+        index = GeoIndex(client)
         marks.append(time.perf_counter())
         places = index.places_in(cells)
         marks.append(time.perf_counter())
         offers = index.offers_in(cells)
+        marks.append(time.perf_counter())
+        index.offers_in(cells)
         marks.append(time.perf_counter())
         for name, begin, end in zip(times, marks[:-1], marks[1:], strict=True):
             times[name].append((end - begin) * 1000)
@@ -504,11 +511,20 @@ def _answer(status: int, data: bytes) -> tuple[str, ...]:
     return tuple(item["offer_id"] for item in orjson.loads(data)["items"])
 
 
-def inprocess_client(redis_url: str, fleet_key: str, exploration: str = EXPLORATION
-                     ) -> Callable[[bytes], tuple[int, bytes]]:
+def inprocess_client(redis_url: str, fleet_key: str, exploration: str = EXPLORATION,
+                     cold: bool = False) -> Callable[[bytes], tuple[int, bytes]]:
+    """POST /v1/recommendations through a new application's test client; `cold`: its first
+    request (Flask's own first-request work, loading the ranking model) made in mid-Atlantic,
+    far from every place, and the process's cell centres forgotten: what it then answers, it
+    answers with nothing of the region cached."""
     client = create_app({"REDIS_URL": redis_url,
                          "OFFERS_EXPLORATION": exploration}).test_client()
     headers = {"Authorization": f"Bearer {fleet_key}", "Content-Type": "application/json"}
+    if cold:
+        client.post("/v1/recommendations", headers=headers, json={
+            "driver_id": "warm-up", "position": {"lat": 0.0, "lng": -30.0},
+            "route": {"type": "LineString", "coordinates": [[-30.0, 0.0], [-29.99, 0.0]]}})
+        geo_cells._centre_cache.clear()
 
     def call(body: bytes) -> tuple[int, bytes]:
         response = client.post("/v1/recommendations", data=body, headers=headers)
@@ -689,6 +705,23 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
     middle = sorted(routes)[len(routes) // 2]
     profiled = {"route_km": middle, "call": "POST /v1/recommendations (Flask test client)",
                 **profile(inprocess, bodies[middle][: args.profile_queries])}
+    # Cold: each request in a new application whose caches of cells, masks and cell centres
+    # hold nothing of the region, as a worker's first requests there (`inprocess_client`).
+    # After the profile, which is of a warm worker.
+    for length, batch in bodies.items():
+        latencies, answers = [], []
+        for body in batch:
+            call = inprocess_client(server_url, fleet_key, cold=True)
+            start = time.perf_counter()
+            answers.append(_answer(*call(body)))
+            latencies.append((time.perf_counter() - start) * 1000)
+        out[f"{length:g}"]["recommend_inprocess_cold"] = {
+            "summary": summary(latencies), "latencies_ms": latencies,
+            "mean_items": float(np.mean([len(a) for a in answers])),
+            "same_offers_as_warm": sum(
+                a == b for a, b in zip(answers, expected[length], strict=True))}
+        log(f"  {length:g} km recommend in-process, cold caches: "
+            f"p50 {np.median(latencies):.2f} ms")
     if args.no_http:
         return {"by_length": out, "profile": profiled}
     servers = {"recommend_http_sync": [],
@@ -818,12 +851,14 @@ def print_size(size: dict) -> None:
         print("   us per record read (median): " + ", ".join(
             f"{k} {v:.2f}" for k, v in block["us_per_record"].items()))
         print("   steps p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
-              + f"; bytes read: places {read['place_bytes'] / 1e6:.2f} MB, offers "
+              + f"; records read: places {read['place_bytes'] / 1e6:.2f} MB, offers "
               f"{read['offer_bytes'] / 1e6:.2f} MB")
         recs = size["recommendations"]["by_length"][length]
         for method, timing in recs.items():
             s = timing["summary"]
             extra = f"{timing['mean_items']:.1f} items"
+            if "same_offers_as_warm" in timing:
+                extra = f"{timing['same_offers_as_warm']} same as warm, {extra}"
             if "connections_closed_by_server" in timing:
                 extra = (f"{timing['same_offers_as_inprocess']} same, {extra}; "
                          f"{timing['connections_closed_by_server']} closed")
