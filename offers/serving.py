@@ -215,7 +215,6 @@ def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today
     return Shortlisted(offer, place)
 
 
-
 def best_of_each_place(place_key: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """The row of each place's best score (the earliest among equals), in row order: one item
     per place. `place_key` holds fixed-width bytes per row (`geo_index.PLACE_KEY`)."""
