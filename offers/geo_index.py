@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 from redis import Redis
 
 from geo.cells import cell_of, region_of, regions_of
@@ -236,17 +237,62 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     return entries
 
 
-def _side_by_side(cell: bytes, dtype: np.dtype) -> bytes:
-    """A cell's offer records with those at one position (a place's offers) side by side, in
-    the order they were filed otherwise: the route search measures each position once. Done as
-    a cell is read from Redis, so cached or not a cell's records come in the same order."""
-    if dtype != OFFER_RECORD or len(cell) <= dtype.itemsize:
-        return cell
-    records = np.frombuffer(cell, dtype)
-    first = {}  # position -> rank of its first record
-    ranks = [first.setdefault(p, len(first))
-             for p in zip(records["lat"].tolist(), records["lng"].tolist(), strict=True)]
-    return take(records, np.argsort(ranks, kind="stable")).tobytes()
+def side_by_side(cells: list[bytes], dtype: np.dtype) -> list[bytes]:
+    """Cells of records with, in each, the records at one position (a place's offers) side by
+    side, in the order they were filed otherwise: the route search then measures each position
+    once. Done as cells are read from Redis, so cached or not a cell's records come in the same
+    order."""
+    records = np.frombuffer(b"".join(cells), dtype)
+    counts = np.fromiter(map(len, cells), np.int64, len(cells)) // dtype.itemsize
+    order = _position_runs(np.ascontiguousarray(records["lat"]).view(np.uint64),
+                           np.ascontiguousarray(records["lng"]).view(np.uint64), counts)
+    data = take(records, order).tobytes()
+    ends = np.cumsum(counts) * dtype.itemsize
+    return [data[end - len(cell):end] for cell, end in zip(cells, ends.tolist(), strict=True)]
+
+
+@njit(cache=True)
+def _position_runs(lat_bits, lng_bits, counts):
+    """Per run of `counts[c]` records: the order that puts records of equal position (their
+    coordinates' bits) together, positions in order of first appearance, records in their
+    order within a position. An open-addressing table per run, then a counting sort."""
+    order = np.empty(len(lat_bits), np.int64)
+    biggest = 0
+    for c in counts:
+        biggest = max(biggest, c)
+    size = 1
+    while size < 2 * biggest:
+        size *= 2
+    slot_row = np.empty(size, np.int64)   # per slot: a record at that position
+    slot_rank = np.empty(size, np.int64)  # and the position's rank in its run
+    rank = np.empty(len(lat_bits), np.int64)
+    start = 0
+    for c in counts:
+        width = 1
+        while width < 2 * c:
+            width *= 2
+        slot_rank[:width] = -1
+        distinct = 0
+        for i in range(start, start + c):
+            h = (lat_bits[i] * np.uint64(0x9E3779B97F4A7C15)) ^ lng_bits[i]
+            s = np.int64((h * np.uint64(0xBF58476D1CE4E5B9)) >> np.uint64(40)) & (width - 1)
+            while slot_rank[s] >= 0 and (lat_bits[slot_row[s]] != lat_bits[i]
+                                         or lng_bits[slot_row[s]] != lng_bits[i]):
+                s = (s + 1) & (width - 1)
+            if slot_rank[s] < 0:
+                slot_row[s], slot_rank[s] = i, distinct
+                distinct += 1
+            rank[i] = slot_rank[s]
+        first = np.zeros(distinct + 1, np.int64)  # counting sort by rank, stable
+        for i in range(start, start + c):
+            first[rank[i] + 1] += 1
+        for r in range(distinct):
+            first[r + 1] += first[r]
+        for i in range(start, start + c):
+            order[start + first[rank[i]]] = i
+            first[rank[i]] += 1
+        start += c
+    return order
 
 
 class CellRecords(NamedTuple):
@@ -382,58 +428,77 @@ class GeoIndex:
 
     def _read(self, kind, cells: list[int], dtype: np.dtype) -> CellRecords:
         """The records of `cells`, cell by cell in an order that does not depend on what this
-        process had cached: each region's cell versions in one round trip; cells whose token
-        this process has cached come from memory, the others from Redis (a second round trip,
-        only when some changed or were never read)."""
+        process had cached. One round trip: each region's cell versions, and the cells this
+        process has never read; cells whose version it has cached come from memory. Only a
+        cell written since it was cached is read again, in a second round trip."""
         cells = np.asarray(cells, np.uint64)
         regions = regions_of(cells)
-        groups = []
+        groups, unseen = [], []
         with self.redis.pipeline(transaction=False) as pipe:
             for region in np.unique(regions).tolist():
                 tag = f"{region:x}"
-                group = cells[regions == region].tolist()
-                groups.append([(cell, kind(tag, cell)) for cell in group])
+                group = [(cell, kind(tag, cell)) for cell in cells[regions == region].tolist()]
+                groups.append(group)
                 pipe.hmget(keys.cell_versions(tag),
-                           [keys.cell_version_field(key) for _, key in groups[-1]])
-            versions = pipe.execute()
+                           [keys.cell_version_field(key) for _, key in group])
+                unseen.append([key for _, key in group if key not in self._cells])
+                if unseen[-1]:  # queued after the versions: each value is at least as new
+                    pipe.mget(unseen[-1])
+            replies = iter(pipe.execute())
         parts: list[bytes] = []
         filled: list[int] = []  # the cell of each part
-        stale = []  # per region: (where in parts, key, token) of cells to read
+        fresh: list[tuple[int, str, bytes, bytes | None]] = []  # read now: where, key, token
+        stale: list[list[tuple[int, str, bytes]]] = []  # per region: cached, since written
         with self._cell_lock:
-            for group, tokens in zip(groups, versions, strict=True):
-                missing = []
+            for group, new in zip(groups, unseen, strict=True):
+                tokens = next(replies)
+                values = dict(zip(new, next(replies), strict=True)) if new else {}
+                changed = []
                 for (cell, key), token in zip(group, tokens, strict=True):
                     if token is None:  # no records: every write that leaves some sets one
                         continue
                     filled.append(cell)
                     cached = self._cells.get(key)
-                    if cached is not None and cached[0] == token:
+                    if key in values:
+                        fresh.append((len(parts), key, token, values[key]))
+                    elif cached is not None and cached[0] == token:
                         self._cells.move_to_end(key)
-                        parts.append(cached[1])
                     else:
-                        missing.append((len(parts), key, token))
-                        parts.append(b"")
-                if missing:
-                    stale.append(missing)
+                        changed.append((len(parts), key, token))
+                    parts.append(cached[1] if cached is not None else b"")
+                if changed:
+                    stale.append(changed)
         if stale:
-            self._read_stale(stale, parts, dtype)
+            fresh += self._read_stale(stale)
+        if fresh:
+            self._keep_fresh(fresh, parts, dtype)
         return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
                            np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
 
-    def _read_stale(self, stale: list[list[tuple[int, str, bytes]]], parts: list[bytes],
-                    dtype: np.dtype) -> None:
-        """Read the cells this process has not cached as they are now, one MGET per region,
-        and cache each under the token read before it: the value is at least as new as that
-        token, so a write in between costs one more read later, never a stale answer."""
+    def _read_stale(self, stale: list[list[tuple[int, str, bytes]]]
+                    ) -> list[tuple[int, str, bytes, bytes | None]]:
+        """Read again, one MGET per region, the cells written since this process cached them.
+        Each is kept under the version read before it: the value is at least as new, so a
+        write in between costs one more read later, never a stale answer."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for missing in stale:
-                pipe.mget([key for _, key, _ in missing])
+            for changed in stale:
+                pipe.mget([key for _, key, _ in changed])
             values = pipe.execute()
+        return [(at, key, token, value)
+                for changed, found in zip(stale, values, strict=True)
+                for (at, key, token), value in zip(changed, found, strict=True)]
+
+    def _keep_fresh(self, fresh: list[tuple[int, str, bytes, bytes | None]],
+                    parts: list[bytes], dtype: np.dtype) -> None:
+        """Put the cells just read into `parts` and the cache, an offer cell's records at one
+        position side by side (`side_by_side`, all the cells in one pass)."""
+        values = [value or b"" for _, _, _, value in fresh]
+        if dtype == OFFER_RECORD:
+            values = side_by_side(values, dtype)
         with self._cell_lock:
-            for missing, found in zip(stale, values, strict=True):
-                for (at, key, token), value in zip(missing, found, strict=True):
-                    parts[at] = _side_by_side(value or b"", dtype)
-                    self._cache_cell(key, token, parts[at])
+            for (at, key, token, _), value in zip(fresh, values, strict=True):
+                parts[at] = value
+                self._cache_cell(key, token, value)
 
     def _cache_cell(self, key: str, token: bytes, value: bytes) -> None:
         """Keep a cell's records (least recently read dropped first beyond CELL_CACHE_BYTES)."""

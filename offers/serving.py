@@ -23,7 +23,15 @@ from ranking import Candidates
 
 from . import keys
 from .catalogue import offer_state
-from .geo_index import CATEGORIES, PLACE_KEY, GeoIndex, ids_of, take
+from .geo_index import (
+    CATEGORIES,
+    OFFER_RECORD,
+    PLACE_KEY,
+    GeoIndex,
+    ids_of,
+    side_by_side,
+    take,
+)
 from .hours import is_open_exactly, local_slot, zone_name
 from .redemptions import driver_key
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
@@ -261,5 +269,7 @@ def _best_of_each(words, scores):
 
 
 def warm_up() -> None:
-    """Compile the one-per-place pass (or load it from numba's cache) before any request."""
+    """Compile the one-per-place pass and the ordering of cells read (or load them from
+    numba's cache) before any request."""
     best_of_each_place(np.zeros(2, PLACE_KEY).view(f"S{PLACE_KEY.itemsize}"), np.zeros(2))
+    side_by_side([np.zeros(2, OFFER_RECORD).tobytes()], OFFER_RECORD)

@@ -12,6 +12,7 @@ from offers.geo_index import (
     offer_entries,
     offer_identity,
     place_entry,
+    side_by_side,
 )
 from offers.hours import SLOTS_PER_WEEK
 
@@ -220,3 +221,22 @@ def test_a_cells_offers_at_one_place_are_read_side_by_side_in_filing_order(redis
     assert [ids_of(read)[0][i][-2:] for i in range(5)] == ["c1", "c3", "c5", "c2", "c4"]
     assert sorted(r.tobytes() for r in read) == sorted(r.tobytes() for r in stored)
     assert reader.offers_in(cell).tobytes() == read.tobytes()  # from the cache: the same order
+
+
+def test_side_by_side_groups_positions_in_order_of_first_appearance_cell_by_cell():
+    rng = np.random.default_rng(3)
+    cells = []
+    for size in (0, 1, 7, 300, 0, 40):
+        records = np.zeros(size, OFFER_RECORD)
+        spot = rng.integers(0, max(size // 3, 1), size)  # repeated positions
+        records["lat"], records["lng"] = 39.0 + spot * 1e-4, -105.0 - spot * 1e-4
+        records["offer"] = np.arange(size)  # each record told apart
+        cells.append(records.tobytes())
+    for before, after in zip(cells, side_by_side(cells, OFFER_RECORD), strict=True):
+        records, ordered = (np.frombuffer(c, OFFER_RECORD) for c in (before, after))
+        first: dict = {}  # the order as Python sees it: by first appearance, then filing
+        for i, p in enumerate(zip(records["lat"].tolist(), records["lng"].tolist(),
+                                  strict=True)):
+            first.setdefault(p, []).append(i)
+        expected = [i for rows in first.values() for i in rows]
+        assert ordered["offer"].tolist() == expected
