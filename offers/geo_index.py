@@ -81,18 +81,19 @@ class Entry(NamedTuple):
     mask: bytes | None = None   # an offer record's serving mask, filed under its digest
 
 # KEYS: the cells of one region, then the region's cell versions hash. ARGV: record size,
-# identity size, this write's token, then (key index, identity, record or "" to remove)
-# triples, removals first. Each touched cell is read once, its records kept unless their
+# identity size, this write's token, each key's version field (`keys.cell_version_field`, 9
+# bytes each, back to back), then (key index, identity, record or "" to remove) triples,
+# removals first. Each touched cell is read once, its records kept unless their
 # identity is being written, and the new records appended. A cell with few writes is cut
 # around the records found by a plain `string.find` (memory speed); with many, one pass over
 # its records is cheaper than a scan per identity. Every cell written gets the token as its
 # version (an emptied cell loses both), so a reader's cached copy is current iff the tokens match.
 _APPLY = """
-local size, id_size, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local size, id_size, token, fields = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local versions = KEYS[#KEYS]
 local FIND_LIMIT = 16
 local cells = {}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local k, id, record = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   local cell = cells[k]
   if not cell then
@@ -142,7 +143,7 @@ for k, cell in pairs(cells) do
     if cell.added[id] then parts[#parts + 1] = cell.added[id] end
   end
   local value = table.concat(parts)
-  local field = string.sub(KEYS[k], string.find(KEYS[k], "}:", 1, true) + 2)
+  local field = string.sub(fields, 9 * k - 8, 9 * k)
   if value == "" then
     redis.call("DEL", KEYS[k])
     redis.call("HDEL", versions, field)
@@ -333,9 +334,9 @@ class GeoIndex:
         self._apply = redis.register_script(_APPLY)
         self._masks = _Masks.empty()
         self._mask_lock = threading.Lock()
-        # Cell key -> (version token, records) of the cells this process has read, least
-        # recently read first: a search reads a cell from Redis only when it changed.
-        self._cells: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        # Cell version field -> (version token, records) of the cells this process has read,
+        # least recently read first: a search reads a cell from Redis only when it changed.
+        self._cells: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
         self._cell_bytes = 0
         self._cell_lock = threading.Lock()  # gthread workers share one index
 
@@ -355,7 +356,8 @@ class GeoIndex:
         with self.redis.pipeline(transaction=False) as pipe:
             for (tag, identity_size), cells in batches.items():
                 size = _RECORD_BY_IDENTITY[identity_size].itemsize
-                args: list = [size, identity_size, token]
+                args: list = [size, identity_size, token,
+                              b"".join(keys.cell_version_field(key) for key in cells)]
                 for index, writes in enumerate(cells.values(), start=1):
                     for identity, record in writes:
                         args += [index, identity, record or b""]
@@ -421,12 +423,12 @@ class GeoIndex:
         return self.offers_by_cell(cells).records
 
     def places_by_cell(self, cells: list[int]) -> CellRecords:
-        return self._read(keys.cell_places, cells, PLACE_RECORD)
+        return self._read(keys.cell_places, keys.CELL_KINDS["places"], cells, PLACE_RECORD)
 
     def offers_by_cell(self, cells: list[int]) -> CellRecords:
-        return self._read(keys.cell_offers, cells, OFFER_RECORD)
+        return self._read(keys.cell_offers, keys.CELL_KINDS["offers"], cells, OFFER_RECORD)
 
-    def _read(self, kind, cells: list[int], dtype: np.dtype) -> CellRecords:
+    def _read(self, kind, letter: bytes, cells: list[int], dtype: np.dtype) -> CellRecords:
         """The records of `cells`, cell by cell in an order that does not depend on what this
         process had cached. One round trip: each region's cell versions, and the cells this
         process has never read; cells whose version it has cached come from memory. Only a
@@ -437,34 +439,39 @@ class GeoIndex:
         with self.redis.pipeline(transaction=False) as pipe:
             for region in np.unique(regions).tolist():
                 tag = f"{region:x}"
-                group = [(cell, kind(tag, cell)) for cell in cells[regions == region].tolist()]
-                groups.append(group)
-                pipe.hmget(keys.cell_versions(tag),
-                           [keys.cell_version_field(key) for _, key in group])
-                unseen.append([key for _, key in group if key not in self._cells])
+                in_region = cells[regions == region]
+                ids = in_region.astype("<u8").tobytes()
+                # Each cell's version field, which is also its name in this process's cache.
+                group = [(cell, letter + ids[8 * i: 8 * i + 8])
+                         for i, cell in enumerate(in_region.tolist())]
+                groups.append((tag, group))
+                pipe.hmget(keys.cell_versions(tag), [field for _, field in group])
+                unseen.append([(field, kind(tag, cell)) for cell, field in group
+                               if field not in self._cells])
                 if unseen[-1]:  # queued after the versions: each value is at least as new
-                    pipe.mget(unseen[-1])
+                    pipe.mget([key for _, key in unseen[-1]])
             replies = iter(pipe.execute())
         parts: list[bytes] = []
         filled: list[int] = []  # the cell of each part
-        fresh: list[tuple[int, str, bytes, bytes | None]] = []  # read now: where, key, token
-        stale: list[list[tuple[int, str, bytes]]] = []  # per region: cached, since written
+        fresh: list[tuple[int, bytes, bytes, bytes | None]] = []  # read now: where, field, token
+        stale: list[list[tuple[int, bytes, bytes, str]]] = []  # per region: written since cached
         with self._cell_lock:
-            for group, new in zip(groups, unseen, strict=True):
+            for (tag, group), new in zip(groups, unseen, strict=True):
                 tokens = next(replies)
-                values = dict(zip(new, next(replies), strict=True)) if new else {}
+                values = dict(zip([field for field, _ in new], next(replies), strict=True)
+                              ) if new else {}
                 changed = []
-                for (cell, key), token in zip(group, tokens, strict=True):
+                for (cell, field), token in zip(group, tokens, strict=True):
                     if token is None:  # no records: every write that leaves some sets one
                         continue
                     filled.append(cell)
-                    cached = self._cells.get(key)
-                    if key in values:
-                        fresh.append((len(parts), key, token, values[key]))
+                    cached = self._cells.get(field)
+                    if field in values:
+                        fresh.append((len(parts), field, token, values[field]))
                     elif cached is not None and cached[0] == token:
-                        self._cells.move_to_end(key)
+                        self._cells.move_to_end(field)
                     else:
-                        changed.append((len(parts), key, token))
+                        changed.append((len(parts), field, token, kind(tag, cell)))
                     parts.append(cached[1] if cached is not None else b"")
                 if changed:
                     stale.append(changed)
@@ -475,20 +482,20 @@ class GeoIndex:
         return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
                            np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
 
-    def _read_stale(self, stale: list[list[tuple[int, str, bytes]]]
-                    ) -> list[tuple[int, str, bytes, bytes | None]]:
+    def _read_stale(self, stale: list[list[tuple[int, bytes, bytes, str]]]
+                    ) -> list[tuple[int, bytes, bytes, bytes | None]]:
         """Read again, one MGET per region, the cells written since this process cached them.
         Each is kept under the version read before it: the value is at least as new, so a
         write in between costs one more read later, never a stale answer."""
         with self.redis.pipeline(transaction=False) as pipe:
             for changed in stale:
-                pipe.mget([key for _, key, _ in changed])
+                pipe.mget([key for _, _, _, key in changed])
             values = pipe.execute()
-        return [(at, key, token, value)
+        return [(at, field, token, value)
                 for changed, found in zip(stale, values, strict=True)
-                for (at, key, token), value in zip(changed, found, strict=True)]
+                for (at, field, token, _), value in zip(changed, found, strict=True)]
 
-    def _keep_fresh(self, fresh: list[tuple[int, str, bytes, bytes | None]],
+    def _keep_fresh(self, fresh: list[tuple[int, bytes, bytes, bytes | None]],
                     parts: list[bytes], dtype: np.dtype) -> None:
         """Put the cells just read into `parts` and the cache, an offer cell's records at one
         position side by side (`side_by_side`, all the cells in one pass)."""
@@ -496,16 +503,16 @@ class GeoIndex:
         if dtype == OFFER_RECORD:
             values = side_by_side(values, dtype)
         with self._cell_lock:
-            for (at, key, token, _), value in zip(fresh, values, strict=True):
+            for (at, field, token, _), value in zip(fresh, values, strict=True):
                 parts[at] = value
-                self._cache_cell(key, token, value)
+                self._cache_cell(field, token, value)
 
-    def _cache_cell(self, key: str, token: bytes, value: bytes) -> None:
+    def _cache_cell(self, field: bytes, token: bytes, value: bytes) -> None:
         """Keep a cell's records (least recently read dropped first beyond CELL_CACHE_BYTES)."""
-        old = self._cells.pop(key, None)
+        old = self._cells.pop(field, None)
         if old is not None:
             self._cell_bytes -= len(old[1])
-        self._cells[key] = (token, value)
+        self._cells[field] = (token, value)
         self._cell_bytes += len(value)
         while self._cell_bytes > CELL_CACHE_BYTES:
             _, (_, dropped) = self._cells.popitem(last=False)

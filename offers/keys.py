@@ -134,15 +134,19 @@ def cell_offers(region: str, cell: int) -> str:
 
 
 def cell_versions(region: str) -> str:
-    """Hash: `cell_version_field(cell key)` -> the 8 random bytes of the last write to that cell
-    of the region, for every cell holding records (a reader caches a cell under its token)."""
+    """Hash: `cell_version_field` of each cell of the region holding records -> the 8 random
+    bytes of the last write to it (a reader caches a cell under its token)."""
     return f"{{g:{region}}}:cells:{GEO_LAYOUT}"
 
 
-def cell_version_field(cell_key: str) -> str:
-    """A cell's field in its region's `cell_versions` hash: its key after the region's tag
-    (`offers.geo_index._APPLY` computes the same in Lua)."""
-    return cell_key[cell_key.index("}:") + 2:]
+CELL_KINDS = {"places": b"p", "offers": b"o"}
+
+
+def cell_version_field(cell_key: str) -> bytes:
+    """A cell's field in its region's `cell_versions` hash: its kind's letter (`CELL_KINDS`)
+    and the cell's 8 bytes, little-endian."""
+    head, cell = cell_key.rsplit(":", 1)
+    return CELL_KINDS[head.split(":")[-2]] + int(cell, 16).to_bytes(8, "little")
 
 
 # Hash: 8-byte digest -> weekly serving mask (`offers.hours`), which offer records name by
