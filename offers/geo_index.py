@@ -4,10 +4,11 @@ Each cell is one Redis string: its records packed back to back, so a search deco
 candidate at once with `numpy.frombuffer`; no candidate is ever parsed on its own. (Hashes of
 one field per record cost 7x more to read: Redis and the client then handle every record as a
 reply of its own.) Writes go through one Lua script per region that rewrites the cells it
-touches atomically and gives each a new random version token. A search reads the tokens of its
-cells (one `HMGET` per region, one round trip) and takes every cell whose token it has seen
-from this process's memory: Redis sends a corridor's megabyte of records only for cells that
-changed, which spares its single thread most of a search's work. A place's
+touches atomically and gives each a new random version token. A search sends, per region, the
+tokens it holds for its cells to one read-only script (one round trip for all regions), which
+answers with each cell's token and the records of the cells whose token differs, atomically;
+the rest come from this process's memory. Redis sends a corridor's megabyte of records only
+for cells that changed, which spares its single thread most of a search's work. A place's
 record sits in the cell of its position; an offer has one record per place it is valid at,
 carrying what serving filters on (position, validity, timezone, and the digest of its weekly
 serving slots, whose few distinct masks sit in one hash and a per-process cache) and what
@@ -38,6 +39,7 @@ from geo.cells import cell_of, region_of, regions_of
 from . import keys
 from .hours import MASK_BYTES, open_at, serving_slots, zone_id
 from .scan import unlink_matching
+from .scripts import run_pipelined
 
 CATEGORIES = ("restaurant", "cafe", "fast_food", "bar", "fuel", "ev_charging",
               "convenience", "supermarket", "car_wash", "parking", "other")
@@ -69,9 +71,11 @@ OFFER_RECORD = np.dtype([
 _RECORD_BY_IDENTITY = {ID_BYTES: PLACE_RECORD, OFFER_IDENTITY.itemsize: OFFER_RECORD}
 assert len(_RECORD_BY_IDENTITY) == 2, "record kinds are told apart by their identity's size"
 MASK_CACHE_LIMIT = 100_000  # distinct serving masks a process keeps (8.4 MB)
-# Cell records a process keeps (bytes of records; the cache's own bookkeeping adds about 200
-# bytes a cell). A 200,000-place catalogue's offer cells hold 33 MB in all.
+# What a process keeps of the cells it read: their records and the cache's own bookkeeping
+# (counted as _CACHED_CELL_BYTES a cell: the entry, its name and token, the bytes object). A
+# 200,000-place catalogue's offer cells hold 33 MB of records in all.
 CELL_CACHE_BYTES = 128 * 2**20
+_CACHED_CELL_BYTES = 250
 
 
 class Entry(NamedTuple):
@@ -154,6 +158,33 @@ for k, cell in pairs(cells) do
 end
 return 0
 """
+
+
+# KEYS: one region's cell versions hash, then its cells. ARGV: each cell's version field,
+# then the version the reader holds for each ("" none). Answers per cell: its version (nil:
+# no records) and its records when the reader holds another version, nil otherwise. Read-only
+# and atomic: what it answers is the region at one moment. Versions go by HMGET in chunks
+# (Lua's unpack takes a few thousand values at most).
+_READ = """
+local n = #KEYS - 1
+local out = {}
+for start = 1, n, 1000 do
+  local stop = math.min(start + 999, n)
+  local tokens = redis.call("HMGET", KEYS[1], unpack(ARGV, start, stop))
+  for j = 1, #tokens do
+    local i = start + j - 1
+    local token = tokens[j]
+    out[2 * i - 1] = token
+    if token and token ~= ARGV[n + i] then
+      out[2 * i] = redis.call("GET", KEYS[1 + i]) or false
+    else
+      out[2 * i] = false
+    end
+  end
+end
+return out
+"""
+_NOT_HELD = (b"", b"")  # what `_read` sends for a cell this process has not cached
 
 
 def brand_key(brand: str | None) -> int:
@@ -332,6 +363,7 @@ class GeoIndex:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
+        self._read_cells = redis.register_script(_READ)
         self._masks = _Masks.empty()
         self._mask_lock = threading.Lock()
         # Cell version field -> (version token, records) of the cells this process has read,
@@ -367,7 +399,9 @@ class GeoIndex:
 
     def clear(self) -> None:
         """Remove every cell of the index and the masks they name (before a full reindex)."""
-        for pattern in ("{g:*}:places:*", "{g:*}:offers:*", "{g:*}:cells:*"):
+        # Versions first: a cell without one reads as empty, so no reader serves a cell
+        # whose records are being deleted.
+        for pattern in ("{g:*}:cells:*", "{g:*}:places:*", "{g:*}:offers:*"):
             unlink_matching(self.redis, pattern)
         self.redis.unlink(keys.SERVING_MASKS)
 
@@ -430,70 +464,46 @@ class GeoIndex:
 
     def _read(self, kind, letter: bytes, cells: list[int], dtype: np.dtype) -> CellRecords:
         """The records of `cells`, cell by cell in an order that does not depend on what this
-        process had cached. One round trip: each region's cell versions, and the cells this
-        process has never read; cells whose version it has cached come from memory. Only a
-        cell written since it was cached is read again, in a second round trip."""
+        process had cached. One round trip: per region, one script reads its cells' versions
+        and the records of every cell whose version this process does not hold, at one
+        moment (so a record moving between cells of a region is seen once, as one MGET of
+        the region saw it); the cells whose version it holds come from memory."""
         cells = np.asarray(cells, np.uint64)
         regions = regions_of(cells)
-        groups, unseen = [], []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for region in np.unique(regions).tolist():
-                tag = f"{region:x}"
-                in_region = cells[regions == region]
-                ids = in_region.astype("<u8").tobytes()
-                # Each cell's version field, which is also its name in this process's cache.
-                group = [(cell, letter + ids[8 * i: 8 * i + 8])
-                         for i, cell in enumerate(in_region.tolist())]
-                groups.append((tag, group))
-                pipe.hmget(keys.cell_versions(tag), [field for _, field in group])
-                unseen.append([(field, kind(tag, cell)) for cell, field in group
-                               if field not in self._cells])
-                if unseen[-1]:  # queued after the versions: each value is at least as new
-                    pipe.mget([key for _, key in unseen[-1]])
-            replies = iter(pipe.execute())
+        groups, commands = [], []
+        for region in np.unique(regions).tolist():
+            tag = f"{region:x}"
+            in_region = cells[regions == region].tolist()
+            ids = np.asarray(in_region, "<u8").tobytes()
+            # Each cell's version field, which is also its name in this process's cache.
+            fields = [letter + ids[8 * i: 8 * i + 8] for i in range(len(in_region))]
+            held = [self._cells.get(field, _NOT_HELD)[0] for field in fields]
+            groups.append((in_region, fields))
+            commands.append(("EVALSHA", self._read_cells.sha, 1 + len(fields),
+                             keys.cell_versions(tag), *(kind(tag, cell) for cell in in_region),
+                             *fields, *held))
+        replies = run_pipelined(self.redis, self._read_cells, commands)
         parts: list[bytes] = []
         filled: list[int] = []  # the cell of each part
         fresh: list[tuple[int, bytes, bytes, bytes | None]] = []  # read now: where, field, token
-        stale: list[list[tuple[int, bytes, bytes, str]]] = []  # per region: written since cached
         with self._cell_lock:
-            for (tag, group), new in zip(groups, unseen, strict=True):
-                tokens = next(replies)
-                values = dict(zip([field for field, _ in new], next(replies), strict=True)
-                              ) if new else {}
-                changed = []
-                for (cell, field), token in zip(group, tokens, strict=True):
+            for (group, fields), reply in zip(groups, replies, strict=True):
+                for i, (cell, field) in enumerate(zip(group, fields, strict=True)):
+                    token, value = reply[2 * i], reply[2 * i + 1]
                     if token is None:  # no records: every write that leaves some sets one
                         continue
                     filled.append(cell)
                     cached = self._cells.get(field)
-                    if field in values:
-                        fresh.append((len(parts), field, token, values[field]))
-                    elif cached is not None and cached[0] == token:
+                    if cached is not None and cached[0] == token:
                         self._cells.move_to_end(field)
-                    else:
-                        changed.append((len(parts), field, token, kind(tag, cell)))
-                    parts.append(cached[1] if cached is not None else b"")
-                if changed:
-                    stale.append(changed)
-        if stale:
-            fresh += self._read_stale(stale)
+                        parts.append(cached[1])
+                    else:  # read by the script: this process held another version or none
+                        fresh.append((len(parts), field, token, value))
+                        parts.append(b"")
         if fresh:
             self._keep_fresh(fresh, parts, dtype)
         return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
                            np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
-
-    def _read_stale(self, stale: list[list[tuple[int, bytes, bytes, str]]]
-                    ) -> list[tuple[int, bytes, bytes, bytes | None]]:
-        """Read again, one MGET per region, the cells written since this process cached them.
-        Each is kept under the version read before it: the value is at least as new, so a
-        write in between costs one more read later, never a stale answer."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for changed in stale:
-                pipe.mget([key for _, _, _, key in changed])
-            values = pipe.execute()
-        return [(at, field, token, value)
-                for changed, found in zip(stale, values, strict=True)
-                for (at, field, token, _), value in zip(changed, found, strict=True)]
 
     def _keep_fresh(self, fresh: list[tuple[int, bytes, bytes, bytes | None]],
                     parts: list[bytes], dtype: np.dtype) -> None:
@@ -511,9 +521,9 @@ class GeoIndex:
         """Keep a cell's records (least recently read dropped first beyond CELL_CACHE_BYTES)."""
         old = self._cells.pop(field, None)
         if old is not None:
-            self._cell_bytes -= len(old[1])
+            self._cell_bytes -= _CACHED_CELL_BYTES + len(old[1])
         self._cells[field] = (token, value)
-        self._cell_bytes += len(value)
+        self._cell_bytes += _CACHED_CELL_BYTES + len(value)
         while self._cell_bytes > CELL_CACHE_BYTES:
             _, (_, dropped) = self._cells.popitem(last=False)
-            self._cell_bytes -= len(dropped)
+            self._cell_bytes -= _CACHED_CELL_BYTES + len(dropped)

@@ -14,7 +14,6 @@ import numpy as np
 import orjson
 from numba import njit
 from redis import Redis
-from redis.exceptions import NoScriptError
 
 from geo.cells import cell_groups, corridor_cells, radius_cells
 from geo.earth import WGS84, distance_m
@@ -34,6 +33,7 @@ from .geo_index import (
 )
 from .hours import is_open_exactly, local_slot, zone_name
 from .redemptions import driver_key
+from .scripts import run_pipelined
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
 
 DEFAULT_SPEED_KMH = 50.0  # when the car does not say, or is crawling in traffic
@@ -88,8 +88,6 @@ class OfferServing:
     def __init__(self, redis: Redis, index: GeoIndex | None = None):
         self.redis = redis
         self.index = index or GeoIndex(redis)
-        # Sent by SHA as a plain command: a pipeline holding a registered script asks the
-        # server whether it knows it first, a round trip per request.
         self._check = redis.register_script(_SHORTLIST_CHECK)
 
     def candidates(self, trip: Trip, categories: list[str] | None = None,
@@ -179,27 +177,13 @@ class OfferServing:
             commands.append(("EVALSHA", self._check.sha, 2 + len(counters),
                              keys.offers(merchant), keys.places(merchant), *counters, *args))
         replies: list = [None] * len(records)
-        for rows, reply in zip(by_merchant.values(), self._run(commands), strict=True):
+        found = run_pipelined(self.redis, self._check, commands)
+        for rows, reply in zip(by_merchant.values(), found, strict=True):
             for k, i in enumerate(rows):
                 replies[i] = reply[5 * k: 5 * k + 5]
         return [_servable(record, arrivals[i], offer, place, *(int(c or 0) for c in counts))
                 for i, (record, (offer, place, *counts)) in enumerate(
                     zip(records, replies, strict=True))]  # the shortlist only: a few dozen rows
-
-    def _run(self, commands: list[tuple]) -> list:
-        """One pipelined round trip; the check script goes by its SHA, loaded again if the
-        server lost it (a restart, SCRIPT FLUSH)."""
-        try:
-            return self._pipelined(commands)
-        except NoScriptError:
-            self.redis.script_load(self._check.script)
-            return self._pipelined(commands)
-
-    def _pipelined(self, commands: list[tuple]) -> list:
-        with self.redis.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            return pipe.execute()
 
 
 def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today: int,
@@ -258,8 +242,8 @@ def _best_of_each(words, scores):
                 if words[k, j] != words[i, j]:
                     same = False
                     break
-            if same:
-                if scores[i] > scores[k]:
+            if same:  # a better score replaces; any score replaces an unknown (nan) one
+                if scores[i] > scores[k] or (np.isnan(scores[k]) and not np.isnan(scores[i])):
                     table[slot] = i
                 break
             slot = (slot + 1) & (size - 1)

@@ -115,6 +115,9 @@ def top_rows(values: np.ndarray, k: int, then: np.ndarray) -> np.ndarray:
     (the earliest arrival), then the first row. The stand-in gives many candidates the same
     logit (features it clips alike, such as a chain's offers along the road), and which of
     them the trees rescore must not depend on the order the index returned them in."""
+    if k >= len(values):
+        return np.arange(len(values))
+    values = np.where(np.isnan(values), -np.inf, values)  # unknown: last, never dropped
     kth = np.partition(values, len(values) - k)[len(values) - k]
     above = np.flatnonzero(values > kth)
     tied = np.flatnonzero(values == kth)

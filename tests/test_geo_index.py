@@ -175,7 +175,8 @@ def test_a_cell_is_read_from_redis_only_when_its_version_changed(redis_client):
 
 
 def test_the_cell_cache_matches_redis_through_random_writes(redis_client, monkeypatch):
-    monkeypatch.setattr(geo_index, "CELL_CACHE_BYTES", 3 * geo_index.PLACE_RECORD.itemsize)
+    monkeypatch.setattr(geo_index, "CELL_CACHE_BYTES",  # room for a few small cells
+                        3 * (geo_index._CACHED_CELL_BYTES + geo_index.PLACE_RECORD.itemsize))
     writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
     rng = np.random.default_rng(7)
     spots = [(39.7392, -104.9903), (39.7500, -104.9903), (39.7392, -104.9700)]

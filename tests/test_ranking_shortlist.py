@@ -97,3 +97,10 @@ def test_ties_at_the_shortlists_edge_go_to_the_earliest_arrival_whatever_the_ord
     shuffled = rng.permutation(400)
     again = shuffled[learned.top_rows(logits[shuffled], 50, eta[shuffled])]
     assert sorted(again.tolist()) == sorted(best.tolist())
+
+
+def test_unknown_logits_come_last_and_a_short_list_is_kept_whole():
+    logits = np.array([1.0, np.nan, 3.0, 2.0, np.nan])
+    assert sorted(learned.top_rows(logits, 3, np.zeros(5)).tolist()) == [0, 2, 3]
+    assert len(learned.top_rows(np.full(4, np.nan), 2, np.arange(4.0))) == 2
+    assert learned.top_rows(logits, 9, np.zeros(5)).tolist() == [0, 1, 2, 3, 4]

@@ -263,3 +263,5 @@ def test_each_places_best_offer_is_found_as_by_sorting_ids():
     assert len(expected) > 200
     assert best_of_each_place(drawn, scores).tolist() == expected.tolist()
     assert best_of_each_place(np.zeros(0, "S35"), np.zeros(0)).size == 0
+    one_place = ids[[0, 0, 0]]
+    assert best_of_each_place(one_place, np.array([np.nan, 1.0, 5.0])).tolist() == [2]

@@ -1,0 +1,27 @@
+"""Lua scripts in the hot path's pipelines, sent by SHA as plain commands: a pipeline holding a
+registered redis-py `Script` asks the server whether it knows it first, a round trip per
+request."""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+
+def run_pipelined(redis: Redis, script: Script, commands: list[tuple]) -> list:
+    """`commands` (EVALSHA of `script`, among others) in one pipelined round trip; the script
+    is loaded again, and the round trip repeated, if the server lost it (a restart, SCRIPT
+    FLUSH)."""
+    try:
+        return _pipelined(redis, commands)
+    except NoScriptError:
+        redis.script_load(script.script)
+        return _pipelined(redis, commands)
+
+
+def _pipelined(redis: Redis, commands: list[tuple]) -> list:
+    with redis.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
