@@ -22,8 +22,9 @@ from numba import njit
 from pyproj import Geod
 
 WGS84 = Geod(ellps="WGS84")
-# geo.route's compiled loops take these in when numba compiles them, and numba's cache is
-# keyed on route.py alone: after changing one, touch geo/route.py so they are compiled again.
+# geo.route's compiled loops inline `ecef_of_unit` and `chord_m` (these constants with them)
+# when numba compiles them, and numba's cache is keyed on route.py alone: after changing any,
+# touch geo/route.py so they are compiled again.
 EQUATORIAL_RADIUS_M = 6_378_137.0
 ECCENTRICITY_SQUARED = WGS84.es
 MEAN_RADIUS_M = 6_371_000.0
@@ -82,20 +83,35 @@ def distance_m(lat1, lng1, lat2, lng2) -> np.ndarray:
 def _chords_from_m(lat, lng, lats, lngs):
     """`chord_distance_m` from one point to many, in one pass (as `ecef`)."""
     out = np.empty(len(lats))
-    ax, ay, az = _ecef_of(lat, lng)
+    x, y, z = _unit(lat, lng)
+    ax, ay, az = ecef_of_unit(x, y, z)
     for i in range(len(lats)):
-        bx, by, bz = _ecef_of(lats[i], lngs[i])
-        chord = np.sqrt((ax - bx) ** 2 + (ay - by) ** 2 + (az - bz) ** 2)
-        out[i] = chord + chord ** 3 / (24.0 * MEAN_RADIUS_M ** 2)
+        x, y, z = _unit(lats[i], lngs[i])
+        bx, by, bz = ecef_of_unit(x, y, z)
+        out[i] = chord_m(ax, ay, az, bx, by, bz)
     return out
 
 
 @njit(cache=True, inline="always")
-def _ecef_of(lat, lng):
+def _unit(lat, lng):
     phi, lam = np.radians(lat), np.radians(lng)
-    x, y, z = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+    return np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+
+
+@njit(cache=True, inline="always")
+def ecef_of_unit(x, y, z):
+    """`ecef_from_unit` for one point, in compiled loops (numba reads the constants when it
+    compiles)."""
     n = EQUATORIAL_RADIUS_M / np.sqrt(1.0 - ECCENTRICITY_SQUARED * z * z)
     return x * n, y * n, z * n * (1.0 - ECCENTRICITY_SQUARED)
+
+
+@njit(cache=True, inline="always")
+def chord_m(ax, ay, az, bx, by, bz):
+    """`chord_distance_m` for one pair, in compiled loops."""
+    dx, dy, dz = ax - bx, ay - by, az - bz
+    chord = np.sqrt(dx * dx + dy * dy + dz * dz)
+    return chord + chord ** 3 / (24.0 * MEAN_RADIUS_M ** 2)
 
 
 @njit(cache=True)

@@ -31,12 +31,11 @@ from numba import njit
 
 from .earth import (
     CHORD_RANGE_M,
-    ECCENTRICITY_SQUARED,
-    EQUATORIAL_RADIUS_M,
-    MEAN_RADIUS_M,
     WGS84,
+    chord_m,
     distance_m,
     ecef_from_unit,
+    ecef_of_unit,
 )
 
 MAX_ROUTE_POINTS = 20_000
@@ -269,21 +268,6 @@ def _node_spheres(mid, half, first, last):
     return centre, radius
 
 
-@njit(cache=True, inline="always")
-def _ecef(x, y, z):
-    """geo.earth.ecef_from_unit for one point (numba reads the constants when it compiles)."""
-    n = EQUATORIAL_RADIUS_M / np.sqrt(1.0 - ECCENTRICITY_SQUARED * z * z)
-    return x * n, y * n, z * n * (1.0 - ECCENTRICITY_SQUARED)
-
-
-@njit(cache=True, inline="always")
-def _chord_m(ax, ay, az, bx, by, bz):
-    """geo.earth.chord_distance_m for one pair."""
-    dx, dy, dz = ax - bx, ay - by, az - bz
-    chord = np.sqrt(dx * dx + dy * dy + dz * dz)
-    return chord + chord ** 3 / (24.0 * MEAN_RADIUS_M ** 2)
-
-
 @njit(cache=True)
 def _frontier(cx, cy, cz, limit, own_radius, children, centre, radius, frontier, distance):
     """The tree nodes a search from any point within `own_radius` (chord) of c may visit:
@@ -355,7 +339,7 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
             continue
         phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
         px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
-        pex, pey, pez = _ecef(px, py, pz)
+        pex, pey, pez = ecef_of_unit(px, py, pz)
         best, count = np.inf, 0
         # Prune chord: nodes whose nearest possible point is farther than this (on the unit
         # sphere) cannot hold a foot within reach, nor one within TIE_M of the best.
@@ -412,8 +396,8 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
                 # the ellipsoid.
                 if chord > reach_chord or chord * MIN_RADIUS_M > (best + TIE_M) * (1.0 + 1e-6):
                     continue
-                fex, fey, fez = _ecef(fx, fy, fz)
-                dist = _chord_m(pex, pey, pez, fex, fey, fez)
+                fex, fey, fez = ecef_of_unit(fx, fy, fz)
+                dist = chord_m(pex, pey, pez, fex, fey, fez)
                 if dist > best + TIE_M:
                     continue
                 if dist < best:
@@ -443,7 +427,7 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
             j = np.argmin(near_seg[:count])
             seg = near_seg[j]
             offset[i] = near_dist[j]
-            along[i] = along_m[seg] + _chord_m(ecef[seg, 0], ecef[seg, 1], ecef[seg, 2],
+            along[i] = along_m[seg] + chord_m(ecef[seg, 0], ecef[seg, 1], ecef[seg, 2],
                                                near_foot[j, 0], near_foot[j, 1],
                                                near_foot[j, 2])
             side[i] = near_side[j]
