@@ -133,7 +133,8 @@ def warm_up() -> None:
     """Compile the scoring loops (or load them from numba's cache) with the argument types
     serving passes, so that a server's first scored request does not wait for them."""
     rows, ints, flags = np.zeros((1, 1)), np.zeros(1, np.int64), np.zeros(1, np.bool_)
-    forest_logits(rows, 0.0, ints, ints, np.zeros(1), flags, ints, ints, ~flags, np.zeros(1))
+    forest_logits(rows, 0.0, ints, ints, np.zeros(1), flags, ints, ints, ~flags, np.zeros(1),
+                  ints, np.zeros(1))
     # Column-major, as `raw_to_features` makes them (two rows: numba types a one-row matrix
     # as row-major, which would leave the real layout to compile on the first request).
     features = np.zeros((N_FEATURES, 2)).T

@@ -8,9 +8,11 @@ Per-driver learning lives in `ranking.online`, on top of this model's logit.
 
 Serving scores a few hundred rows per request, where scikit-learn's prediction costs a fixed
 ~10 microseconds per tree (400 trees: 4 ms). `fit` therefore also keeps the trees as flat
-arrays (`forest_`) that one compiled loop walks for every row, with scikit-learn's own rules
-(nan follows the split's missing-value side, else `x <= threshold` goes left) and its order of
-summation, so the logits are the same to the last bit (a test checks).
+arrays (`forest_`) that one compiled loop walks, with scikit-learn's own rules (nan follows
+the split's missing-value side, else `x <= threshold` goes left) and its order of summation,
+so the logits are the same to the last bit (a test checks). Rows that fall on the same side of
+every split the trees make are walked once: the trees split each feature at a few points, so
+the 200 rows serving rescores collapse to a handful.
 """
 
 from __future__ import annotations
@@ -88,9 +90,22 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
     def _logits(self, columns: np.ndarray) -> np.ndarray:
         if self.forest_ is not None:  # None for more than two classes or categorical splits
             return forest_logits(np.ascontiguousarray(columns, dtype=np.float64),
-                                 *self.forest_)
+                                 *self._walk())
         _limit_openmp(self.n_threads)
         return self.booster_.decision_function(columns)
+
+    def _walk(self) -> tuple:
+        """`forest_` and its distinct splits, worked out once per loaded model (not saved:
+        a model saved by an earlier release has only `forest_`)."""
+        walk = self.__dict__.get("_walk_arrays")
+        if walk is None:
+            walk = self._walk_arrays = (*self.forest_, *_distinct_splits(self.forest_))
+        return walk
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_walk_arrays", None)
+        return state
 
     def predict_proba(self, X) -> np.ndarray:
         columns = self._columns(X)
@@ -123,9 +138,68 @@ def _flat_forest(booster: HistGradientBoostingClassifier) -> tuple | None:
             flat["is_leaf"].astype(np.bool_), flat["value"].astype(np.float64))
 
 
+def _distinct_splits(forest: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Every (feature, threshold) some node of the forest splits at, as two arrays."""
+    feature, threshold, is_leaf = forest[2], forest[3], forest[7]
+    pairs = np.unique(np.stack([feature[~is_leaf].astype(np.float64),
+                                threshold[~is_leaf]], axis=1), axis=0)
+    return pairs[:, 0].astype(np.int64), np.ascontiguousarray(pairs[:, 1])
+
+
 @njit(cache=True)
 def forest_logits(X, baseline, roots, feature, threshold, missing_left, left, right, is_leaf,
-                  value):
+                  value, split_feature, split_threshold):
+    first, of_row = _alike_rows(X, split_feature, split_threshold)
+    return _walk_trees(X[first], baseline, roots, feature, threshold, missing_left, left,
+                       right, is_leaf, value)[of_row]
+
+
+@njit(cache=True)
+def _alike_rows(X, split_feature, split_threshold):
+    """Rows that fall on the same side of every split (nan a side of its own) reach the same
+    leaf of every tree: the first row of each such group, and each row's group. One pass with
+    an open-addressing table keyed by the rows' sides."""
+    n, m = X.shape[0], len(split_feature)
+    sides = np.empty((n, m), np.uint8)
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, np.int64)  # per slot: a group's number
+    first = np.empty(n, np.int64)
+    of_row = np.empty(n, np.int64)
+    groups = 0
+    for i in range(n):
+        h = np.uint64(0)
+        for j in range(m):
+            x = X[i, split_feature[j]]
+            side = 2 if np.isnan(x) else (0 if x <= split_threshold[j] else 1)
+            sides[i, j] = side
+            h = (h ^ np.uint64(side + 1)) * np.uint64(0x9E3779B97F4A7C15)
+        slot = np.int64((h >> np.uint64(32)) & np.uint64(size - 1))
+        while True:
+            g = table[slot]
+            if g < 0:
+                table[slot] = groups
+                first[groups] = i
+                of_row[i] = groups
+                groups += 1
+                break
+            k = first[g]
+            same = True
+            for j in range(m):
+                if sides[k, j] != sides[i, j]:
+                    same = False
+                    break
+            if same:
+                of_row[i] = g
+                break
+            slot = (slot + 1) & (size - 1)
+    return first[:groups], of_row
+
+
+@njit(cache=True)
+def _walk_trees(X, baseline, roots, feature, threshold, missing_left, left, right, is_leaf,
+                value):
     # Tree by tree, as scikit-learn adds them (the same sums, bit for bit), so one tree's
     # nodes stay in cache while every row walks it.
     out = np.full(X.shape[0], baseline)

@@ -45,3 +45,22 @@ def test_the_compiled_trees_give_scikit_learns_logits_to_the_last_bit():
     assert np.array_equal(compiled, model.booster_.decision_function(X))
     assert np.array_equal(model.serving_logits(X), compiled)  # serving skips the validation
     assert len(np.unique(compiled)) > 50  # many leaves reached, not a constant
+
+
+def test_rows_on_the_same_side_of_every_split_share_a_walk_and_keep_their_logits():
+    # Trained on features at a few levels, the trees split between levels; rows jittered
+    # within their levels all differ, yet fall on the same side of every split in groups,
+    # each group walked once.
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 3, size=(800, 3)).astype(float)
+    levels[rng.random(levels.shape) < 0.1] = np.nan
+    y = ((np.nan_to_num(levels[:, 0]) - np.nan_to_num(levels[:, 1])
+          + rng.normal(size=800)) > 0).astype(int)
+    model = AcceptanceModel(max_iter=40, min_samples_leaf=5).fit(levels, y)
+    X = levels + rng.uniform(-0.01, 0.01, size=levels.shape)
+    for rows in (X, X[rng.permutation(len(X))], X[:1]):
+        assert np.array_equal(model.serving_logits(rows),
+                              model.booster_.decision_function(rows))
+    assert model.serving_logits(X[:0]).shape == (0,)
+    assert len(np.unique(X, axis=0)) == len(X)
+    assert 10 < len(np.unique(model.serving_logits(X))) <= 4 ** 3
