@@ -85,7 +85,10 @@ def local_slot(zones: np.ndarray, moments: np.ndarray) -> np.ndarray:
     """The weekly slot index at each UTC epoch second in `moments`, in each row's timezone
     (`zone_id`s). One zoneinfo lookup per distinct timezone, not per row."""
     slots = np.empty(len(moments), dtype=np.int64)
-    for zone in np.unique(zones):
+    # Nearly always one zone: numpy's `unique` (a hash of every row) would cost more than
+    # the rest of this function.
+    one = len(zones) == 0 or (zones == zones[0]).all()
+    for zone in zones[:1] if one else np.unique(zones):
         rows = zones == zone
         offsets = _utc_offsets(zone_name(zone), moments[rows])
         local = moments[rows] + offsets
