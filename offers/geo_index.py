@@ -91,7 +91,9 @@ class Entry(NamedTuple):
 # identity is being written, and the new records appended. A cell with few writes is cut
 # around the records found by a plain `string.find` (memory speed); with many, one pass over
 # its records is cheaper than a scan per identity. Every cell written gets the token as its
-# version (an emptied cell loses both), so a reader's cached copy is current iff the tokens match.
+# version (an emptied cell loses both), so a reader's cached copy is current iff the tokens match;
+# the region's version (`keys.REGION_VERSION_FIELD`) gets it too, so a reader that saw the region
+# at this token knows every cell of it it read since is current, while the token stays.
 _APPLY = """
 local size, id_size, token, fields = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local versions = KEYS[#KEYS]
@@ -156,35 +158,47 @@ for k, cell in pairs(cells) do
     redis.call("HSET", versions, field, token)
   end
 end
+redis.call("HSET", versions, "REGION_FIELD", token)
+if redis.call("HLEN", versions) == 1 then  -- no cell of the region holds records
+  redis.call("DEL", versions)
+end
 return 0
-"""
+""".replace("REGION_FIELD", keys.REGION_VERSION_FIELD.decode())
 
 
-# KEYS: one region's cell versions hash, then its cells. ARGV: each cell's version field,
-# then the version the reader holds for each ("" none). Answers per cell: its version (nil:
-# no records) and its records when the reader holds another version, nil otherwise. Read-only
-# and atomic: what it answers is the region at one moment. Versions go by HMGET in chunks
-# (Lua's unpack takes a few thousand values at most).
+# KEYS: one region's cell versions hash, then the cells to check. ARGV: the region version
+# the reader holds ("": none, check these cells only), each cell's version field, then the
+# version the reader holds for each ("" none). Answers the region's version and 1, then per
+# cell its version (nil: no records) and its records when the reader holds another version
+# (nil otherwise); or, when the region's version is not the one held, that version and 0, and
+# nothing else (the reader then checks every cell: the cells it did not send, which it holds
+# from the region at the version it held, may have changed). Read-only and atomic: what it
+# answers is the region at one moment. Versions go by HMGET in chunks (Lua's unpack takes a
+# few thousand values at most).
 _READ = """
+local region = redis.call("HGET", KEYS[1], "REGION_FIELD")
+if ARGV[1] ~= "" and region ~= ARGV[1] then
+  return {region, 0}
+end
 local n = #KEYS - 1
-local out = {}
+local out = {region, 1}
 for start = 1, n, 1000 do
   local stop = math.min(start + 999, n)
-  local tokens = redis.call("HMGET", KEYS[1], unpack(ARGV, start, stop))
+  local tokens = redis.call("HMGET", KEYS[1], unpack(ARGV, start + 1, stop + 1))
   for j = 1, #tokens do
     local i = start + j - 1
     local token = tokens[j]
-    out[2 * i - 1] = token
-    if token and token ~= ARGV[n + i] then
-      out[2 * i] = redis.call("GET", KEYS[1 + i]) or false
+    out[2 * i + 1] = token
+    if token and token ~= ARGV[1 + n + i] then
+      out[2 * i + 2] = redis.call("GET", KEYS[1 + i]) or false
     else
-      out[2 * i] = false
+      out[2 * i + 2] = false
     end
   end
 end
 return out
-"""
-_NOT_HELD = (b"", b"")  # what `_read` sends for a cell this process has not cached
+""".replace("REGION_FIELD", keys.REGION_VERSION_FIELD.decode())
+_READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # what redis-py's Script sends
 
 
 def brand_key(brand: str | None) -> int:
@@ -359,6 +373,32 @@ class _Masks(NamedTuple):
         return np.where(self.digests[where] == digests, self.rows[where], -1)
 
 
+_TRUSTED = object()  # marks a cached cell the read script is not asked about
+
+
+class _RegionRead:
+    """One region's part of a read: its cells, their version fields, this process's cached
+    copy of each (None: none), and the region version those marked trusted depend on."""
+
+    def __init__(self, tag: str, cells: list[int], fields: list[bytes], held: list,
+                 seen: bytes | None, kind):
+        self.tag, self.cells, self.fields, self.held, self.seen = tag, cells, fields, held, seen
+        self._kind = kind
+
+    def check_all(self) -> None:
+        """Trust nothing: every cell's version is checked."""
+        self.seen = None
+        self.held = [None if c is None else (c[0], c[1], None) for c in self.held]
+
+    def command(self) -> tuple:
+        asked = [i for i, c in enumerate(self.held) if c is None or c[2] is not _TRUSTED]
+        return ("EVALSHA", _READ_SHA, 1 + len(asked), keys.cell_versions(self.tag),
+                *(self._kind(self.tag, self.cells[i]) for i in asked),
+                self.seen if self.seen is not None else b"",
+                *(self.fields[i] for i in asked),
+                *(b"" if self.held[i] is None else self.held[i][0] for i in asked))
+
+
 class GeoIndex:
     def __init__(self, redis: Redis):
         self.redis = redis
@@ -366,9 +406,12 @@ class GeoIndex:
         self._read_cells = redis.register_script(_READ)
         self._masks = _Masks.empty()
         self._mask_lock = threading.Lock()
-        # Cell version field -> (version token, records) of the cells this process has read,
-        # least recently read first: a search reads a cell from Redis only when it changed.
-        self._cells: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
+        # Cell version field -> (version token, records, the region's version it is known
+        # current at) of the cells this process has read, least recently read first: a
+        # search reads a cell from Redis only when it changed, and checks its version only
+        # when its region changed.
+        self._cells: OrderedDict[bytes, tuple[bytes, bytes, bytes | None]] = OrderedDict()
+        self._regions: dict[str, bytes | None] = {}  # region tag -> the version last seen
         self._cell_bytes = 0
         self._cell_lock = threading.Lock()  # gthread workers share one index
 
@@ -464,66 +507,97 @@ class GeoIndex:
 
     def _read(self, kind, letter: bytes, cells: list[int], dtype: np.dtype) -> CellRecords:
         """The records of `cells`, cell by cell in an order that does not depend on what this
-        process had cached. One round trip: per region, one script reads its cells' versions
-        and the records of every cell whose version this process does not hold, at one
-        moment (so a record moving between cells of a region is seen once, as one MGET of
-        the region saw it); the cells whose version it holds come from memory."""
+        process had cached. One round trip: per region, one script compares the region's
+        version with the one this process last saw; if unchanged, the cells it holds from
+        that version are current and it reads only the others' versions, and the records of
+        those whose version it does not hold. All at one moment, so a record moving between
+        cells of a region is seen once, as one MGET of the region saw it. A region written
+        since costs a second round trip, which checks all its cells."""
         cells = np.asarray(cells, np.uint64)
         regions = regions_of(cells)
-        groups, commands = [], []
-        for region in np.unique(regions).tolist():
-            tag = f"{region:x}"
-            in_region = cells[regions == region].tolist()
-            ids = np.asarray(in_region, "<u8").tobytes()
-            # Each cell's version field, which is also its name in this process's cache.
-            fields = [letter + ids[8 * i: 8 * i + 8] for i in range(len(in_region))]
-            held = [self._cells.get(field, _NOT_HELD)[0] for field in fields]
-            groups.append((in_region, fields))
-            commands.append(("EVALSHA", self._read_cells.sha, 1 + len(fields),
-                             keys.cell_versions(tag), *(kind(tag, cell) for cell in in_region),
-                             *fields, *held))
-        replies = run_pipelined(self.redis, self._read_cells, commands)
+        plans = [self._plan(kind, letter, f"{region:x}", cells[regions == region].tolist())
+                 for region in np.unique(regions).tolist()]
+        replies = run_pipelined(self.redis, self._read_cells,
+                                [plan.command() for plan in plans])
+        stale = [i for i, reply in enumerate(replies) if not reply[1]]
+        if stale:  # written since this process last read them: check every cell
+            for i in stale:
+                plans[i].check_all()
+            again = run_pipelined(self.redis, self._read_cells,
+                                  [plans[i].command() for i in stale])
+            for i, reply in zip(stale, again, strict=True):
+                replies[i] = reply
         parts: list[bytes] = []
         filled: list[int] = []  # the cell of each part
-        fresh: list[tuple[int, bytes, bytes, bytes | None]] = []  # read now: where, field, token
+        fresh: list[tuple] = []  # read now: where, field, token, records, region version
         with self._cell_lock:
-            for (group, fields), reply in zip(groups, replies, strict=True):
-                for i, (cell, field) in enumerate(zip(group, fields, strict=True)):
-                    token, value = reply[2 * i], reply[2 * i + 1]
+            for plan, reply in zip(plans, replies, strict=True):
+                region = reply[0]
+                self._regions[plan.tag] = region
+                answers = zip(reply[2::2], reply[3::2], strict=True)
+                for cell, field, held in zip(plan.cells, plan.fields, plan.held, strict=True):
+                    if held is not None and held[2] is _TRUSTED:
+                        token, value = held[0], None
+                    else:
+                        token, value = next(answers)
                     if token is None:  # no records: every write that leaves some sets one
                         continue
                     filled.append(cell)
-                    cached = self._cells.get(field)
-                    if cached is not None and cached[0] == token:
-                        self._cells.move_to_end(field)
-                        parts.append(cached[1])
+                    if held is not None and held[0] == token:
+                        # current: still (or again) as of this version of the region
+                        self._recache(field, held, region)
+                        parts.append(held[1])
                     else:  # read by the script: this process held another version or none
-                        fresh.append((len(parts), field, token, value))
+                        fresh.append((len(parts), field, token, value, region))
                         parts.append(b"")
         if fresh:
             self._keep_fresh(fresh, parts, dtype)
         return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
                            np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
 
-    def _keep_fresh(self, fresh: list[tuple[int, bytes, bytes, bytes | None]],
-                    parts: list[bytes], dtype: np.dtype) -> None:
+    def _plan(self, kind, letter: bytes, tag: str, cells: list[int]) -> _RegionRead:
+        """What to ask of one region: this process's cached copies of its cells (taken now,
+        so an eviction meanwhile loses nothing), marked trusted where cached at the version
+        of the region it last saw, and what the script is asked about the others."""
+        ids = np.asarray(cells, "<u8").tobytes()
+        # Each cell's version field, which is also its name in this process's cache.
+        fields = [letter + ids[8 * i: 8 * i + 8] for i in range(len(cells))]
+        with self._cell_lock:
+            seen = self._regions.get(tag)
+            get = self._cells.get
+            held = [get(field) for field in fields]
+        if seen is not None:
+            held = [(c[0], c[1], _TRUSTED) if c is not None and c[2] == seen else c
+                    for c in held]
+        return _RegionRead(tag, cells, fields, held, seen, kind)
+
+    def _keep_fresh(self, fresh: list[tuple], parts: list[bytes], dtype: np.dtype) -> None:
         """Put the cells just read into `parts` and the cache, an offer cell's records at one
         position side by side (`side_by_side`, all the cells in one pass)."""
-        values = [value or b"" for _, _, _, value in fresh]
+        values = [value or b"" for _, _, _, value, _ in fresh]
         if dtype == OFFER_RECORD:
             values = side_by_side(values, dtype)
         with self._cell_lock:
-            for (at, field, token, _), value in zip(fresh, values, strict=True):
+            for (at, field, token, _, region), value in zip(fresh, values, strict=True):
                 parts[at] = value
-                self._cache_cell(field, token, value)
+                self._cache_cell(field, (token, value, region))
 
-    def _cache_cell(self, field: bytes, token: bytes, value: bytes) -> None:
-        """Keep a cell's records (least recently read dropped first beyond CELL_CACHE_BYTES)."""
+    def _recache(self, field: bytes, held: tuple, region: bytes | None) -> None:
+        """A cached cell found current: most recently read, and current as of `region`."""
+        if field in self._cells:
+            self._cells[field] = (held[0], held[1], region)
+            self._cells.move_to_end(field)
+        else:  # evicted since the plan was made: kept again
+            self._cache_cell(field, (held[0], held[1], region))
+
+    def _cache_cell(self, field: bytes, entry: tuple[bytes, bytes, bytes | None]) -> None:
+        """Keep a cell's (token, records, region version) (least recently read dropped first
+        beyond CELL_CACHE_BYTES)."""
         old = self._cells.pop(field, None)
         if old is not None:
             self._cell_bytes -= _CACHED_CELL_BYTES + len(old[1])
-        self._cells[field] = (token, value)
-        self._cell_bytes += _CACHED_CELL_BYTES + len(value)
+        self._cells[field] = entry
+        self._cell_bytes += _CACHED_CELL_BYTES + len(entry[1])
         while self._cell_bytes > CELL_CACHE_BYTES:
-            _, (_, dropped) = self._cells.popitem(last=False)
+            _, (_, dropped, _) = self._cells.popitem(last=False)
             self._cell_bytes -= _CACHED_CELL_BYTES + len(dropped)

@@ -140,6 +140,9 @@ def cell_versions(region: str) -> str:
 
 
 CELL_KINDS = {"places": b"p", "offers": b"o"}
+# The field of `cell_versions` holding the token of the region's last write (any cell, any
+# kind): one field a reader compares before trusting the cells it holds, not one per cell.
+REGION_VERSION_FIELD = b"r"
 
 
 def cell_version_field(cell_key: str) -> bytes:

@@ -179,24 +179,61 @@ def test_the_cell_cache_matches_redis_through_random_writes(redis_client, monkey
                         3 * (geo_index._CACHED_CELL_BYTES + geo_index.PLACE_RECORD.itemsize))
     writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
     rng = np.random.default_rng(7)
-    spots = [(39.7392, -104.9903), (39.7500, -104.9903), (39.7392, -104.9700)]
+    # Three cells of one region and one of another (Boulder is in another res-3 cell).
+    spots = [(39.7392, -104.9903), (39.7500, -104.9903), (39.7392, -104.9700),
+             (40.0150, -105.2705)]
     cells = [cell_of(lat, lng) for lat, lng in spots]
-    assert len(set(cells)) == 3
+    assert len(set(cells)) == 4 and len({region_of(c) for c in cells}) == 2
     filed: dict[str, dict] = {}
-    for step in range(200):
+    for step in range(300):
         name = f"x{rng.integers(8)}"
-        place = _place(name, *spots[rng.integers(3)])
-        if place["id"] in filed and rng.random() < 0.4:
+        place = _place(name, *spots[rng.integers(4)])
+        if rng.random() < 0.3:
+            pass  # reads with no write between them: held cells are trusted
+        elif place["id"] in filed and rng.random() < 0.4:
             writer.apply([place_entry(filed.pop(place["id"]), remove=True)], [])
         else:
             old = filed.get(place["id"])
             writer.apply([place_entry(old, remove=True)] if old else [], [place_entry(place)])
             filed[place["id"]] = place
-        order = list(rng.permutation(cells))
+        # A few of the cells, in any order: a cell not read while its region changed is
+        # checked again when it is.
+        order = list(rng.permutation(cells)[: rng.integers(1, 5)])
         fresh = GeoIndex(redis_client).places_in(order)
         assert reader.places_in(order).tobytes() == fresh.tobytes(), step
         assert reader._cell_bytes <= geo_index.CELL_CACHE_BYTES
     assert sorted(i.decode() for i in reader.places_in(cells)["place_id"]) == sorted(filed)
+    assert reader._regions  # the reader did hold region versions
+
+
+def test_cells_held_from_an_unchanged_region_are_not_asked_about(redis_client):
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    a, b = _place("a"), _place("b", 39.7500, -104.9903)
+    cell_a, cell_b = cell_of(a["lat"], a["lng"]), cell_of(b["lat"], b["lng"])
+    assert cell_a != cell_b and region_of(cell_a) == region_of(cell_b)
+    versions = keys.cell_versions(region_of(cell_a))
+    field_a = keys.cell_version_field(keys.cell_places(region_of(cell_a), cell_a))
+    writer.apply([], [place_entry(a), place_entry(b)])
+    assert _ids(reader) == [a["id"]]
+    # A cell changed, with its version, behind the region's back (no write does this):
+    # while the region's version stays, the reader trusts what it holds and does not even
+    # ask, where a new reader reads the cell.
+    key_a = keys.cell_places(region_of(cell_a), cell_a)
+    real = redis_client.get(key_a)
+    redis_client.hset(versions, field_a, b"elsewhen")
+    redis_client.set(key_a, b"")
+    assert _ids(reader) == [a["id"]]
+    assert _ids(GeoIndex(redis_client)) == []
+    redis_client.set(key_a, real)
+    redis_client.hset(versions, keys.REGION_VERSION_FIELD, b"changed!")
+    assert _ids(reader) == [a["id"]]  # asked again, and read again: the same records
+    assert redis_client.hget(versions, keys.REGION_VERSION_FIELD) == b"changed!"
+    # A write to another cell of the region: the reader checks its cell again.
+    writer.apply([place_entry(b, remove=True)], [])
+    redis_client.set(key_a, b"")
+    assert _ids(reader) == [a["id"]]  # its version has not changed: still from memory
+    writer.apply([place_entry(a, remove=True)], [])
+    assert _ids(reader) == []
 
 
 def test_clear_removes_the_cell_versions(redis_client):
