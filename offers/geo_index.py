@@ -396,7 +396,7 @@ class _RegionRead:
                 *(self._kind(self.tag, self.cells[i]) for i in asked),
                 self.seen if self.seen is not None else b"",
                 *(self.fields[i] for i in asked),
-                *(b"" if self.held[i] is None else self.held[i][0] for i in asked))
+                *(self.held[i][0] or b"" if self.held[i] else b"" for i in asked))
 
 
 class GeoIndex:
@@ -407,10 +407,10 @@ class GeoIndex:
         self._masks = _Masks.empty()
         self._mask_lock = threading.Lock()
         # Cell version field -> (version token, records, the region's version it is known
-        # current at) of the cells this process has read, least recently read first: a
-        # search reads a cell from Redis only when it changed, and checks its version only
-        # when its region changed.
-        self._cells: OrderedDict[bytes, tuple[bytes, bytes, bytes | None]] = OrderedDict()
+        # current at) of the cells this process has read, least recently read first (an
+        # empty cell: no token, no records): a search reads a cell from Redis only when it
+        # changed, and checks its version only when its region changed.
+        self._cells: OrderedDict[bytes, tuple[bytes | None, bytes, bytes | None]] = OrderedDict()
         self._regions: dict[str, bytes | None] = {}  # region tag -> the version last seen
         self._cell_bytes = 0
         self._cell_lock = threading.Lock()  # gthread workers share one index
@@ -541,6 +541,8 @@ class GeoIndex:
                     else:
                         token, value = next(answers)
                     if token is None:  # no records: every write that leaves some sets one
+                        if held is None or held[2] is not _TRUSTED:
+                            self._cache_cell(field, (None, b"", region))  # empty, as of now
                         continue
                     filled.append(cell)
                     if held is not None and held[0] == token:
@@ -590,7 +592,7 @@ class GeoIndex:
         else:  # evicted since the plan was made: kept again
             self._cache_cell(field, (held[0], held[1], region))
 
-    def _cache_cell(self, field: bytes, entry: tuple[bytes, bytes, bytes | None]) -> None:
+    def _cache_cell(self, field: bytes, entry: tuple[bytes | None, bytes, bytes | None]) -> None:
         """Keep a cell's (token, records, region version) (least recently read dropped first
         beyond CELL_CACHE_BYTES)."""
         old = self._cells.pop(field, None)

@@ -236,6 +236,24 @@ def test_cells_held_from_an_unchanged_region_are_not_asked_about(redis_client):
     assert _ids(reader) == []
 
 
+def test_an_empty_cell_is_held_as_empty_while_its_region_is_unchanged(redis_client):
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    a, b = _place("a"), _place("b", 39.7500, -104.9903)
+    cell_b = cell_of(b["lat"], b["lng"])
+    writer.apply([], [place_entry(a)])
+    assert reader.places_in([cell_b]).size == 0
+    # Records and a version put in the cell behind the region's back (no write does this):
+    # the reader trusts its empty copy, a new reader sees them; a real write is seen by both.
+    key_b = keys.cell_places(region_of(cell_b), cell_b)
+    redis_client.set(key_b, place_entry(b).record)
+    redis_client.hset(keys.cell_versions(region_of(cell_b)), keys.cell_version_field(key_b),
+                      b"sneaked!")
+    assert reader.places_in([cell_b]).size == 0
+    assert GeoIndex(redis_client).places_in([cell_b]).size == 1
+    writer.apply([], [place_entry(b)])
+    assert reader.places_in([cell_b])["place_id"].tolist() == [b["id"].encode()]
+
+
 def test_clear_removes_the_cell_versions(redis_client):
     index = GeoIndex(redis_client)
     index.apply([], [place_entry(_place("a"))])
