@@ -30,6 +30,7 @@ from offers import keys
 from offers.errors import NotFound
 from offers.redemptions import driver_key
 from offers.scan import unlink_matching
+from offers.scripts import run_pipelined
 
 from . import online
 from .datasets import LOG_COLUMNS, format_raw_value
@@ -87,9 +88,29 @@ def new_recommendation_id(driver: str) -> str:
     return f"rec_{driver}_{secrets.token_hex(8)}"
 
 
+# KEYS: the served log, the decision log. ARGV: their bounds (entries), the oldest stream id
+# kept, the number of served items and of values in each one's entry, then each item's entry
+# (field, value, field, value...), then the decision's entry (if any) as the rest. Appends
+# them in order, trimming as it goes (approximately: whole stream nodes at a time, cheap).
+_LOG = """
+local items, width, at = tonumber(ARGV[4]), tonumber(ARGV[5]), 6
+for i = 1, items do
+  redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", unpack(ARGV, at, at + width - 1))
+  at = at + width
+end
+redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[3])
+if at <= #ARGV then
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[2], "*", unpack(ARGV, at, #ARGV))
+  redis.call("XTRIM", KEYS[2], "MINID", "~", ARGV[3])
+end
+return 0
+"""
+
+
 class LearningLoop:
     def __init__(self, redis: Redis):
         self.redis = redis
+        self._log = redis.register_script(_LOG)
 
     # -- profiles ----------------------------------------------------------------------------
 
@@ -123,38 +144,36 @@ class LearningLoop:
 
     def record_served(self, recommendation_id: str, fleet_id: str, driver_id: str, model: str,
                       policy: str, items: list[ServedItem], decision: Decision | None) -> None:
-        """Keep what was served (for feedback) and log it, in one round trip."""
+        """Keep what was served (for feedback) and log it, in one round trip: the driver's
+        record, and one script appending to the logs (which share a hash tag), a command for
+        all, not one per item."""
         driver = driver_key(fleet_id, driver_id)
         now = time.time()
         key = keys.served(driver, recommendation_id)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping={
-                "fleet": fleet_id, "model": model, "at": now,
-                "items": orjson.dumps({item.offer_id: {
-                    "features": item.features.tolist(), "score": item.score,
-                    "propensity": item.propensity, "position": item.position,
-                } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY)})
-            pipe.expire(key, SERVED_TTL_S)
-            for item in items:
-                pipe.xadd(keys.SERVED_LOG, {
-                    "recommendation_id": recommendation_id, "driver": driver, "at": now,
-                    "model": model, "policy": policy, "offer_id": item.offer_id,
-                    "place_id": item.place_id, "position": item.position,
-                    "score": item.score, "propensity": item.propensity,
-                    "raw": orjson.dumps(item.raw, option=orjson.OPT_SERIALIZE_NUMPY)},
-                    maxlen=LOG_MAXLEN, approximate=True)
-            pipe.xtrim(keys.SERVED_LOG, minid=_oldest_kept(now), approximate=True)
-            if decision is not None:
-                pipe.xadd(keys.DECISION_LOG, {
-                    "recommendation_id": recommendation_id, "driver": driver, "at": now,
-                    "model": model, "policy": policy, "chosen": decision.chosen,
-                    "propensity": decision.propensity, "eligible": decision.eligible,
-                    "offer_ids": orjson.dumps(decision.offer_ids),
-                    "shape": f"{len(decision.features)}x{decision.features.shape[1]}",
-                    "features": decision.features.astype("<f4").tobytes()},
-                    maxlen=DECISION_LOG_MAXLEN, approximate=True)
-                pipe.xtrim(keys.DECISION_LOG, minid=_oldest_kept(now), approximate=True)
-            pipe.execute()
+        entries: list = []
+        for item in items:
+            entries += ["recommendation_id", recommendation_id, "driver", driver, "at", now,
+                       "model", model, "policy", policy, "offer_id", item.offer_id,
+                       "place_id", item.place_id, "position", item.position,
+                       "score", item.score, "propensity", item.propensity,
+                       "raw", orjson.dumps(item.raw, option=orjson.OPT_SERIALIZE_NUMPY)]
+        logged = [LOG_MAXLEN, DECISION_LOG_MAXLEN, _oldest_kept(now), len(items),
+                  len(entries) // max(len(items), 1), *entries]
+        if decision is not None:
+            logged += ["recommendation_id", recommendation_id, "driver", driver, "at", now,
+                       "model", model, "policy", policy, "chosen", decision.chosen,
+                       "propensity", decision.propensity, "eligible", decision.eligible,
+                       "offer_ids", orjson.dumps(decision.offer_ids),
+                       "shape", f"{len(decision.features)}x{decision.features.shape[1]}",
+                       "features", decision.features.astype("<f4").tobytes()]
+        run_pipelined(self.redis, self._log, [
+            ("HSET", key, "fleet", fleet_id, "model", model, "at", now,
+             "items", orjson.dumps({item.offer_id: {
+                 "features": item.features.tolist(), "score": item.score,
+                 "propensity": item.propensity, "position": item.position,
+             } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY)),
+            ("EXPIRE", key, SERVED_TTL_S),
+            ("EVALSHA", self._log.sha, 2, keys.SERVED_LOG, keys.DECISION_LOG, *logged)])
 
     # -- feedback ------------------------------------------------------------------------------
 
