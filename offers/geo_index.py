@@ -4,11 +4,13 @@ Each cell is one Redis string: its records packed back to back, so a search deco
 candidate at once with `numpy.frombuffer`; no candidate is ever parsed on its own. (Hashes of
 one field per record cost 7x more to read: Redis and the client then handle every record as a
 reply of its own.) Writes go through one Lua script per region that rewrites the cells it
-touches atomically and gives each a new random version token. A search sends, per region, the
-tokens it holds for its cells to one read-only script (one round trip for all regions), which
-answers with each cell's token and the records of the cells whose token differs, atomically;
-the rest come from this process's memory. Redis sends a corridor's megabyte of records only
-for cells that changed, which spares its single thread most of a search's work. A place's
+touches atomically and gives each, and the region, a new random version token. A search sends,
+per region, the region's version it last saw and the tokens it holds for the cells it did not
+read at that version to one read-only script (one round trip for all regions), which answers
+with those cells' tokens and the records of the cells whose token differs, atomically, if the
+region's version is unchanged; the rest come from this process's memory. Redis sends a
+corridor's megabyte of records only for cells that changed, and looks at each cell's version
+only in regions written since, which spares its single thread most of a search's work. A place's
 record sits in the cell of its position; an offer has one record per place it is valid at,
 carrying what serving filters on (position, validity, timezone, and the digest of its weekly
 serving slots, whose few distinct masks sit in one hash and a per-process cache) and what
