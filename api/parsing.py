@@ -6,11 +6,14 @@ ways other than a syntax error (integers of thousands of digits, nesting thousan
 from __future__ import annotations
 
 import json
+import re
 
 import flask_smorest
 import orjson
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+
+_LONG_NUMBER = re.compile(rb"\d{19}")  # past 64 bits, or nearly
 
 
 class JsonBodyParser(FlaskParser):
@@ -20,10 +23,12 @@ class JsonBodyParser(FlaskParser):
             if body:
                 abort(415, messages={"json": ["Send the body as application/json."]})
             return core.missing
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass  # what orjson refuses (NaN, lone surrogates, huge numbers) is read as before
+        if not _LONG_NUMBER.search(body):  # orjson reads integers past 64 bits as floats,
+            # Python as integers (which the schemas then judge): the slow path for those
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError:
+                pass  # what orjson refuses (NaN, lone surrogates) is read as before
         try:
             return core.parse_json(body)
         except json.JSONDecodeError:

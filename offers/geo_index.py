@@ -429,10 +429,13 @@ class GeoIndex:
         masks = {mask_digest(e.mask).to_bytes(8, "little"): e.mask for e in additions if e.mask}
         if masks:  # before any record that names them, so a reader always finds them
             self.redis.hset(keys.SERVING_MASKS, mapping=masks)
-        token = os.urandom(8)  # random, so no cell ever gets a version a reader has seen
         with self.redis.pipeline(transaction=False) as pipe:
             for (tag, identity_size), cells in batches.items():
                 size = _RECORD_BY_IDENTITY[identity_size].itemsize
+                # Random, so no cell or region ever gets a version a reader has seen; one per
+                # script: a reader may run between two scripts of one region (places, then
+                # offers), and must not find the region's version unchanged after the second.
+                token = os.urandom(8)
                 args: list = [size, identity_size, token,
                               b"".join(keys.cell_version_field(key) for key in cells)]
                 for index, writes in enumerate(cells.values(), start=1):

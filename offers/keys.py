@@ -118,9 +118,10 @@ def redemptions(merchant_id: str) -> str:
 # -- the geo index: `{g:<res-3 region>}` tags, so one place's cell writes share a slot -------
 
 # The record layout's version: bump it whenever PLACE_RECORD or OFFER_RECORD change, or how
-# cells are versioned, so that records of an older layout are never decoded as the new one
-# (`offers reindex` refiles).
-GEO_LAYOUT = "v4"
+# cells are versioned, so that records of an older layout are never decoded as the new one,
+# and no reader trusts versions an older release's writer does not keep (`offers reindex`
+# refiles). v5: regions carry versions.
+GEO_LAYOUT = "v5"
 
 
 def cell_places(region: str, cell: int) -> str:

@@ -65,6 +65,7 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
         self.classes_ = self.booster_.classes_
         self.n_iter_ = self.booster_.n_iter_
         self.forest_ = _flat_forest(self.booster_)
+        self.__dict__.pop("_walk_arrays", None)  # the previous fit's
         return self
 
     def _columns(self, X) -> np.ndarray:
@@ -103,7 +104,7 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
         return walk
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: this model keeps its own
         state.pop("_walk_arrays", None)
         return state
 
@@ -146,9 +147,18 @@ def _distinct_splits(forest: tuple) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0].astype(np.int64), np.ascontiguousarray(pairs[:, 1])
 
 
+# Rows grouped before the walk up to this many: serving's few hundred, not a training set's
+# hundreds of thousands (a row's sides of every split take a byte each, and such a set has few
+# rows alike).
+_GROUPED_ROWS_MAX = 4096
+
+
 @njit(cache=True)
 def forest_logits(X, baseline, roots, feature, threshold, missing_left, left, right, is_leaf,
                   value, split_feature, split_threshold):
+    if X.shape[0] > _GROUPED_ROWS_MAX:
+        return _walk_trees(X, baseline, roots, feature, threshold, missing_left, left, right,
+                           is_leaf, value)
     first, of_row = _alike_rows(X, split_feature, split_threshold)
     return _walk_trees(X[first], baseline, roots, feature, threshold, missing_left, left,
                        right, is_leaf, value)[of_row]

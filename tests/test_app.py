@@ -160,6 +160,18 @@ def test_no_raw_body_makes_a_500(client, admin, raw):
     assert response.status_code in (400, 422)
 
 
+@pytest.mark.parametrize("digits", [19, 25, 300])
+def test_integers_past_64_bits_are_read_as_integers(client, admin, digits):
+    # Read as the integers they are, so a whole-number field's range is what refuses them
+    # (orjson, which reads most bodies, would make them floats: "not a valid integer").
+    body = ('{"name": "X", "category": "restaurant", "lat": 39.7, "lng": -105.0, '
+            '"attributes": {"price_level": ' + "9" * digits + "}}")
+    response = client.post("/v1/places", data=body, content_type="application/json",
+                           headers=admin)
+    assert response.status_code == 422
+    assert "less than or equal to 4" in response.json["errors"]["attributes"]["price_level"][0]
+
+
 @pytest.mark.parametrize("body", ['{"lat": ' + "1" * 5000 + "}", "[" * 100_000],
                          ids=["5000-digit integer", "nesting 100,000 deep"])
 def test_json_python_cannot_read_is_400(client, admin, body):

@@ -254,6 +254,35 @@ def test_an_empty_cell_is_held_as_empty_while_its_region_is_unchanged(redis_clie
     assert reader.places_in([cell_b])["place_id"].tolist() == [b["id"].encode()]
 
 
+def test_a_reader_between_two_scripts_of_one_write_sees_the_second(redis_client, monkeypatch):
+    # A place moving within its region: the places and the offers of one write are two
+    # scripts, and another client may read between them (forced here). The offers script
+    # must give the region a version of its own, or that reader would go on trusting the
+    # offer cells it read in between.
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    place = _denver(_place("a"))
+    moved = {**place, "lat": 39.7500}
+    offer = _offer("c", place)
+    cells = [cell_of(place["lat"], place["lng"]), cell_of(moved["lat"], moved["lng"])]
+    assert cells[0] != cells[1] and region_of(cells[0]) == region_of(cells[1])
+    writer.apply([], [place_entry(place), *offer_entries(offer, {place["id"]: place})])
+    assert reader.offers_in(cells)["lat"].tolist() == [place["lat"]]
+    apply_script, scripts = writer._apply, []
+
+    def one_script_at_a_time(keys, args, client):
+        apply_script(keys=keys, args=args, client=redis_client)
+        scripts.append(keys)
+        if len(scripts) == 1:  # between the places script and the offers script
+            assert reader.offers_in(cells)["lat"].tolist() == [place["lat"]]
+
+    monkeypatch.setattr(writer, "_apply", one_script_at_a_time)
+    writer.apply([place_entry(place, remove=True),
+                  *offer_entries(offer, {place["id"]: place}, remove=True)],
+                 [place_entry(moved), *offer_entries(offer, {place["id"]: moved})])
+    assert len(scripts) == 2
+    assert reader.offers_in(cells)["lat"].tolist() == [moved["lat"]]
+
+
 def test_clear_removes_the_cell_versions(redis_client):
     index = GeoIndex(redis_client)
     index.apply([], [place_entry(_place("a"))])

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from ranking import model as model_module
 from ranking.model import AcceptanceModel
 
 
@@ -64,3 +65,22 @@ def test_rows_on_the_same_side_of_every_split_share_a_walk_and_keep_their_logits
     assert model.serving_logits(X[:0]).shape == (0,)
     assert len(np.unique(X, axis=0)) == len(X)
     assert 10 < len(np.unique(model.serving_logits(X))) <= 4 ** 3
+
+
+def test_a_model_fitted_again_scores_with_its_new_trees():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 3))
+    model = AcceptanceModel(max_iter=20, min_samples_leaf=5)
+    first = model.fit(X, (X[:, 0] > 0).astype(int)).serving_logits(X)
+    second = model.fit(X, (X[:, 1] > 0).astype(int)).serving_logits(X)
+    assert not np.array_equal(first, second)
+    assert np.array_equal(second, model.booster_.decision_function(X))
+    assert "_walk_arrays" in model.__dict__ and "_walk_arrays" not in model.__getstate__()
+
+
+def test_many_rows_are_walked_one_by_one_with_the_same_logits():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(model_module._GROUPED_ROWS_MAX + 10, 3))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    model = AcceptanceModel(max_iter=20, min_samples_leaf=5).fit(X, (rng.random(len(X)) < 0.5))
+    assert np.array_equal(model.serving_logits(X), model.booster_.decision_function(X))
