@@ -200,7 +200,6 @@ for start = 1, n, 1000 do
 end
 return out
 """.replace("REGION_FIELD", keys.REGION_VERSION_FIELD.decode())
-_READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # what redis-py's Script sends
 
 
 def brand_key(brand: str | None) -> int:
@@ -392,9 +391,10 @@ class _RegionRead:
         self.seen = None
         self.held = [None if c is None else (c[0], c[1], None) for c in self.held]
 
-    def command(self) -> tuple:
+    def command(self, sha: str) -> tuple:
+        """EVALSHA of the read script (`sha`) for this region."""
         asked = [i for i, c in enumerate(self.held) if c is None or c[2] is not _TRUSTED]
-        return ("EVALSHA", _READ_SHA, 1 + len(asked), keys.cell_versions(self.tag),
+        return ("EVALSHA", sha, 1 + len(asked), keys.cell_versions(self.tag),
                 *(self._kind(self.tag, self.cells[i]) for i in asked),
                 self.seen if self.seen is not None else b"",
                 *(self.fields[i] for i in asked),
@@ -523,13 +523,13 @@ class GeoIndex:
         plans = [self._plan(kind, letter, f"{region:x}", cells[regions == region].tolist())
                  for region in np.unique(regions).tolist()]
         replies = run_pipelined(self.redis, self._read_cells,
-                                [plan.command() for plan in plans])
+                                [plan.command(self._read_cells.sha) for plan in plans])
         stale = [i for i, reply in enumerate(replies) if not reply[1]]
         if stale:  # written since this process last read them: check every cell
             for i in stale:
                 plans[i].check_all()
             again = run_pipelined(self.redis, self._read_cells,
-                                  [plans[i].command() for i in stale])
+                                  [plans[i].command(self._read_cells.sha) for i in stale])
             for i, reply in zip(stale, again, strict=True):
                 replies[i] = reply
         parts: list[bytes] = []

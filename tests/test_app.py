@@ -163,7 +163,7 @@ def test_no_raw_body_makes_a_500(client, admin, raw):
 @pytest.mark.parametrize("digits", [19, 25, 300])
 def test_integers_past_64_bits_are_read_as_integers(client, admin, digits):
     # Read as the integers they are, so a whole-number field's range is what refuses them
-    # (orjson, which reads most bodies, would make them floats: "not a valid integer").
+    # (a parser that made them floats, as orjson does, would answer "not a valid integer").
     body = ('{"name": "X", "category": "restaurant", "lat": 39.7, "lng": -105.0, '
             '"attributes": {"price_level": ' + "9" * digits + "}}")
     response = client.post("/v1/places", data=body, content_type="application/json",
