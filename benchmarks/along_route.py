@@ -678,6 +678,30 @@ def per_record(timings: dict, counts: dict) -> dict:
     return out
 
 
+# A request that finds no candidate: a car in mid-Atlantic, no route (see `floor`).
+NOTHING_NEARBY = orjson.dumps({"driver_id": "driver-0", "position": {"lat": 0.0, "lng": -30.0},
+                               "radius_m": 2000, "context": {"weather": "sunny"}})
+
+
+def floor(call: Callable[[bytes], tuple[int, bytes]], queries: int) -> dict:
+    """What a recommendation costs before any candidate: `NOTHING_NEARBY`, answered with no
+    items, through the same code (authentication, parsing, the driver and model, the index
+    read, the served log, Flask); the latency the targets compare with starts here."""
+    latencies, answers = measure(call, [NOTHING_NEARBY] * queries, 20, lambda a: _answer(*a))
+    if any(answers):
+        raise RuntimeError("the floor's request found offers: it must find none")
+    return summary(latencies)
+
+
+def redis_round_trip(server_url: str, queries: int) -> dict:
+    """redis-py's PING on this machine's loopback: the price of each round trip a request
+    makes (a recommendation makes four or five)."""
+    client = redis.Redis.from_url(server_url)
+    latencies, _ = measure(lambda _: client.ping(), [None] * queries, 20)
+    client.close()
+    return summary(latencies)
+
+
 def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
                         at: datetime) -> dict:
     bodies = {length: recommendation_bodies(lines, at, args.corridor_m, args.recommend_limit)
@@ -685,6 +709,10 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
     out: dict = {f"{length:g}": {} for length in routes}
     expected: dict = {}
     inprocess = inprocess_client(server_url, fleet_key)
+    floors = {"redis_ping": redis_round_trip(server_url, 10 * args.queries),
+              "recommend_inprocess": floor(inprocess, args.queries)}
+    log(f"  floor: Redis PING p50 {floors['redis_ping']['p50_ms']:.3f} ms; a recommendation "
+        f"with no candidate in-process p50 {floors['recommend_inprocess']['p50_ms']:.2f} ms")
     for length, batch in bodies.items():
         latencies, expected[length] = measure(inprocess, batch, args.warmup,
                                               lambda a: _answer(*a))
@@ -723,7 +751,7 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
         log(f"  {length:g} km recommend in-process, cold caches: "
             f"p50 {np.median(latencies):.2f} ms")
     if args.no_http:
-        return {"by_length": out, "profile": profiled}
+        return {"by_length": out, "profile": profiled, "floor": floors}
     servers = {"recommend_http_sync": [],
                "recommend_http_gthread": ["-k", "gthread", "--threads", "1"]}
     commands = {}
@@ -741,7 +769,10 @@ def run_recommendations(args, server_url: str, fleet_key: str, routes: dict,
                     "connections_closed_by_server": stats["server_closed"],
                     "requests": stats["requests"]}
                 log(f"  {length:g} km {name}: p50 {np.median(latencies):.2f} ms")
-    return {"by_length": out, "profile": profiled, "gunicorn_commands": commands}
+            call, _ = http_client(port, fleet_key)
+            floors[name] = floor(call, args.queries)
+    return {"by_length": out, "profile": profiled, "gunicorn_commands": commands,
+            "floor": floors}
 
 
 def run_size(args, n: int, far_copies: int, region: synthetic.Region, routes: dict,
@@ -865,6 +896,11 @@ def print_size(size: dict) -> None:
             print(_row([method, f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}",
                         "", f"{means['offer_records_read']:.0f}", extra], widths))
     print_ratios(size)
+    floors = size["recommendations"]["floor"]
+    print(f"floor (p50): Redis PING {floors['redis_ping']['p50_ms']:.3f} ms; a "
+          "recommendation with no candidate: " + ", ".join(
+              f"{name} {s['p50_ms']:.2f} ms" for name, s in floors.items()
+              if name != "redis_ping"))
     print_profile(size["search_profile"])
     print_profile(size["recommendations"]["profile"])
 
