@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
+from threadpoolctl import threadpool_info
 
 from api.app import create_app
 
@@ -24,6 +25,12 @@ def test_settings_come_from_the_environment_then_config(monkeypatch, redis_url):
     overridden = create_app({"OFFERS_ADMIN_TOKEN": "from-config"})
     assert overridden.config["OFFERS_ADMIN_TOKEN"] == "from-config"
     assert overridden.config["REDIS_URL"] == redis_url
+
+
+def test_a_serving_process_runs_blas_on_one_thread(app):
+    # Threads per core make small products wait for a busy core (api.app._one_blas_thread).
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
 
 
 def test_healthz_and_readyz_answer_when_redis_is_up(client):
