@@ -8,7 +8,7 @@ RAISE default), NaN and infinities are rejected, and times must carry a UTC offs
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import marshmallow as ma
 import opening_hours
@@ -53,9 +53,27 @@ def timezone_at(lat: float, lng: float) -> str:
     return tzfpy.get_tz(lng, lat) or "UTC"
 
 
-class IsoDateTime(fields.AwareDateTime):
-    """An ISO 8601 time with a UTC offset, kept as its normalised string so that stored
-    documents are plain JSON."""
+# The times a request may name: an arrival days after the latest is still a date Python can
+# hold (the year 10000 is not), and every timezone rule applies after the earliest.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class Moment(fields.AwareDateTime):
+    """An RFC 3339 time: a UTC offset of whole minutes, from 1970 to the end of 9998."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if moment.utcoffset() % timedelta(minutes=1):
+            raise ma.ValidationError("The UTC offset must be whole minutes (RFC 3339).")
+        if not EARLIEST_TIME <= moment < LATEST_TIME:
+            raise ma.ValidationError("Must be from 1970-01-01 to 9998-12-31 (UTC).")
+        return moment
+
+
+class IsoDateTime(Moment):
+    """An RFC 3339 time (`Moment`), kept as its normalised string so that stored documents are
+    plain JSON."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         return super()._deserialize(value, attr, data, **kwargs).isoformat()
@@ -421,7 +439,7 @@ class RecommendationRequestSchema(RouteInputSchema):
     limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
     one_per_place = fields.Boolean(load_default=True, metadata={
         "description": "At most one offer per place (the best)"})
-    at = fields.AwareDateTime(metadata={"description": "Defaults to now"})
+    at = Moment(metadata={"description": "Defaults to now"})
     context = fields.Nested(ContextSchema, load_default=dict)
 
 

@@ -227,7 +227,16 @@ INVALID = {
     "unknown weather": ({"context": {"weather": "plasma"}}, "context"),
     "demographics": ({"context": {"age": 34}}, "context"),
     "time without offset": ({"at": "2026-12-02T08:00:00"}, "at"),
+    # arrivals after it would be past the last date Python holds (this was a 500)
+    "time in the year 9999": ({"at": "9999-12-31T23:59:00Z"}, "at"),
+    "offset with seconds": ({"at": "2026-12-02T08:00:00-06:59:56"}, "at"),
 }
+
+
+def test_an_offer_without_end_is_served_at_the_latest_time_accepted(client, fleet, shop):
+    _, offer_id = shop(3.0)  # no valid_until: valid for ever
+    answer = recommend(client, fleet, at="9998-12-31T23:59:59Z")
+    assert offer_ids(answer) == [offer_id]
 
 
 @pytest.mark.parametrize("change, field", INVALID.values(), ids=INVALID.keys())
