@@ -51,7 +51,9 @@ def _http_error(error: HTTPException):
     data = getattr(error, "data", None) or {}
     errors = _by_field(data.get("errors") or data.get("messages") or {})
     message = data.get("message") or _MESSAGES.get(error.code or 500, error.description)
-    headers = dict(data.get("headers") or {})
+    # The exception's own headers where they matter (a 405's Allow, RFC 9110), then ours.
+    headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
+    headers.update(data.get("headers") or {})
     return error_body(error.code or 500, message, errors), error.code, headers
 
 

@@ -112,6 +112,7 @@ def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(client):
     assert client.get("/v1/nothing").json["code"] == 404
     response = client.put("/v1/places")
     assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
     assert set(response.json) == {"code", "status", "message", "errors"}
 
 
