@@ -99,7 +99,8 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _one_blas_thread() -> None:
-    """Run BLAS on one thread in a serving process, once. Its products here are small
+    """Run BLAS on one thread in any process that makes the app, for good (once: tests and
+    benchmarks that make apps are limited too, harmlessly). Its products here are small
     (thousands of candidates by a few dozen terms: a tenth of a millisecond on one core), and
     OpenBLAS's default of a thread per core makes each one wait for every thread, so on a busy
     machine (other workers, Redis) it waits for a core: Thompson sampling's draws took 8 ms

@@ -53,33 +53,33 @@ def timezone_at(lat: float, lng: float) -> str:
     return tzfpy.get_tz(lng, lat) or "UTC"
 
 
-# The times a request may name: an arrival days after the latest is still a date Python can
-# hold (the year 10000 is not), and every timezone rule applies after the earliest.
-EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-class Moment(fields.AwareDateTime):
-    """An RFC 3339 time: a UTC offset of whole minutes, from 1970 to the end of 9998."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        if moment.utcoffset() % timedelta(minutes=1):
-            raise ma.ValidationError("The UTC offset must be whole minutes (RFC 3339).")
-        if not EARLIEST_TIME <= moment < LATEST_TIME:
-            raise ma.ValidationError("Must be from 1970-01-01 to 9998-12-31 (UTC).")
-        return moment
-
-
-class IsoDateTime(Moment):
-    """An RFC 3339 time (`Moment`), kept as its normalised string so that stored documents are
-    plain JSON."""
+class IsoDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with a UTC offset, kept as its normalised string so that stored
+    documents are plain JSON."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         return super()._deserialize(value, attr, data, **kwargs).isoformat()
 
     def _serialize(self, value, attr, obj, **kwargs):
         return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
+
+
+# The times a car may ask about: an arrival days after the latest is still a date Python can
+# hold (the year 10000 is not), and every timezone rule applies after the earliest.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class Moment(fields.AwareDateTime):
+    """An ISO 8601 time with a UTC offset of whole minutes, from 1970 to the end of 9998."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if moment.utcoffset() % timedelta(minutes=1):
+            raise ma.ValidationError("The UTC offset must be whole minutes.")
+        if not EARLIEST_TIME <= moment < LATEST_TIME:
+            raise ma.ValidationError("Must be from 1970-01-01 to 9998-12-31 (UTC).")
+        return moment
 
 
 class Text(fields.String):
@@ -439,7 +439,8 @@ class RecommendationRequestSchema(RouteInputSchema):
     limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
     one_per_place = fields.Boolean(load_default=True, metadata={
         "description": "At most one offer per place (the best)"})
-    at = Moment(metadata={"description": "Defaults to now"})
+    at = Moment(metadata={"description": "Defaults to now; from 1970 to the end of 9998, with a "
+                                         "UTC offset of whole minutes"})
     context = fields.Nested(ContextSchema, load_default=dict)
 
 

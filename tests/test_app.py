@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
-from threadpoolctl import threadpool_info
 
 from api.app import create_app
 
@@ -27,10 +30,23 @@ def test_settings_come_from_the_environment_then_config(monkeypatch, redis_url):
     assert overridden.config["REDIS_URL"] == redis_url
 
 
-def test_a_serving_process_runs_blas_on_one_thread(app):
+def test_a_serving_process_runs_blas_on_one_thread(redis_url):
     # Threads per core make small products wait for a busy core (api.app._one_blas_thread).
-    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
-    assert blas and all(pool["num_threads"] == 1 for pool in blas)
+    # A new process started with two BLAS threads, whatever this machine's cores.
+    script = ("import json\nimport numpy\n"
+              "from threadpoolctl import threadpool_info\n"
+              "def blas(): return [p['num_threads'] for p in threadpool_info()"
+              " if p['user_api'] == 'blas']\n"
+              "before = blas()\n"
+              "from api.app import create_app\n"
+              f"create_app({{'REDIS_URL': {redis_url!r}}})\n"
+              "print(json.dumps([before, blas()]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "2"},
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    before, after = json.loads(done.stdout.splitlines()[-1])
+    assert before and all(threads == 2 for threads in before)
+    assert after and all(threads == 1 for threads in after)
 
 
 def test_healthz_and_readyz_answer_when_redis_is_up(client):
