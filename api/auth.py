@@ -13,6 +13,7 @@ import functools
 import hmac
 
 from flask import abort, current_app, g, request
+from werkzeug.datastructures import WWWAuthenticate
 
 from offers import keys
 from offers.registry import Principal
@@ -42,9 +43,10 @@ def require(*roles: str):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
             principal = _principal()
-            if principal is None:
+            if principal is None:  # RFC 9110: a 401 names the scheme it wants
                 abort(401, description="Missing or unknown API key. Send "
-                                       "'Authorization: Bearer <key>'.")
+                                       "'Authorization: Bearer <key>'.",
+                      www_authenticate=WWWAuthenticate("bearer"))
             if principal.role not in roles:
                 abort(403, description=f"This endpoint is not for {principal.role} keys.")
             g.principal = principal

@@ -102,7 +102,9 @@ def test_admin_creates_merchants_and_fleets_with_keys_shown_once(client, admin, 
 
 def test_only_the_admin_creates_accounts(client, merchant):
     _, headers = merchant
-    assert client.post("/v1/merchants", json={"name": "X"}).status_code == 401
+    response = client.post("/v1/merchants", json={"name": "X"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
     assert client.post("/v1/merchants", json={"name": "X"}, headers=headers).status_code == 403
 
 
