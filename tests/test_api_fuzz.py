@@ -11,7 +11,7 @@ from schemathesis import checks
 
 from api.app import create_app
 
-from .conftest import ADMIN_TOKEN, CAFE, bearer
+from .conftest import CAFE
 
 # The spec is the application's own (made without touching Redis).
 schema = schemathesis.openapi.from_dict(
@@ -34,31 +34,20 @@ KEY_FOR_PATH = (("/v1/places/nearby", "fleet"), ("/v1/places/search-along-route"
 
 
 @pytest.fixture
-def fuzzed_app(redis_client, redis_url):
-    return create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
-                       "TESTING": True, "OFFERS_EXPLORATION": "thompson:8"})
-
-
-@pytest.fixture
-def keys(fuzzed_app):
+def keys(client, admin, merchant, fleet):
     """Headers per role, and a place with an offer so the catalogue is not empty."""
-    client = fuzzed_app.test_client()
-    found = {"admin": bearer(ADMIN_TOKEN)}
-    for role, path in (("merchant", "/v1/merchants"), ("fleet", "/v1/fleets")):
-        created = client.post(path, json={"name": role}, headers=found["admin"]).json
-        found[role] = bearer(created["api_key"])
-    place = client.post("/v1/places", json=CAFE, headers=found["merchant"]).json
-    client.post("/v1/offers", headers=found["merchant"], json={
+    place = client.post("/v1/places", json=CAFE, headers=merchant[1]).json
+    client.post("/v1/offers", headers=merchant[1], json={
         "place_ids": [place["id"]], "title": "t", "category": "cafe",
         "discount": {"kind": "percent", "value": 5}})
-    return found
+    return {"admin": admin, "merchant": merchant[1], "fleet": fleet[1]}
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, derandomize=True,  # the same cases every run
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.filter_too_much, HealthCheck.too_slow])
-def test_no_request_the_spec_allows_makes_a_500_or_breaks_the_spec(case, fuzzed_app, keys):
+def test_no_request_the_spec_allows_makes_a_500_or_breaks_the_spec(case, app, keys):
     role = next((role for prefix, role in KEY_FOR_PATH if case.path.startswith(prefix)),
                 "admin")
-    case.call_and_validate(app=fuzzed_app, headers=keys[role], checks=CHECKS)
+    case.call_and_validate(app=app, headers=keys[role], checks=CHECKS)
