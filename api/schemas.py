@@ -99,6 +99,10 @@ def _text(max_length: int, **kwargs) -> Text:
     return Text(validate=validate.Length(1, max_length), **kwargs)
 
 
+# apispec writes a Range's minimum but not that it is exclusive (OpenAPI 3.0's boolean).
+_ABOVE_MINIMUM = {"exclusiveMinimum": True}
+
+
 def _count(low: int, high: int, **kwargs) -> fields.Integer:
     """A whole number: 10.9 is refused, not truncated to 10."""
     return fields.Integer(strict=True, validate=validate.Range(low, high), **kwargs)
@@ -106,7 +110,8 @@ def _count(low: int, high: int, **kwargs) -> fields.Integer:
 
 class EvConnectorSchema(ma.Schema):
     type = Text(required=True, validate=validate.OneOf(EV_CONNECTORS))
-    power_kw = fields.Float(validate=validate.Range(0, 1000, min_inclusive=False))
+    power_kw = fields.Float(validate=validate.Range(0, 1000, min_inclusive=False),
+                            metadata=_ABOVE_MINIMUM)
     count = _count(1, 1000)
 
 
@@ -152,7 +157,8 @@ class PlaceSchema(ma.Schema):
 
 class DiscountSchema(ma.Schema):
     kind = Text(required=True, validate=validate.OneOf(("percent", "amount", "per_unit")))
-    value = fields.Float(required=True, validate=validate.Range(0, 1e6, min_inclusive=False))
+    value = fields.Float(required=True, validate=validate.Range(0, 1e6, min_inclusive=False),
+                         metadata=_ABOVE_MINIMUM)
     currency = Text(validate=validate.Regexp(r"^[A-Z]{3}$"),
                              metadata={"description": "ISO 4217 code; required unless percent"})
     unit = Text(validate=validate.OneOf(DISCOUNT_UNITS),

@@ -75,6 +75,9 @@ def test_openapi_spec_is_valid_and_documents_every_endpoint(client):
             "/v1/offers/{offer_id}", "/v1/redemptions", "/v1/merchants", "/v1/fleets",
             "/healthz", "/readyz"} <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    # a discount of 0 is refused, so the spec says the minimum is exclusive
+    assert spec["components"]["schemas"]["Discount"]["properties"]["value"][
+        "exclusiveMinimum"] is True
 
 
 def test_the_api_documentation_page_and_its_scripts_are_served_locally(client):
