@@ -15,12 +15,12 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask, send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
-from threadpoolctl import threadpool_limits
 
 from geo import route
 from offers import serving
 from ranking import exploration, learned
 from ranking.exploration import policy_from_spec
+from ranking.model import limit_threads
 
 from . import (
     accounts,
@@ -74,7 +74,10 @@ def create_app(config: dict | None = None) -> Flask:
             app.config[setting] = int(value) if isinstance(DEFAULTS[setting], int) else value
     app.config.update(config or {})
 
-    _one_blas_thread()
+    # BLAS on one thread: its products here are small (thousands of candidates by a few dozen
+    # terms), and OpenBLAS's thread per core makes each wait for every thread, so on a busy
+    # machine (other workers, Redis) for a core: `benchmarks/blas_threads.py`.
+    limit_threads("blas", 1)
     client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=5,
                                   health_check_interval=30)
     seed = app.config["OFFERS_EXPLORATION_SEED"]
@@ -96,21 +99,6 @@ def create_app(config: dict | None = None) -> Flask:
     learned.warm_up()
     exploration.warm_up()
     return app
-
-
-def _one_blas_thread() -> None:
-    """Run BLAS on one thread in any process that makes the app, for good (once: tests and
-    benchmarks that make apps are limited too, harmlessly). Its products here are small
-    (thousands of candidates by a few dozen terms: a tenth of a millisecond on one core), and
-    OpenBLAS's default of a thread per core makes each one wait for every thread, so on a busy
-    machine (other workers, Redis) it waits for a core: Thompson sampling's draws took 8 ms
-    instead of 0.13 on two loaded cores."""
-    if not _blas_limited:
-        threadpool_limits(1, user_api="blas")
-        _blas_limited.append(True)
-
-
-_blas_limited: list[bool] = []
 
 
 def _schema_name(schema) -> str:

@@ -1,7 +1,7 @@
-"""Why serving runs BLAS on one thread (`api.app._one_blas_thread`): Thompson sampling's product
-of a request's driver terms by its posterior draws, timed with OpenBLAS's default threads and
-with one, on an idle machine and with every core kept busy by another process (as other
-gunicorn workers and Redis keep them).
+"""Why serving runs BLAS on one thread (`create_app`, via `ranking.model.limit_threads`):
+Thompson sampling's product of a request's driver terms by its posterior draws, timed with
+OpenBLAS's default threads and with one, on an idle machine and with every core kept busy by
+another process (as other gunicorn workers and Redis keep them).
 
     .venv/bin/python -m benchmarks.blas_threads [--rows 2400] [--calls 300]
 

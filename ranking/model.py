@@ -92,7 +92,7 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
         if self.forest_ is not None:  # None for more than two classes or categorical splits
             return forest_logits(np.ascontiguousarray(columns, dtype=np.float64),
                                  *self._walk())
-        _limit_openmp(self.n_threads)
+        limit_threads("openmp", self.n_threads)
         return self.booster_.decision_function(columns)
 
     def _walk(self) -> tuple:
@@ -228,13 +228,13 @@ def _walk_trees(X, baseline, roots, feature, threshold, missing_left, left, righ
     return out
 
 
-_openmp_limited: list[int] = []
+_threads_limited: dict[str, int] = {}  # per threadpoolctl API, what this process is set to
 
 
-def _limit_openmp(threads: int) -> None:
-    """Limit OpenMP for the whole process, once: scoring runs on every request, where entering
-    `threadpool_limits` each time costs milliseconds, and idle threads spinning up on a busy
-    machine cost far more than the few rows scored."""
-    if threads not in _openmp_limited:
-        threadpool_limits(threads, user_api="openmp")
-        _openmp_limited[:] = [threads]
+def limit_threads(user_api: str, threads: int) -> None:
+    """Limit a thread pool ("openmp", "blas") for the whole process, once per setting: scoring
+    runs on every request, where entering `threadpool_limits` each time costs milliseconds,
+    and idle threads spinning up on a busy machine cost far more than the few rows scored."""
+    if _threads_limited.get(user_api) != threads:
+        threadpool_limits(threads, user_api=user_api)
+        _threads_limited[user_api] = threads

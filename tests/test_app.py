@@ -31,7 +31,7 @@ def test_settings_come_from_the_environment_then_config(monkeypatch, redis_url):
 
 
 def test_a_serving_process_runs_blas_on_one_thread(redis_url):
-    # Threads per core make small products wait for a busy core (api.app._one_blas_thread).
+    # Threads per core make small products wait for a busy core (`create_app` limits them).
     # A new process started with two BLAS threads, whatever this machine's cores.
     script = ("import json\nimport numpy\n"
               "from threadpoolctl import threadpool_info\n"
