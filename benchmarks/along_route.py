@@ -515,8 +515,8 @@ def inprocess_client(redis_url: str, fleet_key: str, exploration: str = EXPLORAT
                      cold: bool = False) -> Callable[[bytes], tuple[int, bytes]]:
     """POST /v1/recommendations through a new application's test client; `cold`: its first
     request (Flask's own first-request work, loading the ranking model) made in mid-Atlantic,
-    far from every place, and the process's cell centres forgotten: what it then answers, it
-    answers with nothing of the region cached."""
+    far from every place, and the process's cell centres and disks forgotten: what it then
+    answers, it answers with nothing of the region cached."""
     client = create_app({"REDIS_URL": redis_url,
                          "OFFERS_EXPLORATION": exploration}).test_client()
     headers = {"Authorization": f"Bearer {fleet_key}", "Content-Type": "application/json"}
@@ -524,7 +524,7 @@ def inprocess_client(redis_url: str, fleet_key: str, exploration: str = EXPLORAT
         client.post("/v1/recommendations", headers=headers, json={
             "driver_id": "warm-up", "position": {"lat": 0.0, "lng": -30.0},
             "route": {"type": "LineString", "coordinates": [[-30.0, 0.0], [-29.99, 0.0]]}})
-        geo_cells._centre_cache.clear()
+        geo_cells.forget_cached()
 
     def call(body: bytes) -> tuple[int, bytes]:
         response = client.post("/v1/recommendations", data=body, headers=headers)

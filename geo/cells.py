@@ -53,13 +53,10 @@ def regions_of(cells: np.ndarray) -> np.ndarray:
     return (np.asarray(cells, np.uint64) & ~_RESOLUTION_BITS) | _REGION_BITS
 
 
-def _disk(cells: set[int], reach_m: float) -> list[int]:
-    """Every cell within `reach_m` of any of `cells` (and a ring more), sorted: the disks'
-    union taken by numpy, not a Python set of tens of thousands of ints (by sorting: numpy's
-    `unique` hashes integers, five times slower on these few thousand)."""
-    k = math.ceil(reach_m / _RING_REACH_M) + 1
-    found = np.sort(np.concatenate([h3_arrays.grid_disk(cell, k) for cell in cells]))
-    return found[np.concatenate([[True], found[1:] != found[:-1]])].tolist()
+def _ring_count(reach_m: float) -> int:
+    """The grid distance of a disk that holds every cell within `reach_m` of its centre cell
+    (and a ring more)."""
+    return math.ceil(reach_m / _RING_REACH_M) + 1
 
 
 # Cell centres this process has computed, as lat + 1j * lng. H3 takes a third of a microsecond
@@ -85,7 +82,8 @@ def _centres(cells: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
     """Every cell that may hold a point within `radius_m` (geodesic) of (lat, lng)."""
-    cells = _disk({cell_of(lat, lng)}, radius_m + 2 * CELL_RADIUS_MAX_M)
+    cells = np.sort(h3_arrays.grid_disk(
+        cell_of(lat, lng), _ring_count(radius_m + 2 * CELL_RADIUS_MAX_M))).tolist()
     if len(cells) > _MAX_FILTERED_CELLS:
         return cells  # measuring each centre would cost more than reading the extra cells
     clat, clng = _centres(cells)
@@ -100,11 +98,54 @@ def corridor_cells(route: Route, corridor_m: float) -> list[int]:
     # a cell's radius from the route (measured exactly) is dropped.
     step = corridor_m + 2 * CELL_RADIUS_MAX_M
     lat, lng = route.points_every(step)
-    cells = _disk({cell_of(a, b) for a, b in zip(lat, lng, strict=True)}, step + step / 2)
-    clat, clng = _centres(cells)
+    k = _ring_count(step + step / 2)
+    disks = [_disk_with_centres(cell, k)
+             for cell in {cell_of(a, b) for a, b in zip(lat, lng, strict=True)}]
+    cells = np.concatenate([disk for disk, _ in disks])
+    order = np.argsort(cells)
+    cells = cells[order]
+    # The disks' union, by sorting (numpy's `unique` hashes integers: five times slower on
+    # these few thousand).
+    first = np.concatenate([[True], cells[1:] != cells[:-1]])
+    centres = np.concatenate([centres for _, centres in disks])[order][first]
+    cells = cells[first]
     reach = corridor_m + CELL_RADIUS_MAX_M
-    offset = route.locate(clat, clng, reach).offset_m
-    return np.asarray(cells)[offset <= reach].tolist()
+    offset = route.locate(centres.real, centres.imag, reach).offset_m
+    return cells[offset <= reach].tolist()
+
+
+# The corridor's disks this process has drawn, with their cells' centres (lat + 1j * lng),
+# by (cell, grid distance). A corridor's disks are a few dozen h3 calls and a few thousand
+# centres each time, and a server's cars drive the same roads, whose cells are sampled over and
+# over: a disk is then one lookup. 24 bytes a cell (a 1 km corridor's disk holds 217 cells).
+DISK_CACHE_CELLS = 1_000_000
+_disk_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_disk_cache_cells = 0
+
+
+def forget_cached() -> None:
+    """Empty this process's centre and disk caches (what a process starting afresh holds)."""
+    global _disk_cache_cells
+    _centre_cache.clear()
+    _disk_cache.clear()
+    _disk_cache_cells = 0
+
+
+def _disk_with_centres(cell: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    global _disk_cache_cells
+    found = _disk_cache.get((cell, k))
+    if found is None:
+        disk = h3_arrays.grid_disk(cell, k)
+        lat, lng = _centres(disk.tolist())
+        found = (disk, lat + 1j * lng)
+        for array in found:  # shared by every request (and thread) that draws this disk
+            array.flags.writeable = False
+        if _disk_cache_cells + len(disk) > DISK_CACHE_CELLS:
+            _disk_cache.clear()
+            _disk_cache_cells = 0
+        _disk_cache[(cell, k)] = found
+        _disk_cache_cells += len(disk)
+    return found
 
 
 def cell_groups(cells: list[int], counts: np.ndarray) -> PointGroups:

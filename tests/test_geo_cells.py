@@ -79,3 +79,32 @@ def test_cell_centres_come_from_the_cache_as_h3_gives_them_and_it_starts_again_w
     assert np.array_equal(np.column_stack([lat, lng]),
                           np.array([h3.cell_to_latlng(c) for c in other]))
     assert set(module._centre_cache) == set(other)
+
+
+def test_corridor_cells_are_the_same_from_drawn_and_cached_disks_and_the_cache_starts_again(
+        monkeypatch):
+    from geo import cells as module
+    monkeypatch.setattr(module, "_disk_cache", {})
+    monkeypatch.setattr(module, "_disk_cache_cells", 0)
+    monkeypatch.setattr(module, "DISK_CACHE_CELLS", 1_000)  # four disks
+    route = route_from_points(np.array([39.70, 39.75, 39.80]), np.array([-105.0, -104.9, -105.0]))
+    drawn = corridor_cells(route, 1000.0)
+    assert module._disk_cache and module._disk_cache_cells <= 1_000
+    (cell, k), (disk, centres) = next(iter(module._disk_cache.items()))
+    assert sorted(disk.tolist()) == sorted(h3.grid_disk(cell, k))
+    assert np.array_equal(np.column_stack([centres.real, centres.imag]),
+                          np.array([h3.cell_to_latlng(c) for c in disk.tolist()]))
+    assert not disk.flags.writeable  # shared by every request that draws it
+    assert corridor_cells(route, 1000.0) == drawn  # from the cache
+    # The truth: every cell whose centre is within corridor + a cell's radius of the route.
+    reach = 1000.0 + module.CELL_RADIUS_MAX_M
+    nearby = h3.grid_disk(cell_of(39.75, -104.95), 40)
+    lat, lng = np.array([h3.cell_to_latlng(c) for c in nearby]).T
+    near = route.locate(lat, lng, reach).offset_m <= reach
+    assert drawn == sorted(np.array(nearby)[near].tolist())
+    denver = set(module._disk_cache)
+    other = route_from_points(np.array([-33.90, -33.80]), np.array([151.20, 151.25]))
+    corridor_cells(other, 1000.0)  # more disks than the limit holds: the cache starts again
+    assert not denver & set(module._disk_cache)
+    assert module._disk_cache_cells == sum(len(d) for d, _ in module._disk_cache.values())
+    assert 0 < module._disk_cache_cells <= 1_000
