@@ -96,12 +96,13 @@ def recommend(body: dict):
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
              for i, shortlisted in enumerate(served)]
     recommendation_id = new_recommendation_id(driver_key(fleet_id, driver_id))
-    found.learning.record_served(
-        recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,
-        [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
-                    features[row], {name: values[row] for name, values in raw.items()})
-         for i, (item, row) in enumerate(zip(items, rows, strict=True))],
-        _decision(records, features, scores, eligible, rows, chances, order))
+    if items:  # nothing served, nothing to keep for feedback or to log: no round trip
+        found.learning.record_served(
+            recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,
+            [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
+                        features[row], {name: values[row] for name, values in raw.items()})
+             for i, (item, row) in enumerate(zip(items, rows, strict=True))],
+            _decision(records, features, scores, eligible, rows, chances, order))
     return json_response({"recommendation_id": recommendation_id, "model": ranker.version,
                           "items": items})
 

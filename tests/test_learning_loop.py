@@ -112,6 +112,17 @@ def test_every_served_item_is_logged_with_its_propensity_and_model(client, fleet
         assert b"driver-1" not in entry[b"driver"]  # pseudonymous
 
 
+def test_an_answer_with_nothing_to_serve_keeps_and_logs_nothing(client, fleet, mixed_shop,
+                                                                 redis_client):
+    before = set(redis_client.keys("*"))
+    answer = recommend(client, fleet, categories=["car_wash"])  # none along the route
+    assert answer["items"] == [] and answer["recommendation_id"]
+    assert set(redis_client.keys("*")) == before
+    offer_id = mixed_shop["cafe"][0]
+    assert feedback(client, fleet, answer["recommendation_id"], offer_id,
+                    "accept").status_code == 404
+
+
 def test_declared_preferences_are_stored_validated_and_forgotten(client, fleet):
     _, headers = fleet
     prefs = {"bar": "never", "coffee_house": "4~8", "carry_away": "1~3",
