@@ -18,7 +18,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from geo import route
 from offers import serving
-from ranking import exploration, learned
+from ranking import exploration, features, learned
 from ranking.exploration import policy_from_spec
 from ranking.model import limit_threads
 
@@ -96,6 +96,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     route.warm_up()
     serving.warm_up()
+    features.warm_up()
     learned.warm_up()
     exploration.warm_up()
     return app

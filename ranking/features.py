@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from numba import njit
 
 from offers.geo_index import CATEGORIES, DISCOUNT_KINDS
 
@@ -54,14 +55,8 @@ RAW_FIELDS = (
 # Which declared frequency speaks for an offer of each category (restaurants by price level).
 _CATEGORY_PREFERENCE = {"bar": "bar", "cafe": "coffee_house", "fast_food": "carry_away"}
 _CHEAP_RESTAURANT_MAX_PRICE = 1   # price level 1 is "under $20" in the survey's terms
-# preference_for_category's table: a column per key, then "either restaurant", then unknown.
 _CHEAP_COLUMN = PREFERENCE_KEYS.index("restaurant_lt20")
 _DEAR_COLUMN = PREFERENCE_KEYS.index("restaurant_20_50")
-_EITHER_COLUMN, _NO_COLUMN = len(PREFERENCE_KEYS), len(PREFERENCE_KEYS) + 1
-_NO_CATEGORY = len(CATEGORIES)  # where a code is unknown
-_PREFERENCE_COLUMN = np.array(
-    [PREFERENCE_KEYS.index(_CATEGORY_PREFERENCE[c]) if c in _CATEGORY_PREFERENCE else _NO_COLUMN
-     for c in CATEGORIES] + [_NO_COLUMN], np.intp)
 
 FEATURE_NAMES = (
     "hour", "hour_sin", "hour_cos", "weekday", "weekend",
@@ -80,93 +75,140 @@ FEATURE_NAMES = (
 N_FEATURES = len(FEATURE_NAMES)
 
 
-def preference_for_category(category: np.ndarray, price_level: np.ndarray,
-                            preferences: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The declared frequency code (0..4, nan unknown) that speaks for each offer's category.
-
-    `preferences` maps each key of PREFERENCE_KEYS to an array of frequency codes (-1 unknown).
-    Restaurants at price level 1 read `restaurant_lt20`, at 2 or more `restaurant_20_50`, at
-    an unknown level the mean of the two."""
-    n = len(category)
-    # One column per candidate answer (the keys', then either restaurant's, then unknown),
-    # and each row picks its column: no pass per category over every row.
-    table = np.full((len(PREFERENCE_KEYS) + 2, n), np.nan).T  # column-major, as written
-    for j, key in enumerate(PREFERENCE_KEYS):
-        values = np.asarray(preferences[key], dtype=float)
-        np.copyto(table[:, j], values, where=values >= 0)
-    cheap, dear = table[:, _CHEAP_COLUMN], table[:, _DEAR_COLUMN]
-    table[:, _EITHER_COLUMN] = np.where(np.isnan(cheap), dear,
-                                        np.where(np.isnan(dear), cheap, (cheap + dear) / 2))
-    column = _PREFERENCE_COLUMN[np.where((category >= 0) & (category < len(CATEGORIES)),
-                                         category, _NO_CATEGORY)]
-    restaurant = category == CATEGORIES.index("restaurant")
-    price = price_level[restaurant]
-    column[restaurant] = np.where(price == 0, _EITHER_COLUMN,
-                                  np.where(price <= _CHEAP_RESTAURANT_MAX_PRICE, _CHEAP_COLUMN,
-                                           _DEAR_COLUMN))
-    return table[np.arange(n), column]
-
-
 def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The feature matrix (rows × FEATURE_NAMES, float64, nan where unknown) of raw fields.
+    """Raw fields (see RAW_FIELDS) to the model's feature matrix (columns: FEATURE_NAMES),
+    column-major. Unknown stays nan (the models handle missing values).
 
-    Vectorised over rows; `raw` holds every name in RAW_FIELDS as a 1-d array."""
+    Vectorised over rows; `raw` holds every name in RAW_FIELDS as a 1-d array. The fields are
+    converted here and the matrix written by one compiled pass (thousands of candidates a
+    request: a numpy pass per column cost twice as much)."""
     f = {name: np.asarray(raw[name]) for name in RAW_FIELDS}
-    hour = f["arrival_hour"].astype(float)
-    weekday = f["arrival_weekday"].astype(float)
-    weekday = np.where(weekday >= 0, weekday, np.nan)
-    category = f["category"].astype(np.int64)
-    price_level = f["price_level"].astype(float)
-    expires_h = f["expires_in_s"].astype(float) / 3600
-    prefs = {key: f[f"pref_{key}"].astype(np.int64) for key in PREFERENCE_KEYS}
-    # Written column by column into one matrix: thousands of candidates per request, and
-    # stacking fifty temporary columns cost more than computing them. Column-major, so each
-    # column is one contiguous write (and serving's stand-in reads it column by column).
-    out = np.empty((N_FEATURES, len(hour))).T
-    at = 0
 
-    def put(values: np.ndarray) -> None:
-        nonlocal at
-        out[:, at] = values
-        at += 1
+    def numbers(name: str) -> np.ndarray:
+        return np.ascontiguousarray(f[name], dtype=float)
 
-    def put_one_hot(codes: np.ndarray, size: int) -> None:
-        """0/1 for codes 0..size-1; unknown codes (-1) are all zeros."""
-        nonlocal at
-        for code in range(size):  # column by column: each a contiguous write
-            out[:, at + code] = codes == code
-        at += size
+    def codes(name: str) -> np.ndarray:
+        return np.ascontiguousarray(f[name].astype(np.int64))
 
-    put(hour)
-    angle = 2 * np.pi * hour / 24
-    put(np.sin(angle))
-    put(np.cos(angle))
-    put(weekday)
-    put(np.where(np.isnan(weekday), np.nan, weekday >= 5))
-    put_one_hot(f["weather"].astype(np.int64), len(WEATHER))
-    put(f["temperature_c"])
-    put_one_hot(f["passengers"].astype(np.int64), len(PASSENGERS))
-    put_one_hot(f["trip_purpose"].astype(np.int64), len(TRIP_PURPOSES))
-    put(f["fuel_level_pct"])
-    put(f["battery_level_pct"])
-    put_one_hot(category, len(CATEGORIES))
-    put(np.where(category >= 0, category, np.nan))
-    put(f["brand"].astype(np.uint64) != 0)
-    put(np.where(price_level > 0, price_level, np.nan))
-    put_one_hot(f["discount_kind"].astype(np.int64), len(DISCOUNT_KINDS))
-    put(f["discount_value"])
-    put(np.where(f["value_estimate"].astype(float) > 0, f["value_estimate"], np.nan))
-    # log hours: the difference between 2 h and 1 d matters, between 30 and 31 days not
-    put(np.log1p(np.minimum(expires_h, 24 * 365)))
-    put(f["detour_s"].astype(float) / 60)
-    put(f["along_m"].astype(float) / 1000)
-    put(f["distance_m"].astype(float) / 1000)
-    put(f["ahead"])
-    for key in PREFERENCE_KEYS:
-        put(np.where(prefs[key] >= 0, prefs[key], np.nan))
-    put(preference_for_category(category, price_level, prefs))
-    assert at == N_FEATURES
+    out = np.empty((N_FEATURES, len(f["arrival_hour"]))).T
+    _write_features(
+        out, numbers("arrival_hour"), numbers("arrival_weekday"), codes("weather"),
+        numbers("temperature_c"), codes("passengers"), codes("trip_purpose"),
+        numbers("fuel_level_pct"), numbers("battery_level_pct"), codes("category"),
+        np.ascontiguousarray(f["brand"].astype(np.uint64) != 0), numbers("price_level"),
+        codes("discount_kind"), numbers("discount_value"), numbers("value_estimate"),
+        # by numpy, whose log1p can differ from the C library's in the last bit
+        np.log1p(np.minimum(f["expires_in_s"].astype(float) / 3600, 24 * 365)),
+        numbers("detour_s"), numbers("along_m"), numbers("distance_m"), numbers("ahead"),
+        np.column_stack([codes(f"pref_{key}") for key in PREFERENCE_KEYS]))
     return out
+
+
+def warm_up() -> None:
+    """Compile the feature pass (or load it from numba's cache) for the types serving passes,
+    so that a server's first request does not wait for it: numba types a matrix of one row
+    (or none) as row-major, and of more as the column-major one it is."""
+    for rows in (1, 2):
+        raw_to_features({name: np.zeros(rows) for name in RAW_FIELDS})
+
+
+# Which declared frequency speaks for an offer's category (restaurants by price level): the
+# column of PREFERENCE_KEYS, or one of these two.
+_EITHER_RESTAURANT, _NO_PREFERENCE = -1, -2
+_RESTAURANT = CATEGORIES.index("restaurant")
+_PREFERENCE_OF_CATEGORY = np.array(
+    [PREFERENCE_KEYS.index(_CATEGORY_PREFERENCE[c]) if c in _CATEGORY_PREFERENCE
+     else _NO_PREFERENCE for c in CATEGORIES], np.int64)
+_N_WEATHER, _N_PASSENGERS, _N_PURPOSES = len(WEATHER), len(PASSENGERS), len(TRIP_PURPOSES)
+_N_CATEGORIES, _N_DISCOUNT_KINDS = len(CATEGORIES), len(DISCOUNT_KINDS)
+
+
+@njit(cache=True)
+def _write_features(out, hour, weekday, weather, temperature, passengers, purpose, fuel,
+                    battery, category, brand_known, price_level, discount_kind, discount_value,
+                    value_estimate, expires_log, detour_s, along_m, distance_m, ahead,
+                    preferences):
+    """Every column of FEATURE_NAMES in its order, column by column (each a contiguous write
+    of the column-major matrix)."""
+    n, nan = len(hour), np.nan
+    last, sin, cos = nan, nan, nan
+    for i in range(n):
+        if hour[i] != last:  # a request's arrivals fall in a few quarter hours
+            last = hour[i]
+            angle = 2 * np.pi * last / 24
+            sin, cos = np.sin(angle), np.cos(angle)
+        out[i, 0], out[i, 1], out[i, 2] = hour[i], sin, cos
+    at = 3
+    for i in range(n):
+        out[i, at] = weekday[i] if weekday[i] >= 0 else nan
+        # weekend: unknown with the weekday
+        out[i, at + 1] = nan if np.isnan(out[i, at]) else (1.0 if weekday[i] >= 5 else 0.0)
+    at += 2
+    at = _one_hot(out, at, weather, _N_WEATHER)
+    out[:, at] = temperature
+    at = _one_hot(out, at + 1, passengers, _N_PASSENGERS)
+    at = _one_hot(out, at, purpose, _N_PURPOSES)
+    out[:, at] = fuel
+    out[:, at + 1] = battery
+    at = _one_hot(out, at + 2, category, _N_CATEGORIES)
+    for i in range(n):
+        out[i, at] = category[i] if category[i] >= 0 else nan
+        out[i, at + 1] = 1.0 if brand_known[i] else 0.0
+        out[i, at + 2] = price_level[i] if price_level[i] > 0 else nan
+    at = _one_hot(out, at + 3, discount_kind, _N_DISCOUNT_KINDS)
+    for i in range(n):
+        out[i, at] = discount_value[i]
+        out[i, at + 1] = value_estimate[i] if value_estimate[i] > 0 else nan
+        out[i, at + 2] = expires_log[i]
+        out[i, at + 3] = detour_s[i] / 60
+        out[i, at + 4] = along_m[i] / 1000
+        out[i, at + 5] = distance_m[i] / 1000
+        out[i, at + 6] = ahead[i]
+    at += 7
+    keys = preferences.shape[1]
+    for j in range(keys):
+        for i in range(n):
+            out[i, at + j] = preferences[i, j] if preferences[i, j] >= 0 else nan
+    for i in range(n):
+        out[i, at + keys] = _preference_for_category(category[i], price_level[i],
+                                                     out[i, at:at + keys])
+    assert at + keys + 1 == out.shape[1]
+
+
+@njit(cache=True)
+def _one_hot(out, at, codes, size):
+    """Columns at .. at + size - 1: 1 where the code is the column's, else 0 (an unknown
+    code, -1, is 0 in every column). Returns the next column."""
+    for code in range(size):
+        for i in range(len(codes)):
+            out[i, at + code] = 1.0 if codes[i] == code else 0.0
+    return at + size
+
+
+@njit(cache=True)
+def _preference_for_category(category, price_level, preferences):
+    """The declared frequency (0..4, nan unknown; `preferences` as the pref_ columns hold
+    them) that speaks for an offer's category. Restaurants at price level 1 read
+    `restaurant_lt20`, at 2 or more `restaurant_20_50`, at an unknown level (0) the mean of the
+    two (or the one known)."""
+    if category < 0 or category >= _N_CATEGORIES:
+        return np.nan
+    column = _PREFERENCE_OF_CATEGORY[category]
+    if category == _RESTAURANT:
+        if price_level == 0:
+            column = _EITHER_RESTAURANT
+        elif price_level <= _CHEAP_RESTAURANT_MAX_PRICE:
+            column = _CHEAP_COLUMN
+        else:
+            column = _DEAR_COLUMN
+    if column == _NO_PREFERENCE:
+        return np.nan
+    if column != _EITHER_RESTAURANT:
+        return preferences[column]
+    cheap, dear = preferences[_CHEAP_COLUMN], preferences[_DEAR_COLUMN]
+    if np.isnan(cheap):
+        return dear
+    return cheap if np.isnan(dear) else (cheap + dear) / 2
 
 
 def encode(values, names: tuple[str, ...]) -> np.ndarray:

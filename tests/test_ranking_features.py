@@ -155,3 +155,67 @@ def test_served_candidates_and_their_logged_rows_give_the_same_features(tmp_path
     write_log(data, tmp_path / "log.csv")
     np.testing.assert_array_equal(read_log(tmp_path / "log.csv").features(),
                                   raw_to_features(raw))
+
+
+def _features_column_by_column(raw) -> np.ndarray:
+    """What each column means, written the plain numpy way (the compiled pass must agree)."""
+    from ranking.features import ENUM_FIELDS, PREFERENCE_KEYS
+
+    f = {name: np.asarray(raw[name]) for name in RAW_FIELDS}
+    hour, weekday = f["arrival_hour"].astype(float), f["arrival_weekday"].astype(float)
+    weekday = np.where(weekday >= 0, weekday, np.nan)
+    category, price = f["category"].astype(np.int64), f["price_level"].astype(float)
+    prefs = {key: f[f"pref_{key}"].astype(np.int64) for key in PREFERENCE_KEYS}
+    known = {key: np.where(prefs[key] >= 0, prefs[key], np.nan) for key in PREFERENCE_KEYS}
+    cheap, dear = known["restaurant_lt20"], known["restaurant_20_50"]
+    either = np.where(np.isnan(cheap), dear, np.where(np.isnan(dear), cheap, (cheap + dear) / 2))
+    by_category = {"bar": known["bar"], "cafe": known["coffee_house"],
+                   "fast_food": known["carry_away"],
+                   "restaurant": np.where(price == 0, either, np.where(price <= 1, cheap, dear))}
+    for_category = np.full(len(hour), np.nan)
+    for name, values in by_category.items():
+        mine = category == CATEGORIES.index(name)
+        for_category[mine] = values[mine]
+
+    def one_hot(name):
+        codes = f[name].astype(np.int64)
+        return [codes == code for code in range(len(ENUM_FIELDS[name]))]
+
+    columns = [
+        hour, np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24), weekday,
+        np.where(np.isnan(weekday), np.nan, weekday >= 5), *one_hot("weather"),
+        f["temperature_c"], *one_hot("passengers"), *one_hot("trip_purpose"),
+        f["fuel_level_pct"], f["battery_level_pct"], *one_hot("category"),
+        np.where(category >= 0, category, np.nan), f["brand"].astype(np.uint64) != 0,
+        np.where(price > 0, price, np.nan), *one_hot("discount_kind"), f["discount_value"],
+        np.where(f["value_estimate"] > 0, f["value_estimate"], np.nan),
+        np.log1p(np.minimum(f["expires_in_s"] / 3600, 24 * 365)), f["detour_s"] / 60,
+        f["along_m"] / 1000, f["distance_m"] / 1000, f["ahead"], *known.values(),
+        for_category]
+    return np.column_stack([np.asarray(c, float) for c in columns])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_compiled_features_are_the_columns_as_defined(seed):
+    from ranking.features import ENUM_FIELDS
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 300))
+    raw = {}
+    for name in RAW_FIELDS:  # codes past both ends, unknowns, zeros and broadcast context
+        if name in ENUM_FIELDS:
+            raw[name] = rng.integers(-2, len(ENUM_FIELDS[name]) + 2, n)
+        elif name in ("arrival_weekday", "price_level"):
+            raw[name] = rng.integers(-1, 8, n)
+        elif name == "brand":
+            raw[name] = rng.integers(0, 3, n).astype(np.uint64)
+        else:
+            values = rng.normal(0, 100, n)
+            values[rng.random(n) < 0.2], values[rng.random(n) < 0.1] = np.nan, 0.0
+            raw[name] = values
+    raw["arrival_hour"] = (np.broadcast_to(rng.integers(0, 96) / 4, (n,)) if seed % 2
+                           else rng.integers(0, 96, n) / 4)
+    features = raw_to_features(raw)
+    assert features.shape == (n, len(FEATURE_NAMES)) and features.flags.f_contiguous
+    # (the sines and cosines may differ in the last bit from numpy's on some machines)
+    np.testing.assert_allclose(features, _features_column_by_column(raw), rtol=1e-15, atol=0)
