@@ -468,7 +468,8 @@ class RecommendedSchema(ma.Schema):
 
 
 class RecommendationSchema(ma.Schema):
-    recommendation_id = Text(metadata={"description": "What feedback refers to (kept 7 days)"})
+    recommendation_id = Text(metadata={"description": (
+        "What feedback refers to (kept 7 days when it served at least one offer)")})
     model = Text(metadata={"description": "The ranking model version that scored it"})
     items = fields.List(fields.Nested(RecommendedSchema))
 

@@ -686,8 +686,8 @@ NOTHING_NEARBY = orjson.dumps({"driver_id": "driver-0", "position": {"lat": 0.0,
 def floor(call: Callable[[bytes], tuple[int, bytes]], queries: int) -> dict:
     """What a recommendation costs before any candidate: `NOTHING_NEARBY`, answered with no
     items, through the same code but for the route (authentication, parsing, the driver and
-    model, the index read, the served log, Flask; no route to parse or cover with cells): the
-    latency the targets compare with starts above this."""
+    model, the index read, Flask; no route to parse or cover with cells, and since 34eef8e no
+    served log to write): the latency the targets compare with starts above this."""
     latencies, answers = measure(call, [NOTHING_NEARBY] * queries, 20, lambda a: _answer(*a))
     if any(answers):
         raise RuntimeError("the floor's request found offers: it must find none")

@@ -11,6 +11,7 @@ transaction, while the whole index still spreads over the cluster.
 from __future__ import annotations
 
 import math
+import threading
 
 import h3.api.basic_int as h3
 import h3.api.numpy_int as h3_arrays
@@ -121,14 +122,16 @@ def corridor_cells(route: Route, corridor_m: float) -> list[int]:
 DISK_CACHE_CELLS = 1_000_000
 _disk_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 _disk_cache_cells = 0
+_disk_lock = threading.Lock()  # the count and the cache change together (gthread workers)
 
 
 def forget_cached() -> None:
     """Empty this process's centre and disk caches (what a process starting afresh holds)."""
     global _disk_cache_cells
     _centre_cache.clear()
-    _disk_cache.clear()
-    _disk_cache_cells = 0
+    with _disk_lock:
+        _disk_cache.clear()
+        _disk_cache_cells = 0
 
 
 def _disk_with_centres(cell: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,11 +143,13 @@ def _disk_with_centres(cell: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         found = (disk, lat + 1j * lng)
         for array in found:  # shared by every request (and thread) that draws this disk
             array.flags.writeable = False
-        if _disk_cache_cells + len(disk) > DISK_CACHE_CELLS:
-            _disk_cache.clear()
-            _disk_cache_cells = 0
-        _disk_cache[(cell, k)] = found
-        _disk_cache_cells += len(disk)
+        with _disk_lock:
+            if _disk_cache_cells + len(disk) > DISK_CACHE_CELLS:
+                _disk_cache.clear()
+                _disk_cache_cells = 0
+            if (cell, k) not in _disk_cache:  # another thread may have drawn it meanwhile
+                _disk_cache[(cell, k)] = found
+                _disk_cache_cells += len(disk)
     return found
 
 

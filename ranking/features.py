@@ -81,26 +81,33 @@ def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
 
     Vectorised over rows; `raw` holds every name in RAW_FIELDS as a 1-d array. The fields are
     converted here and the matrix written by one compiled pass (thousands of candidates a
-    request: a numpy pass per column cost twice as much)."""
+    request: a numpy pass per column cost more than twice as much)."""
     f = {name: np.asarray(raw[name]) for name in RAW_FIELDS}
+    n = len(f["arrival_hour"])
+    if any(values.shape != (n,) for values in f.values()):
+        raise ValueError("every raw field needs one value per row")
 
+    # Writable, contiguous arrays of two types only: numba compiles a pass per combination of
+    # argument types (read-only views, such as a broadcast context, would be another).
     def numbers(name: str) -> np.ndarray:
-        return np.ascontiguousarray(f[name], dtype=float)
+        return np.require(f[name], float, ("C", "W"))
 
     def codes(name: str) -> np.ndarray:
-        return np.ascontiguousarray(f[name].astype(np.int64))
+        return np.require(f[name].astype(np.int64), None, ("C", "W"))
 
-    out = np.empty((N_FEATURES, len(f["arrival_hour"]))).T
+    out = np.empty((N_FEATURES, n)).T
     _write_features(
         out, numbers("arrival_hour"), numbers("arrival_weekday"), codes("weather"),
         numbers("temperature_c"), codes("passengers"), codes("trip_purpose"),
         numbers("fuel_level_pct"), numbers("battery_level_pct"), codes("category"),
-        np.ascontiguousarray(f["brand"].astype(np.uint64) != 0), numbers("price_level"),
-        codes("discount_kind"), numbers("discount_value"), numbers("value_estimate"),
+        np.require(f["brand"].astype(np.uint64) != 0, None, ("C", "W")),
+        numbers("price_level"), codes("discount_kind"), numbers("discount_value"),
+        numbers("value_estimate"),
         # by numpy, whose log1p can differ from the C library's in the last bit
         np.log1p(np.minimum(f["expires_in_s"].astype(float) / 3600, 24 * 365)),
         numbers("detour_s"), numbers("along_m"), numbers("distance_m"), numbers("ahead"),
-        np.column_stack([codes(f"pref_{key}") for key in PREFERENCE_KEYS]))
+        np.column_stack([codes(f"pref_{key}") for key in PREFERENCE_KEYS]),
+        _PREFERENCE_OF_CATEGORY, len(DISCOUNT_KINDS))
     return out
 
 
@@ -112,22 +119,21 @@ def warm_up() -> None:
         raw_to_features({name: np.zeros(rows) for name in RAW_FIELDS})
 
 
-# Which declared frequency speaks for an offer's category (restaurants by price level): the
-# column of PREFERENCE_KEYS, or one of these two.
-_EITHER_RESTAURANT, _NO_PREFERENCE = -1, -2
-_RESTAURANT = CATEGORIES.index("restaurant")
+# Which declared frequency speaks for an offer of each category: the column of
+# PREFERENCE_KEYS, or one of these. The categories and discount kinds are passed to the pass,
+# not read by it as globals: numba's cache would keep another module's values when they change.
+_BY_PRICE, _NO_PREFERENCE, _EITHER_RESTAURANT = -1, -2, -3
 _PREFERENCE_OF_CATEGORY = np.array(
-    [PREFERENCE_KEYS.index(_CATEGORY_PREFERENCE[c]) if c in _CATEGORY_PREFERENCE
-     else _NO_PREFERENCE for c in CATEGORIES], np.int64)
+    [_BY_PRICE if c == "restaurant" else PREFERENCE_KEYS.index(_CATEGORY_PREFERENCE[c])
+     if c in _CATEGORY_PREFERENCE else _NO_PREFERENCE for c in CATEGORIES], np.int64)
 _N_WEATHER, _N_PASSENGERS, _N_PURPOSES = len(WEATHER), len(PASSENGERS), len(TRIP_PURPOSES)
-_N_CATEGORIES, _N_DISCOUNT_KINDS = len(CATEGORIES), len(DISCOUNT_KINDS)
 
 
 @njit(cache=True)
 def _write_features(out, hour, weekday, weather, temperature, passengers, purpose, fuel,
                     battery, category, brand_known, price_level, discount_kind, discount_value,
                     value_estimate, expires_log, detour_s, along_m, distance_m, ahead,
-                    preferences):
+                    preferences, preference_of_category, discount_kinds):
     """Every column of FEATURE_NAMES in its order, column by column (each a contiguous write
     of the column-major matrix)."""
     n, nan = len(hour), np.nan
@@ -150,12 +156,12 @@ def _write_features(out, hour, weekday, weather, temperature, passengers, purpos
     at = _one_hot(out, at, purpose, _N_PURPOSES)
     out[:, at] = fuel
     out[:, at + 1] = battery
-    at = _one_hot(out, at + 2, category, _N_CATEGORIES)
+    at = _one_hot(out, at + 2, category, len(preference_of_category))
     for i in range(n):
         out[i, at] = category[i] if category[i] >= 0 else nan
         out[i, at + 1] = 1.0 if brand_known[i] else 0.0
         out[i, at + 2] = price_level[i] if price_level[i] > 0 else nan
-    at = _one_hot(out, at + 3, discount_kind, _N_DISCOUNT_KINDS)
+    at = _one_hot(out, at + 3, discount_kind, discount_kinds)
     for i in range(n):
         out[i, at] = discount_value[i]
         out[i, at + 1] = value_estimate[i] if value_estimate[i] > 0 else nan
@@ -171,7 +177,8 @@ def _write_features(out, hour, weekday, weather, temperature, passengers, purpos
             out[i, at + j] = preferences[i, j] if preferences[i, j] >= 0 else nan
     for i in range(n):
         out[i, at + keys] = _preference_for_category(category[i], price_level[i],
-                                                     out[i, at:at + keys])
+                                                     out[i, at:at + keys],
+                                                     preference_of_category)
     assert at + keys + 1 == out.shape[1]
 
 
@@ -186,15 +193,15 @@ def _one_hot(out, at, codes, size):
 
 
 @njit(cache=True)
-def _preference_for_category(category, price_level, preferences):
+def _preference_for_category(category, price_level, preferences, preference_of_category):
     """The declared frequency (0..4, nan unknown; `preferences` as the pref_ columns hold
     them) that speaks for an offer's category. Restaurants at price level 1 read
     `restaurant_lt20`, at 2 or more `restaurant_20_50`, at an unknown level (0) the mean of the
     two (or the one known)."""
-    if category < 0 or category >= _N_CATEGORIES:
+    if category < 0 or category >= len(preference_of_category):
         return np.nan
-    column = _PREFERENCE_OF_CATEGORY[category]
-    if category == _RESTAURANT:
+    column = preference_of_category[category]
+    if column == _BY_PRICE:
         if price_level == 0:
             column = _EITHER_RESTAURANT
         elif price_level <= _CHEAP_RESTAURANT_MAX_PRICE:

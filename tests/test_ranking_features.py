@@ -202,20 +202,46 @@ def test_the_compiled_features_are_the_columns_as_defined(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(0, 300))
     raw = {}
-    for name in RAW_FIELDS:  # codes past both ends, unknowns, zeros and broadcast context
+    for name in RAW_FIELDS:  # codes past both ends, unknowns, zeros
         if name in ENUM_FIELDS:
             raw[name] = rng.integers(-2, len(ENUM_FIELDS[name]) + 2, n)
+            if seed % 3 == 0:  # codes as floats, as a CSV may give them
+                raw[name] = raw[name].astype(float)
         elif name in ("arrival_weekday", "price_level"):
-            raw[name] = rng.integers(-1, 8, n)
+            raw[name] = rng.integers(-1, 8, n).astype(float)
+            raw[name][rng.random(n) < 0.1] = np.nan
         elif name == "brand":
             raw[name] = rng.integers(0, 3, n).astype(np.uint64)
         else:
             values = rng.normal(0, 100, n)
             values[rng.random(n) < 0.2], values[rng.random(n) < 0.1] = np.nan, 0.0
             raw[name] = values
-    raw["arrival_hour"] = (np.broadcast_to(rng.integers(0, 96) / 4, (n,)) if seed % 2
-                           else rng.integers(0, 96, n) / 4)
+    hours = rng.integers(0, 96, n) / 4
+    raw["arrival_hour"] = (np.broadcast_to(hours, (n,)) if seed % 2  # read-only, as served
+                           else np.broadcast_to(hours[:1], (n,)) if n else hours)
     features = raw_to_features(raw)
     assert features.shape == (n, len(FEATURE_NAMES)) and features.flags.f_contiguous
-    # (the sines and cosines may differ in the last bit from numpy's on some machines)
-    np.testing.assert_allclose(features, _features_column_by_column(raw), rtol=1e-15, atol=0)
+    expected = _features_column_by_column(raw)
+    # The sines and cosines are the C library's, which may differ from numpy's in the last
+    # bit on some machines; every other column is exact.
+    trig = [COLUMN["hour_sin"], COLUMN["hour_cos"]]
+    np.testing.assert_allclose(features[:, trig], expected[:, trig], rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(np.delete(features, trig, axis=1),
+                                  np.delete(expected, trig, axis=1))
+
+
+def test_fields_of_different_lengths_are_refused():
+    raw = {name: np.zeros(3) for name in RAW_FIELDS} | {"detour_s": np.zeros(2)}
+    with pytest.raises(ValueError, match="one value per row"):
+        raw_to_features(raw)
+
+
+def test_serving_features_use_the_pass_compiled_at_start_up():
+    from ranking import features
+
+    features.warm_up()
+    compiled = len(features._write_features.signatures)
+    for n in (0, 1, 3):
+        candidate_features(candidates(n), {"weather": "rainy"}, np.full(n, 12.0),
+                           np.full(n, 2), {"bar": "never"})
+    assert len(features._write_features.signatures) == compiled
