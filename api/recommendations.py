@@ -75,7 +75,12 @@ def recommend(body: dict):
     # the decision's top candidates.
     raw = raw_of(candidates, situation)
     features = raw_to_features(raw)
-    scores, draws = _scores(found, ranker, candidates, situation, features)
+    # Thompson sampling draws from a learned ranker's posterior, starting from its logits.
+    thompson = isinstance(found.policy, Thompson) and isinstance(ranker, LearnedRanker)
+    if thompson:
+        scores, logits = ranker.score_and_logits(candidates, situation, features)
+    else:
+        scores = ranker.score(candidates, situation, features)
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:
         eligible = best_of_each_place(candidates.place_key, scores)
@@ -85,9 +90,9 @@ def recommend(body: dict):
     eligible = eligible[np.argsort(candidates.eta_s[eligible], kind="stable")]
     limit = body["limit"]
     batches = _batches(limit)
-    shown, propensity = found.policy.order(scores[eligible], sum(batches),
-                                           found.rng,
-                                           None if draws is None else draws[eligible])
+    draws = (ranker.draws(logits, features, eligible, situation, found.policy.draws + 1,
+                          found.rng) if thompson else None)
+    shown, propensity = found.policy.order(scores[eligible], sum(batches), found.rng, draws)
     order = eligible[shown]
     rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
                                   situation, limit, batches)
@@ -105,15 +110,6 @@ def recommend(body: dict):
             _decision(records, features, scores, eligible, rows, chances, order))
     return json_response({"recommendation_id": recommendation_id, "model": ranker.version,
                           "items": items})
-
-
-def _scores(found, ranker, candidates, situation,
-            features) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores, and posterior draws of them when Thompson sampling explores a learned ranker."""
-    if isinstance(found.policy, Thompson) and isinstance(ranker, LearnedRanker):
-        return ranker.score_draws(candidates, situation, found.policy.draws + 1, found.rng,
-                                  features)
-    return ranker.score(candidates, situation, features), None
 
 
 def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches):

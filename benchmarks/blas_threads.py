@@ -28,7 +28,7 @@ def _spin(stop) -> None:
 
 
 def time_product(rows: int, calls: int, draws: int = 33) -> tuple[float, float]:
-    """Median and p99 (ms) of `driver_terms(features) @ spread`, as `LearnedRanker.score_draws`
+    """Median and p99 (ms) of `driver_terms(features) @ spread`, as `LearnedRanker.draws`
     computes it for `rows` candidates."""
     rng = np.random.default_rng(0)
     features = np.asfortranarray(rng.random((rows, N_FEATURES)))  # as raw_to_features lays out

@@ -57,27 +57,31 @@ class LearnedRanker:
         """P(take) of each candidate. With more than SHORTLIST candidates, the global model's
         linear stand-in (plus the driver's own terms) scores them all and the trees rescore
         its SHORTLIST best; the rest keep the stand-in's estimate, capped below those."""
-        if len(candidates) == 0:
-            return np.zeros(0)
-        if features is None:
-            features = features_of(candidates, situation)
-        return _sigmoid(self._logits(features, self.state_of(situation), candidates.eta_s))
+        return self.score_and_logits(candidates, situation, features)[0]
 
-    def score_draws(self, candidates: Candidates, situation: Situation, draws: int,
-                    rng: np.random.Generator, features: np.ndarray | None = None,
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """`score`, and `draws` columns of the logit of P(take) with the driver's weights drawn
-        from their posterior (Thompson sampling): where the engine knows little about this
-        driver (a category never shown to them) the draws spread, so it gets tried. Logits,
-        not probabilities: the policy only compares draws, and the sigmoid keeps their order."""
+    def score_and_logits(self, candidates: Candidates, situation: Situation,
+                         features: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`score`, and its logits (what `draws` starts from)."""
         if len(candidates) == 0:
-            return np.zeros(0), np.zeros((0, draws))
+            return np.zeros(0), np.zeros(0)
         if features is None:
             features = features_of(candidates, situation)
+        logits = self._logits(features, self.state_of(situation), candidates.eta_s)
+        return _sigmoid(logits), logits
+
+    def draws(self, logits: np.ndarray, features: np.ndarray, rows: np.ndarray,
+              situation: Situation, draws: int, rng: np.random.Generator) -> np.ndarray:
+        """`draws` columns of the logits of candidates `rows` (`logits` and `features` are
+        all candidates', from `score_and_logits`) with the driver's weights drawn from their
+        posterior (Thompson sampling): where the engine knows little about this driver (a
+        category never shown to them) the draws spread, so it gets tried. Logits, not
+        probabilities: the policy only compares draws, and the sigmoid keeps their order.
+        Drawn for the candidates the policy orders only."""
+        if len(rows) == 0:
+            return np.zeros((0, draws))
         state = self.state_of(situation)
-        logits = self._logits(features, state, candidates.eta_s)
         spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
-        return _sigmoid(logits), logits[:, None] + online.driver_terms(features) @ spread
+        return logits[rows, None] + online.driver_terms(features, rows) @ spread
 
     def _logits(self, features: np.ndarray, state: online.DriverState,
                 eta_s: np.ndarray) -> np.ndarray:

@@ -81,15 +81,18 @@ for _constant in (_COLUMNS, _SCALES, _CENTRES):  # handed out by `linear_terms`
     _constant.setflags(write=False)
 
 
-def driver_terms(features: np.ndarray) -> np.ndarray:
-    """The per-driver terms (rows × DRIVER_TERMS) of feature rows (rows × FEATURE_NAMES).
+def driver_terms(features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The per-driver terms (rows × DRIVER_TERMS) of feature rows (rows × FEATURE_NAMES), or
+    of those of them `rows` names.
 
     Continuous terms are centred on typical values and unknowns count as typical (0), so a
     term the context does not know neither moves the prediction nor learns."""
     features = np.atleast_2d(features)
-    terms = np.empty((len(features), N_TERMS))
+    # The columns the terms read first, then the rows: a request's matrix has 50 columns.
+    selected = features[:, _COLUMNS] if rows is None else features[:, _COLUMNS][rows]
+    terms = np.empty((len(selected), N_TERMS))
     terms[:, 0] = 1.0
-    np.multiply(features[:, _COLUMNS], _SCALES, out=terms[:, 1:])
+    np.multiply(selected, _SCALES, out=terms[:, 1:])
     terms[:, 1:] -= _CENTRES
     return np.nan_to_num(terms, nan=0.0, copy=False)
 

@@ -107,3 +107,12 @@ def test_thompson_over_thousands_of_candidates_finds_each_draws_winners():
         winners = others.argmax(axis=0)
         assert propensity[k] == pytest.approx((np.sum(winners == pick) + 1) / 33)
         others[pick] = -np.inf
+
+
+@pytest.mark.parametrize("n, length", [(300, 50), (7, 20), (1, 3)])
+def test_thompson_orders_equal_draws_by_row_as_a_stable_sort_would(n, length):
+    rng = np.random.default_rng(n)
+    draws = rng.integers(0, 5, (n, 9)) / 2.0  # many equal draws
+    order, propensity = Thompson(8).order(draws[:, 0], length, rng, draws)
+    assert np.array_equal(order, np.argsort(-draws[:, 0], kind="stable")[:length])
+    assert len(propensity) == min(n, length)

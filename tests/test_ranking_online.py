@@ -155,3 +155,12 @@ def test_the_fitted_prior_learns_how_terms_vary_together():
     fuel = online.DRIVER_TERMS.index("category=fuel")
     assert prior[fuel, fuel] == 1 and not np.delete(prior[fuel], fuel).any()
     np.testing.assert_allclose(prior, prior.T)
+
+
+def test_the_terms_of_some_rows_are_those_rows_of_every_rows_terms():
+    rng = np.random.default_rng(3)
+    features = np.asfortranarray(rng.normal(size=(500, len(FEATURE_NAMES))))
+    features[rng.random(features.shape) < 0.1] = np.nan
+    rows = rng.permutation(500)[:180]
+    np.testing.assert_array_equal(online.driver_terms(features, rows),
+                                  online.driver_terms(features)[rows])
