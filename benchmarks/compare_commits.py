@@ -9,10 +9,11 @@ of `--reps` answers (wall and process CPU time), the median ratio new / old, and
 requests both answered with the same items.
 
     .venv/bin/python -m benchmarks.compare_commits BASE [--head HEAD] [--km 10 50 200] \\
-        [--places 200000] [--reps 5] [--model MODEL_DIR]
+        [--places 200000] [--reps 5] [--model MODEL_DIR] [--exploration greedy]
 
 BASE and HEAD are git revisions (HEAD defaults to the working tree); each is checked out with
-`git worktree` into a temporary directory. Greedy serving, as in `benchmarks.along_route`.
+`git worktree` into a temporary directory. Greedy serving, as in `benchmarks.along_route`,
+unless `--exploration` names another policy; both versions then draw from the same seed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Runs inside each version's checkout (its own code on sys.path): build, then answer requests.
 _WORKER = r"""
-import gc, json, sys, time
+import gc, json, os, sys, time
 import redis
 from benchmarks import synthetic
 from benchmarks.along_route import (build_catalogue, create_accounts, inprocess_client,
@@ -56,7 +57,7 @@ if model:
 at = next_wednesday_noon(now)
 routes = synthetic.make_routes(20240601, region, [float(km) for km in lengths], 60, "towns")
 bodies = {km: recommendation_bodies(routes[float(km)], at, 1000.0, 10) for km in lengths}
-call = inprocess_client(url, fleet_key)
+call = inprocess_client(url, fleet_key, os.environ["COMPARE_EXPLORATION"])
 for batch in bodies.values():
     for body in batch[:5]:
         call(body)
@@ -85,7 +86,9 @@ def checkout(revision: str | None, into: Path) -> Path:
 
 
 def start(code: Path, url: str, args: argparse.Namespace) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    # Both versions explore alike: the same policy, from the same seed, over the same requests.
+    env = {**os.environ, "PYTHONPATH": str(code), "COMPARE_EXPLORATION": args.exploration,
+           "OFFERS_EXPLORATION_SEED": "20240601"}
     worker = subprocess.Popen(
         [sys.executable, "-c", _WORKER, url, str(args.places), str(args.model or ""),
          *map(str, args.km)], cwd=code, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -111,6 +114,8 @@ def main() -> None:
     parser.add_argument("--places", type=int, default=200_000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--model", type=Path, help="ranking model directory (absolute path)")
+    parser.add_argument("--exploration", default="greedy",
+                        help="the policy both serve with (seeded alike), e.g. thompson:32")
     args = parser.parse_args()
     args.km = [f"{km:g}" for km in args.km]
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
@@ -156,7 +161,8 @@ def main() -> None:
             print(json.dumps({"base": args.base, "head": args.head or "working tree",
                               "commits": {name: code_state(code) for name, code in
                                           trees.items()},
-                              "places": args.places, "reps": args.reps, "results": results}))
+                              "places": args.places, "reps": args.reps,
+                              "exploration": args.exploration, "results": results}))
         finally:
             for worker in workers.values():
                 worker.kill()

@@ -1,12 +1,13 @@
 """Where a recommendation's time goes: the wall time of each main step, per request.
 
     .venv/bin/python -m benchmarks.recommendation_steps [--places 200000] [--km 10 50 200]
-        [--model MODEL_DIR] [--rounds 3]
+        [--model MODEL_DIR] [--rounds 3] [--exploration greedy]
 
 Builds the benchmark's synthetic catalogue (`benchmarks.along_route`, same seed and routes)
-in a throwaway Redis, then answers each route's recommendation (greedy, warm, in-process)
-`--rounds` times with the steps below wrapped in timers, and prints each step's median per
-request, then the same for a request that finds no candidate (`along_route.NOTHING_NEARBY`).
+in a throwaway Redis, then answers each route's recommendation (warm, in-process; greedy
+unless `--exploration` names another policy) `--rounds` times with the steps below wrapped in
+timers, and prints each step's median per request, then the same for a request that finds no
+candidate (`along_route.NOTHING_NEARBY`).
 Steps nest: `candidates` includes `corridor_cells`, `offers_by_cell` and the `locate` of the
 candidates; `locate` also counts the car's own (inside `remaining_from`) and the cell
 centres' (inside `corridor_cells`). The timers add about a microsecond per call.
@@ -30,6 +31,7 @@ import geo.route
 import offers.geo_index
 import offers.registry
 import offers.serving
+import ranking.learned
 import ranking.learning
 from benchmarks import synthetic
 from benchmarks.along_route import (
@@ -51,7 +53,8 @@ STEPS = [
     (api.services.Services, "driver_and_ranker"), (offers.serving.OfferServing, "candidates"),
     (offers.serving, "corridor_cells"), (offers.geo_index.GeoIndex, "offers_by_cell"),
     (api.recommendations, "raw_of"), (api.recommendations, "raw_to_features"),
-    (api.recommendations, "_scores"), (api.recommendations, "best_of_each_place"),
+    (ranking.learned.LearnedRanker, "score_and_logits"),
+    (ranking.learned.LearnedRanker, "draws"), (api.recommendations, "best_of_each_place"),
     (offers.serving.OfferServing, "servable"), (ranking.learning.LearningLoop, "record_served"),
     (api.recommendations, "json_response"),
 ]
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, help="ranking model directory (absolute path)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--exploration", default="greedy",
+                        help="the serving policy, e.g. thompson:32 (the server's default)")
     args = parser.parse_args(argv)
     server = RedisServer().start()
     try:
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         routes = synthetic.make_routes(args.seed, region, args.km, 60, "towns")
         at = next_wednesday_noon(now)
         bodies = {km: recommendation_bodies(routes[km], at, 1000.0, 10) for km in args.km}
-        call = inprocess_client(server.url, fleet_key)
+        call = inprocess_client(server.url, fleet_key, args.exploration)
         for batch in bodies.values():  # warm: caches, compiled loops
             for body in batch:
                 call(body)
@@ -128,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         runs["no candidate"] = medians(call, [NOTHING_NEARBY] * 60, args.rounds, spent)
     finally:
         server.stop()
-    print(f"{args.places:,} places; median ms per request over {args.rounds} rounds of 60")
+    print(f"{args.places:,} places, {args.exploration}; median ms per request over "
+          f"{args.rounds} rounds of 60")
     names = list(dict.fromkeys(name for run in runs.values() for name in run))
     print(f"{'step':20}" + "".join(f"{label:>14}" for label in runs))
     for name in names:
