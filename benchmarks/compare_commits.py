@@ -57,7 +57,9 @@ if model:
 at = next_wednesday_noon(now)
 routes = synthetic.make_routes(20240601, region, [float(km) for km in lengths], 60, "towns")
 bodies = {km: recommendation_bodies(routes[float(km)], at, 1000.0, 10) for km in lengths}
-call = inprocess_client(url, fleet_key, os.environ["COMPARE_EXPLORATION"])
+exploration = os.environ["COMPARE_EXPLORATION"]
+# (commits before --exploration's time take no policy: they serve greedily)
+call = inprocess_client(url, fleet_key, *([exploration] if exploration != "greedy" else []))
 for batch in bodies.values():
     for body in batch[:5]:
         call(body)

@@ -108,7 +108,7 @@ class Thompson:
         # Each draw's best rows, enough to find its best among those not yet placed; the
         # first draw's are the order (one pass over all the draws, no sort of a column).
         top = column_tops(np.ascontiguousarray(draws, dtype=np.float64), min(length + 1, n))
-        order = top[:length, 0]
+        order = np.ascontiguousarray(top[:length, 0])  # one layout to compile, whatever n
         return order, _shares_first(np.ascontiguousarray(top[:, 1:]), order, n)
 
 
@@ -135,11 +135,11 @@ def _shares_first(top, order, n):
 
 @njit(cache=True)
 def column_tops(values, depth):
-    """Per column of `values` (rows x columns), the rows of its `depth` largest values, largest
-    first, equal values in row order (depth x columns). One pass over the rows keeping a
-    min-heap per column: after the first `depth` rows nearly every value loses to its heap's
-    least at one comparison, where partitioning each column moved all of it (32 columns of
-    thousands of candidates per request)."""
+    """Per column of `values` (rows x columns, no nan), the rows of its `depth` largest values,
+    largest first, equal values in row order (depth x columns), as a stable sort would rank
+    them. One pass over the rows keeping a min-heap per column: after the first `depth` rows
+    nearly every value loses to its heap's least at one comparison, where partitioning each
+    column moved all of it (33 draws of thousands of candidates per request)."""
     rows, width = values.shape
     keep = np.empty((width, depth))
     index = np.empty((width, depth), np.int64)

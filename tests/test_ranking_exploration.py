@@ -116,3 +116,17 @@ def test_thompson_orders_equal_draws_by_row_as_a_stable_sort_would(n, length):
     order, propensity = Thompson(8).order(draws[:, 0], length, rng, draws)
     assert np.array_equal(order, np.argsort(-draws[:, 0], kind="stable")[:length])
     assert len(propensity) == min(n, length)
+
+
+def test_thompson_serves_with_what_warm_up_compiled():
+    from ranking import exploration
+
+    exploration.warm_up()
+    compiled = (len(exploration.column_tops.signatures),
+                len(exploration._shares_first.signatures))
+    rng = np.random.default_rng(2)
+    for n in (0, 1, 2, 50):
+        draws = rng.normal(size=(n, 33))
+        Thompson(32).order(draws[:, 0], 12, rng, draws)
+    assert (len(exploration.column_tops.signatures),
+            len(exploration._shares_first.signatures)) == compiled
