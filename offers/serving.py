@@ -214,7 +214,9 @@ def best_of_each_place(place_key: np.ndarray, scores: np.ndarray) -> np.ndarray:
     words = np.zeros((n, width), np.uint8)
     words[:, :place_key.itemsize] = np.ascontiguousarray(place_key).view(np.uint8).reshape(
         n, place_key.itemsize)
-    return _best_of_each(words.view("<u8"), np.asarray(scores, np.float64))
+    # Sorted here, not in the compiled loop: numba's cache can link one cached function's
+    # sort to another's (tests/test_compiled.py).
+    return np.sort(_best_of_each(words.view("<u8"), np.asarray(scores, np.float64)))
 
 
 @njit(cache=True)
@@ -247,9 +249,7 @@ def _best_of_each(words, scores):
                     table[slot] = i
                 break
             slot = (slot + 1) & (size - 1)
-    best = table[table >= 0]
-    best.sort()
-    return best
+    return table[table >= 0]
 
 
 def warm_up() -> None:

@@ -133,13 +133,23 @@ def _shares_first(top, order, n):
     return propensity
 
 
-@njit(cache=True)
-def column_tops(values, depth):
+def column_tops(values: np.ndarray, depth: int) -> np.ndarray:
     """Per column of `values` (rows x columns, no nan), the rows of its `depth` largest values,
     largest first, equal values in row order (depth x columns), as a stable sort would rank
     them. One pass over the rows keeping a min-heap per column: after the first `depth` rows
     nearly every value loses to its heap's least at one comparison, where partitioning each
     column moved all of it (33 draws of thousands of candidates per request)."""
+    keep, index = _column_heaps(values, depth)
+    # Each heap ranked by numpy (value, then row), not in the compiled loop: numba's cache can
+    # link one cached function's sort to another's (tests/test_compiled.py).
+    ranked = np.lexsort((index, -keep), axis=1)
+    return np.ascontiguousarray(np.take_along_axis(index, ranked, axis=1).T)
+
+
+@njit(cache=True)
+def _column_heaps(values, depth):
+    """`column_tops`' heaps: per column, its `depth` largest values and their rows, unordered
+    (columns x depth)."""
     rows, width = values.shape
     keep = np.empty((width, depth))
     index = np.empty((width, depth), np.int64)
@@ -174,12 +184,7 @@ def column_tops(values, depth):
                     k = child
                 keep[j, k], index[j, k] = v, i
                 least[j] = keep[j, 0]
-    out = np.empty((depth, width), np.int64)
-    for j in range(width):
-        by_row = np.argsort(index[j])
-        ranked = by_row[np.argsort(-keep[j][by_row], kind="mergesort")]
-        out[:, j] = index[j][ranked]
-    return out
+    return keep, index
 
 
 def warm_up() -> None:

@@ -122,11 +122,11 @@ def test_thompson_serves_with_what_warm_up_compiled():
     from ranking import exploration
 
     exploration.warm_up()
-    compiled = (len(exploration.column_tops.signatures),
+    compiled = (len(exploration._column_heaps.signatures),
                 len(exploration._shares_first.signatures))
     rng = np.random.default_rng(2)
     for n in (0, 1, 2, 50):
         draws = rng.normal(size=(n, 33))
         Thompson(32).order(draws[:, 0], 12, rng, draws)
-    assert (len(exploration.column_tops.signatures),
+    assert (len(exploration._column_heaps.signatures),
             len(exploration._shares_first.signatures)) == compiled
