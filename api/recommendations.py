@@ -66,11 +66,13 @@ def recommend(body: dict):
                 heading_deg=position.get("heading_deg"), speed_kmh=position.get("speed_kmh"))
     found = services()
     fleet_id, driver_id = g.principal.id, body["driver_id"]
-    profile, ranker = found.driver_and_ranker(fleet_id, driver_id)
+    # The driver and the model serving now are read in the index read's round trip.
+    candidates, records, driver_replies = found.serving.candidates(
+        trip, body.get("categories"), body.get("max_detour_s"),
+        also=found.driver_reads(fleet_id, driver_id))
+    profile, ranker = found.driver_and_ranker(driver_replies)
     situation = Situation(driver_id=driver_id, fleet_id=fleet_id, context=body["context"],
                           preferences=profile.preferences, state=profile.state)
-    candidates, records = found.serving.candidates(trip, body.get("categories"),
-                                                   body.get("max_detour_s"))
     # One feature matrix per request: the ranker scores it, the log keeps the served rows and
     # the decision's top candidates.
     raw = raw_of(candidates, situation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +47,16 @@ class Services:
                    PlaceSearch(redis, index), OfferServing(redis, index), LearningLoop(redis),
                    ModelRegistry(redis), policy, np.random.default_rng(seed))
 
-    def driver_and_ranker(self, fleet_id: str, driver_id: str) -> tuple[Profile, Ranker]:
-        """What the engine holds on a driver and the ranker serving now, in one round trip."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            self.models.active_command(pipe)
-            self.learning.profile_command(pipe, fleet_id, driver_id)
-            active, profile = pipe.execute()
+    def driver_reads(self, fleet_id: str, driver_id: str) -> list[Callable]:
+        """The reads of what the engine holds on a driver and of the ranker serving now, for
+        another read to queue on its round trip (the index read's)."""
+        return [self.models.active_command,
+                lambda pipe: self.learning.profile_command(pipe, fleet_id, driver_id)]
+
+    def driver_and_ranker(self, replies: list) -> tuple[Profile, Ranker]:
+        """What the engine holds on a driver and the ranker serving now, from the replies to
+        `driver_reads`."""
+        active, profile = replies
         ranker = self._ranker(active.decode()) if active else None
         return self.learning.profile_from(profile), ranker or self.baseline
 

@@ -28,7 +28,7 @@ import itertools
 import os
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -344,11 +344,13 @@ def _position_runs(lat_bits, lng_bits, counts):
 
 class CellRecords(NamedTuple):
     """Records read from the index, cell by cell: `counts[i]` records of `cells[i]` in turn
-    (cells with no records left out)."""
+    (cells with no records left out), and the replies to what the read was asked to read
+    along (`GeoIndex.offers_by_cell`'s `also`)."""
 
     records: np.ndarray
     cells: list[int]
     counts: np.ndarray
+    also: list = []  # never changed in place
 
 
 class _Masks(NamedTuple):
@@ -507,10 +509,14 @@ class GeoIndex:
     def places_by_cell(self, cells: list[int]) -> CellRecords:
         return self._read(keys.cell_places, keys.CELL_KINDS["places"], cells, PLACE_RECORD)
 
-    def offers_by_cell(self, cells: list[int]) -> CellRecords:
-        return self._read(keys.cell_offers, keys.CELL_KINDS["offers"], cells, OFFER_RECORD)
+    def offers_by_cell(self, cells: list[int], also: Sequence[Callable] = ()) -> CellRecords:
+        """The offer records of `cells`; `also` queue other reads on the same round trip (see
+        `scripts.run_pipelined`), their replies in the answer's `also`."""
+        return self._read(keys.cell_offers, keys.CELL_KINDS["offers"], cells, OFFER_RECORD,
+                          also)
 
-    def _read(self, kind, letter: bytes, cells: list[int], dtype: np.dtype) -> CellRecords:
+    def _read(self, kind, letter: bytes, cells: list[int], dtype: np.dtype,
+              also: Sequence[Callable] = ()) -> CellRecords:
         """The records of `cells`, cell by cell in an order that does not depend on what this
         process had cached. One round trip: per region, one script compares the region's
         version with the one this process last saw; if unchanged, the cells it holds from
@@ -523,7 +529,8 @@ class GeoIndex:
         plans = [self._plan(kind, letter, f"{region:x}", cells[regions == region].tolist())
                  for region in np.unique(regions).tolist()]
         replies = run_pipelined(self.redis, self._read_cells,
-                                [plan.command(self._read_cells.sha) for plan in plans])
+                                [plan.command(self._read_cells.sha) for plan in plans], also)
+        replies, read_along = replies[:len(plans)], replies[len(plans):]
         stale = [i for i, reply in enumerate(replies) if not reply[1]]
         if stale:  # written since this process last read them: check every cell
             for i in stale:
@@ -560,7 +567,8 @@ class GeoIndex:
         if fresh:
             self._keep_fresh(fresh, parts, dtype)
         return CellRecords(np.frombuffer(b"".join(parts), dtype=dtype), filled,
-                           np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize)
+                           np.fromiter(map(len, parts), np.int64, len(parts)) // dtype.itemsize,
+                           read_along)
 
     def _plan(self, kind, letter: bytes, tag: str, cells: list[int]) -> _RegionRead:
         """What to ask of one region: this process's cached copies of its cells (taken now,

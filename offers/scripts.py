@@ -4,24 +4,30 @@ request."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 
-def run_pipelined(redis: Redis, script: Script, commands: list[tuple]) -> list:
-    """`commands` (EVALSHA of `script`, among others) in one pipelined round trip; the script
-    is loaded again, and the round trip repeated, if the server lost it (a restart, SCRIPT
-    FLUSH)."""
+def run_pipelined(redis: Redis, script: Script, commands: list[tuple],
+                  also: Sequence[Callable] = ()) -> list:
+    """`commands` (EVALSHA of `script`, among others) in one pipelined round trip, then what
+    each of `also` queues on the pipeline (reads of other owners sharing the round trip),
+    their replies last; the script is loaded again, and the round trip repeated, if the
+    server lost it (a restart, SCRIPT FLUSH)."""
     try:
-        return _pipelined(redis, commands)
+        return _pipelined(redis, commands, also)
     except NoScriptError:
         redis.script_load(script.script)
-        return _pipelined(redis, commands)
+        return _pipelined(redis, commands, also)
 
 
-def _pipelined(redis: Redis, commands: list[tuple]) -> list:
+def _pipelined(redis: Redis, commands: list[tuple], also: Sequence[Callable]) -> list:
     with redis.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*command)
+        for queue in also:
+            queue(pipe)
         return pipe.execute()

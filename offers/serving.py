@@ -6,6 +6,7 @@ of a shortlist against the catalogue and the budget counters is one pipelined ro
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -91,11 +92,13 @@ class OfferServing:
         self._check = redis.register_script(_SHORTLIST_CHECK)
 
     def candidates(self, trip: Trip, categories: list[str] | None = None,
-                   max_detour_s: float | None = None) -> tuple[Candidates, np.ndarray]:
-        """Every live offer record the car could be shown, with its geo measures, and the
-        index records behind them (row for row)."""
+                   max_detour_s: float | None = None, also: Sequence[Callable] = (),
+                   ) -> tuple[Candidates, np.ndarray, list]:
+        """Every live offer record the car could be shown, with its geo measures, the index
+        records behind them (row for row), and the replies to `also`: other reads queued on
+        the index read's round trip (`GeoIndex.offers_by_cell`)."""
         if trip.route is not None:
-            found = self.index.offers_by_cell(corridor_cells(trip.route, trip.corridor_m))
+            found = self.index.offers_by_cell(corridor_cells(trip.route, trip.corridor_m), also)
             records = found.records
             # Exact distances along: a route that comes back near itself has two candidates,
             # and arrival times decide validity and opening hours.
@@ -108,7 +111,9 @@ class OfferServing:
             eta = along / trip.cruise_ms + ROAD_FACTOR * offset / DETOUR_SPEED_MS
             distance = None  # from the car: measured for the final candidates only
         else:
-            records = self.index.offers_in(radius_cells(trip.lat, trip.lng, trip.radius_m))
+            found = self.index.offers_by_cell(radius_cells(trip.lat, trip.lng, trip.radius_m),
+                                              also)
+            records = found.records
             distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
             keep = distance <= trip.radius_m
             along = np.full(len(records), np.nan)
@@ -148,7 +153,7 @@ class OfferServing:
             price_level=records["price_level"].astype(np.intp), distance_m=distance,
             along_m=along[rows], detour_s=detour_s[rows], eta_s=eta[rows],
             expires_in_s=records["valid_until"] - arrival[rows], arrival_slot=slot,
-        ), records
+        ), records, found.also
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,
                  driver_id: str) -> list[Shortlisted | None]:

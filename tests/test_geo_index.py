@@ -325,3 +325,20 @@ def test_side_by_side_groups_positions_in_order_of_first_appearance_cell_by_cell
             first.setdefault(p, []).append(i)
         expected = [i for rows in first.values() for i in rows]
         assert ordered["offer"].tolist() == expected
+
+
+def test_reads_asked_along_share_the_index_reads_round_trip_and_its_retry(redis_client):
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)  # two processes
+    place = _denver(_place("a1"))
+    cell = cell_of(place["lat"], place["lng"])
+    writer.apply([], offer_entries(_offer("c", place), {place["id"]: place}))
+    redis_client.set("along", b"first")
+    along = [lambda pipe: pipe.get("along"), lambda pipe: pipe.hmget("nothing", "x")]
+    found = reader.offers_by_cell([cell], along)
+    assert len(found.records) == 1 and found.also == [b"first", [None]]
+    writer.apply([], offer_entries(_offer("d", place), {place["id"]: place}))  # stale now
+    redis_client.set("along", b"second")
+    redis_client.script_flush()  # and the read script lost: the round trip is made again
+    found = reader.offers_by_cell([cell], along)
+    assert len(found.records) == 2 and found.also == [b"second", [None]]
+    assert reader.offers_by_cell([], along).also == [b"second", [None]]  # no cell at all

@@ -75,6 +75,22 @@ def test_answer_has_an_id_and_ranked_items_with_reasons(client, fleet, shop):
     assert all(set(i) == set(RecommendedSchema().fields) for i in answer["items"])
 
 
+def test_a_warm_recommendation_makes_four_round_trips(client, fleet, shop, monkeypatch):
+    from redis.connection import Connection
+
+    shop(2)
+    shop(10)
+    recommend(client, fleet)  # warm: the cells, masks and model this process reads once
+    sent = []
+    original = Connection.send_packed_command
+    monkeypatch.setattr(Connection, "send_packed_command",
+                        lambda self, *args, **kwargs: (sent.append(1),
+                                                       original(self, *args, **kwargs))[1])
+    assert len(recommend(client, fleet)["items"]) == 2
+    # the API key; the index with the driver and the model; the shortlist; the served log
+    assert len(sent) == 4
+
+
 def test_serving_loads_its_check_script_again_when_redis_lost_it(client, fleet, shop,
                                                                 redis_client):
     _, offer = shop(2)
