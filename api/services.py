@@ -48,8 +48,8 @@ class Services:
                    ModelRegistry(redis), policy, np.random.default_rng(seed))
 
     def driver_reads(self, fleet_id: str, driver_id: str) -> list[Callable]:
-        """The reads of what the engine holds on a driver and of the ranker serving now, for
-        another read to queue on its round trip (the index read's)."""
+        """The reads of what the engine holds on a driver and of the ranker serving now (a
+        command each), for another read to queue on its round trip (the index read's)."""
         return [self.models.active_command,
                 lambda pipe: self.learning.profile_command(pipe, fleet_id, driver_id)]
 

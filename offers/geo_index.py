@@ -350,7 +350,7 @@ class CellRecords(NamedTuple):
     records: np.ndarray
     cells: list[int]
     counts: np.ndarray
-    also: list = []  # never changed in place
+    also: Sequence = ()
 
 
 class _Masks(NamedTuple):

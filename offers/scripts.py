@@ -14,9 +14,10 @@ from redis.exceptions import NoScriptError
 def run_pipelined(redis: Redis, script: Script, commands: list[tuple],
                   also: Sequence[Callable] = ()) -> list:
     """`commands` (EVALSHA of `script`, among others) in one pipelined round trip, then what
-    each of `also` queues on the pipeline (reads of other owners sharing the round trip),
-    their replies last; the script is loaded again, and the round trip repeated, if the
-    server lost it (a restart, SCRIPT FLUSH)."""
+    each of `also` queues on the pipeline (reads of other owners sharing the round trip, a
+    command each: their replies come last, one per callable, so `also` is a list, not a
+    generator, as a retry queues them again); the script is loaded again, and the round trip
+    repeated, if the server lost it (a restart, SCRIPT FLUSH)."""
     try:
         return _pipelined(redis, commands, also)
     except NoScriptError:

@@ -76,14 +76,14 @@ def test_answer_has_an_id_and_ranked_items_with_reasons(client, fleet, shop):
 
 
 def test_a_warm_recommendation_makes_four_round_trips(client, fleet, shop, monkeypatch):
-    from redis.connection import Connection
+    from redis.connection import AbstractConnection
 
     shop(2)
     shop(10)
     recommend(client, fleet)  # warm: the cells, masks and model this process reads once
     sent = []
-    original = Connection.send_packed_command
-    monkeypatch.setattr(Connection, "send_packed_command",
+    original = AbstractConnection.send_packed_command  # TCP and unix sockets alike
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
                         lambda self, *args, **kwargs: (sent.append(1),
                                                        original(self, *args, **kwargs))[1])
     assert len(recommend(client, fleet)["items"]) == 2
