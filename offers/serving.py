@@ -219,8 +219,8 @@ def best_of_each_place(place_key: np.ndarray, scores: np.ndarray) -> np.ndarray:
     words = np.zeros((n, width), np.uint8)
     words[:, :place_key.itemsize] = np.ascontiguousarray(place_key).view(np.uint8).reshape(
         n, place_key.itemsize)
-    # Sorted here, not in the compiled loop: numba's cache can link one cached function's
-    # sort to another's (tests/test_compiled.py).
+    # Sorted here, not in the compiled loop: sorts inside compiled loops gave wrong rankings
+    # in this suite (tests/test_compiled.py).
     return np.sort(_best_of_each(words.view("<u8"), np.asarray(scores, np.float64)))
 
 

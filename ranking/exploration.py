@@ -140,8 +140,8 @@ def column_tops(values: np.ndarray, depth: int) -> np.ndarray:
     nearly every value loses to its heap's least at one comparison, where partitioning each
     column moved all of it (33 draws of thousands of candidates per request)."""
     keep, index = _column_heaps(values, depth)
-    # Each heap ranked by numpy (value, then row), not in the compiled loop: numba's cache can
-    # link one cached function's sort to another's (tests/test_compiled.py).
+    # Each heap ranked by numpy (value, then row), not in the compiled loop: sorts inside
+    # compiled loops gave wrong rankings in this suite (tests/test_compiled.py).
     ranked = np.lexsort((index, -keep), axis=1)
     return np.ascontiguousarray(np.take_along_axis(index, ranked, axis=1).T)
 

@@ -81,7 +81,8 @@ def raw_to_features(raw: Mapping[str, np.ndarray]) -> np.ndarray:
 
     Vectorised over rows; `raw` holds every name in RAW_FIELDS as a 1-d array. The fields are
     converted here and the matrix written by one compiled pass (thousands of candidates a
-    request: a numpy pass per column cost more than twice as much)."""
+    request: a numpy pass per column took 0.40 ms against this pass's 0.22 ms at 50 km in
+    `benchmarks/recommendation_steps.py`)."""
     f = {name: np.asarray(raw[name]) for name in RAW_FIELDS}
     n = len(f["arrival_hour"])
     if any(values.shape != (n,) for values in f.values()):
