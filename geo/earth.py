@@ -56,12 +56,16 @@ def chord_distance_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return chord + chord**3 / (24.0 * MEAN_RADIUS_M**2)
 
 
-def distance_m(lat1, lng1, lat2, lng2) -> np.ndarray:
+def distance_m(lat1, lng1, lat2, lng2, ecef2: np.ndarray | None = None) -> np.ndarray:
     """Geodesic distance between (lat1, lng1) and (lat2, lng2), degrees, broadcast; the chord
     formula where it is exact, pyproj's geodesic beyond CHORD_RANGE_M. (A car against many
-    places: the car's Earth-centred point is computed once, not once per place.)"""
+    places: the car's Earth-centred point is computed once, not once per place.) `ecef2`, the
+    second points Earth-centred if known (`geo.route.Located.ecef`), spares their sines and
+    cosines."""
     lat1, lng1, lat2, lng2 = (np.asarray(v, float) for v in (lat1, lng1, lat2, lng2))
-    if lat1.ndim == lng1.ndim == 0:  # one point against many: one compiled pass
+    if ecef2 is not None:
+        out = chord_distance_m(ecef(lat1, lng1), ecef2)
+    elif lat1.ndim == lng1.ndim == 0:  # one point against many: one compiled pass
         lat, lng = np.broadcast_arrays(lat2, lng2)
         out = _chords_from_m(float(lat1), float(lng1), np.ascontiguousarray(lat).ravel(),
                              np.ascontiguousarray(lng).ravel()).reshape(lat.shape)

@@ -59,8 +59,20 @@ class RouteError(ValueError):
 
 
 def unit_vectors(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
-    phi, lam = np.radians(lat), np.radians(lng)
-    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
+    """Unit vectors (x, y, z on the last axis) at latitudes and longitudes in degrees: by the
+    compiled loops' own formula (`_unit_of`), so that a point and a vertex at the same
+    coordinates are the same vector to the last bit."""
+    lat, lng = np.broadcast_arrays(np.asarray(lat, float), np.asarray(lng, float))
+    return _units(np.ascontiguousarray(lat).ravel(), np.ascontiguousarray(lng).ravel()
+                  ).reshape(*lat.shape, 3)
+
+
+@njit(cache=True)
+def _units(lat, lng):
+    out = np.empty((len(lat), 3))
+    for i in range(len(lat)):
+        out[i, 0], out[i, 1], out[i, 2] = _unit_of(lat[i], lng[i])
+    return out
 
 
 def _lat_lng(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,15 +83,18 @@ def _lat_lng(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class Located:
     """Per point: `offset_m` to the route, `along_m` from the route start to the nearest point,
-    `side` +1 right / -1 left of travel (0 on the line). Points farther than the search
-    distance get `offset_m = inf`."""
+    `side` +1 right / -1 left of travel (0 on the line), and the point itself Earth-centred
+    (`ecef`, n x 3 metres: what other distances from it start from). Points farther than the
+    search distance get `offset_m = inf`."""
 
     offset_m: np.ndarray
     along_m: np.ndarray
     side: np.ndarray
+    ecef: np.ndarray
 
     def take(self, rows: np.ndarray) -> Located:
-        return Located(self.offset_m[rows], self.along_m[rows], self.side[rows])
+        return Located(self.offset_m[rows], self.along_m[rows], self.side[rows],
+                       self.ecef[rows])
 
 
 @dataclass(frozen=True)
@@ -170,14 +185,14 @@ class Route:
             groups = PointGroups(np.array([len(lat)]), np.zeros(1), np.zeros(1), 0.0)
         if groups.counts.sum() != len(lat):
             raise ValueError("the groups must cover the points exactly")
-        offset, along, side = _nearest_on_route(
+        offset, along, side, points = _nearest_on_route(
             lat, lng, float(within_m), self._xyz, self._ecef, self.along_m, self._normal,
             self._past_a, self._before_b, self._degenerate, *self._tree,
             np.asarray(groups.counts, np.int64), unit_vectors(groups.lat, groups.lng),
             # The chord of the groups' radius, over-stated (MIN_RADIUS_M) and with a metre
             # to spare: a point outside it is searched from the root.
             2.0 * np.sin(min((groups.radius_m + 1.0) / MIN_RADIUS_M, np.pi) / 2.0))
-        return Located(offset, along, side)
+        return Located(offset, along, side, points)
 
 
 @njit(cache=True)
@@ -309,6 +324,7 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
     offset = np.full(n, np.inf)
     along = np.full(n, np.nan)
     side = np.zeros(n, np.int8)
+    points = np.empty((n, 3))
     # Searched: feet whose angle times MIN_RADIUS_M is within the distance (plus a metre).
     reach_angle = (within_m + 1.0) / MIN_RADIUS_M
     reach_chord = 2.0 * np.sin(min(reach_angle, np.pi) / 2.0)
@@ -336,10 +352,11 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
             # The same position as the point before (a place's offers, filed side by side):
             # the same answer.
             offset[i], along[i], side[i] = offset[i - 1], along[i - 1], side[i - 1]
+            points[i] = points[i - 1]
             continue
-        phi, lam = np.radians(lat[i]), np.radians(lng[i])  # as unit_vectors
-        px, py, pz = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+        px, py, pz = _unit_of(lat[i], lng[i])
         pex, pey, pez = ecef_of_unit(px, py, pz)
+        points[i, 0], points[i, 1], points[i, 2] = pex, pey, pez
         best, count = np.inf, 0
         # Prune chord: nodes whose nearest possible point is farther than this (on the unit
         # sphere) cannot hold a foot within reach, nor one within TIE_M of the best.
@@ -431,7 +448,37 @@ def _nearest_on_route(lat, lng, within_m, xyz, ecef, along_m, normal, past_a, be
                                                near_foot[j, 0], near_foot[j, 1],
                                                near_foot[j, 2])
             side[i] = near_side[j]
-    return offset, along, side
+    return offset, along, side, points
+
+
+# A point's sines and cosines from a table at every _TABLE_STEP radians and the series of the
+# small rest (|d| <= _TABLE_STEP / 2: the first term left out is below 1e-22), by the
+# angle-sum formulas: a few multiplications for four libm calls a point. A function of the
+# point alone, so that grouping points never changes an answer.
+_TABLE_STEP = 0.01
+_TABLE_ANGLES = np.arange(-np.ceil(np.pi / _TABLE_STEP) - 1, np.ceil(np.pi / _TABLE_STEP) + 2
+                          ) * _TABLE_STEP
+_TABLE_COS, _TABLE_SIN = np.cos(_TABLE_ANGLES), np.sin(_TABLE_ANGLES)
+_TABLE_ZERO = int(np.ceil(np.pi / _TABLE_STEP)) + 1  # the row of angle 0
+
+
+@njit(cache=True, inline="always")
+def _unit_of(lat, lng):
+    """The unit vector at (lat, lng) degrees, to a bit or two of libm's sines and cosines."""
+    cos_phi, sin_phi = _cos_sin(np.radians(lat))
+    cos_lam, sin_lam = _cos_sin(np.radians(lng))
+    return cos_phi * cos_lam, cos_phi * sin_lam, sin_phi
+
+
+@njit(cache=True, inline="always")
+def _cos_sin(angle):
+    k = int(np.rint(angle / _TABLE_STEP))
+    d = angle - k * _TABLE_STEP
+    d2 = d * d
+    c = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0))
+    s = d * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0)))
+    row = k + _TABLE_ZERO
+    return (_TABLE_COS[row] * c - _TABLE_SIN[row] * s, _TABLE_SIN[row] * c + _TABLE_COS[row] * s)
 
 
 def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -141,7 +141,8 @@ class OfferServing:
         rows, slot = rows[is_open], slot[is_open]
         records = take(records, rows)
         if distance is None:
-            distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"])
+            distance = distance_m(trip.lat, trip.lng, records["lat"], records["lng"],
+                                  located.ecef[rows])
         else:
             distance = distance[rows]
         return Candidates(
