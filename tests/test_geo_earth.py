@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from geo.earth import CHORD_RANGE_M, EQUATORIAL_RADIUS_M, WGS84, _vincenty_m, distance_m
+from geo.earth import CHORD_RANGE_M, EQUATORIAL_RADIUS_M, WGS84, _vincenty_m, distance_m, ecef
+from geo.route import route_from_points
 
 
 def _pairs(n: int, max_m: float, seed: int = 7):
@@ -54,3 +55,19 @@ def test_one_point_against_many_matches_the_geodesic(max_m):
     pairs = distance_m(np.full(5_000, lat), np.full(5_000, lng), lat2, lng2)
     assert np.abs(one_to_many - pairs).max() < 1e-6
     assert distance_m(lat, lng, lat2.reshape(50, 100), lng2.reshape(50, 100)).shape == (50, 100)
+
+
+@pytest.mark.parametrize("max_m", [5_000.0, 2_000_000.0])
+def test_distances_from_points_a_route_located_match_the_geodesic(max_m):
+    """The car's distance to candidates starts from the Earth-centred points `Route.locate`
+    returns: they are the points' own, and the distances the same as without them."""
+    rng = np.random.default_rng(5)
+    lat, lng = 39.74, -104.99
+    lng2, lat2, _ = WGS84.fwd(np.full(2_000, lng), np.full(2_000, lat),
+                              rng.uniform(0.0, 360.0, 2_000), rng.uniform(0.0, max_m, 2_000))
+    located = route_from_points([lat, lat + 0.01], [lng, lng]).locate(lat2, lng2, 1000.0)
+    assert np.abs(located.ecef - ecef(lat2, lng2)).max() < 1e-6
+    length = WGS84.inv(np.full(2_000, lng), np.full(2_000, lat), lng2, lat2)[2]
+    from_located = distance_m(lat, lng, lat2, lng2, located.ecef)
+    assert np.abs(from_located - length).max() < 0.003
+    assert np.abs(from_located - distance_m(lat, lng, lat2, lng2)).max() < 1e-6

@@ -314,3 +314,15 @@ def test_groups_keep_the_counts_of_the_points_kept():
     with pytest.raises(ValueError, match="cover"):
         route_from_points([0.0, 0.0], [0.0, 0.01]).locate(np.zeros(5), np.zeros(5), 10.0,
                                                           groups)
+
+
+def test_unit_vectors_are_the_sines_and_cosines_to_the_last_bits():
+    """`unit_vectors` (and the compiled loops, which share its formula) read a table and short
+    series, not libm: the same vectors to a few units in the last place, anywhere."""
+    rng = np.random.default_rng(3)
+    lat = np.concatenate([rng.uniform(-90, 90, 100_000), [-90.0, 90.0, 0.0, 45.0]])
+    lng = np.concatenate([rng.uniform(-180, 180, 100_000), [-180.0, 180.0, 0.0, -45.0]])
+    phi, lam = np.radians(lat), np.radians(lng)
+    libm = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], -1)
+    assert np.abs(unit_vectors(lat, lng) - libm).max() < 1e-15
+    assert unit_vectors(lat.reshape(4, -1), lng.reshape(4, -1)).shape == (4, 25_001, 3)
