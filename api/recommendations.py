@@ -17,7 +17,7 @@ from offers.geo_index import ids_of
 from offers.redemptions import driver_key
 from offers.serving import Trip, best_of_each_place
 from ranking import Situation
-from ranking.exploration import Thompson
+from ranking.exploration import Thompson, best_first
 from ranking.features import raw_to_features
 from ranking.learned import LearnedRanker, raw_of
 from ranking.learning import Decision, ServedItem, new_recommendation_id
@@ -86,15 +86,15 @@ def recommend(body: dict):
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:
         eligible = best_of_each_place(candidates.place_key, scores)
-    # Equal scores are common (boosted trees are piecewise constant, and the candidates the
-    # trees do not rescore share a capped score): the policies keep their input order among
-    # ties, so what the car reaches first comes first.
-    eligible = eligible[np.argsort(candidates.eta_s[eligible], kind="stable")]
     limit = body["limit"]
     batches = _batches(limit)
     draws = (ranker.draws(logits, features, eligible, situation, found.policy.draws + 1,
                           found.rng) if thompson else None)
-    shown, propensity = found.policy.order(scores[eligible], sum(batches), found.rng, draws)
+    # Equal scores are common (boosted trees are piecewise constant, and the candidates the
+    # trees do not rescore share a capped score): among them, what the car reaches first
+    # comes first.
+    shown, propensity = found.policy.order(scores[eligible], sum(batches), found.rng, draws,
+                                           candidates.eta_s[eligible])
     order = eligible[shown]
     rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
                                   situation, limit, batches)
@@ -109,7 +109,8 @@ def recommend(body: dict):
             [ServedItem(item["offer_id"], item["place_id"], i, item["score"], float(chances[i]),
                         features[row], {name: values[row] for name, values in raw.items()})
              for i, (item, row) in enumerate(zip(items, rows, strict=True))],
-            _decision(records, features, scores, eligible, rows, chances, order))
+            _decision(records, features, scores, candidates.eta_s, eligible, rows, chances,
+                      order))
     return json_response({"recommendation_id": recommendation_id, "model": ranker.version,
                           "items": items})
 
@@ -150,14 +151,14 @@ def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict
         "score": float(score), "reasons": reasons}
 
 
-def _decision(records, features, scores, eligible, rows, chances,
+def _decision(records, features, scores, eta_s, eligible, rows, chances,
               order) -> Decision | None:
     """The first choice and the logging policy's top candidates, for off-policy evaluation;
     none when the policy's first pick was not servable (the first item shown then came from a
     later position, whose propensity is not that of being chosen first)."""
     if len(rows) == 0 or rows[0] != order[0]:
         return None
-    top = eligible[np.argsort(-scores[eligible], kind="stable")[:DECISION_CANDIDATES]]
+    top = eligible[best_first(scores[eligible], DECISION_CANDIDATES, eta_s[eligible])]
     where = np.flatnonzero(top == rows[0])
     return Decision(offer_ids=ids_of(records[top])[0],
                     features=features[top],

@@ -24,11 +24,14 @@ class Policy(Protocol):
     name: str
 
     def order(self, scores: np.ndarray, length: int, rng: np.random.Generator,
-              draws: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              draws: np.ndarray | None = None, ties: np.ndarray | None = None,
+              ) -> tuple[np.ndarray, np.ndarray]:
         """The first `length` positions (indices into `scores`) and each one's propensity.
         `draws` (rows x columns of scores drawn from the model's posterior, or any increasing
         function of them: only their order counts) is what Thompson sampling orders by; the
-        other policies ignore it."""
+        other policies ignore it. `ties` orders equal scores (smallest first: serving passes
+        arrival times, so what the car reaches first comes first), then the row; scores
+        that are never equal (random keys, posterior draws) need none."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class Greedy:
 
     name: str = "greedy"
 
-    def order(self, scores, length, rng, draws=None):
-        order = np.argsort(-scores, kind="stable")[:length]
+    def order(self, scores, length, rng, draws=None, ties=None):
+        order = best_first(scores, length, ties)
         return order, np.ones(len(order))
 
 
@@ -50,10 +53,10 @@ class EpsilonGreedy:
     epsilon: float = 0.1
     name: str = "epsilon"
 
-    def order(self, scores, length, rng, draws=None):
+    def order(self, scores, length, rng, draws=None, ties=None):
         n = len(scores)
         length = min(length, n)
-        ranked = np.argsort(-scores, kind="stable")
+        ranked = best_first(scores, n, ties)
         taken = np.zeros(n, dtype=bool)
         order = np.empty(length, dtype=np.intp)
         propensity = np.empty(length)
@@ -80,7 +83,7 @@ class Softmax:
     temperature: float = 0.05
     name: str = "softmax"
 
-    def order(self, scores, length, rng, draws=None):
+    def order(self, scores, length, rng, draws=None, ties=None):
         logits = (scores - scores.max()) / self.temperature if len(scores) else scores
         keys = logits + rng.gumbel(size=len(scores))
         order = np.argsort(-keys, kind="stable")[:length]
@@ -100,9 +103,9 @@ class Thompson:
     draws: int = 32
     name: str = "thompson"
 
-    def order(self, scores, length, rng, draws=None):
+    def order(self, scores, length, rng, draws=None, ties=None):
         if draws is None or draws.shape[1] < 2:
-            return Greedy().order(scores, length, rng)
+            return Greedy().order(scores, length, rng, ties=ties)
         n = len(scores)
         length = min(length, n)
         # Each draw's best rows, enough to find its best among those not yet placed; the
@@ -110,6 +113,34 @@ class Thompson:
         top = column_tops(np.ascontiguousarray(draws, dtype=np.float64), min(length + 1, n))
         order = np.ascontiguousarray(top[:length, 0])  # one layout to compile, whatever n
         return order, _shares_first(np.ascontiguousarray(top[:, 1:]), order, n)
+
+
+def best_first(scores: np.ndarray, length: int, ties: np.ndarray | None = None) -> np.ndarray:
+    """The rows of the `length` highest scores, best first, equal scores in order of `ties`
+    and then of row, unknown (nan) scores last: what a stable sort by `ties` and then by score
+    would rank first, sorting only the rows that can make the cut (a slate's few dozen of
+    thousands of candidates)."""
+    ties = np.zeros(len(scores)) if ties is None else ties
+    rows = top_rows(scores, length, ties)
+    known = np.where(np.isnan(scores[rows]), -np.inf, scores[rows])
+    return rows[np.lexsort((rows, ties[rows], -known))]
+
+
+def top_rows(values: np.ndarray, k: int, then: np.ndarray) -> np.ndarray:
+    """The rows of the k largest values; among rows equal to the k-th, the smallest `then`
+    (the earliest arrival), then the first row. The stand-in gives many candidates the same
+    logit (features it clips alike, such as a chain's offers along the road), and which of
+    them the trees rescore must not depend on the order the index returned them in."""
+    if k >= len(values):
+        return np.arange(len(values))
+    if k <= 0:
+        return np.empty(0, np.intp)
+    values = np.where(np.isnan(values), -np.inf, values)  # unknown: last, never dropped
+    kth = np.partition(values, len(values) - k)[len(values) - k]
+    above = np.flatnonzero(values > kth)
+    tied = np.flatnonzero(values == kth)
+    tied = tied[np.argsort(then[tied], kind="stable")[:k - len(above)]]
+    return np.concatenate([above, tied])
 
 
 @njit(cache=True)

@@ -16,6 +16,7 @@ from offers.geo_index import CATEGORIES
 from . import online
 from .baseline import where_reasons
 from .candidates import Candidates, Situation
+from .exploration import top_rows
 from .features import N_FEATURES, candidates_to_raw, raw_to_features
 from .model import forest_logits
 from .training import RankingModel, standin_logits
@@ -112,21 +113,6 @@ class LearnedRanker:
                 reasons.append(f"you often take {name} offers")
             out.append(reasons + where_reasons(candidates, i))
         return out
-
-
-def top_rows(values: np.ndarray, k: int, then: np.ndarray) -> np.ndarray:
-    """The rows of the k largest values; among rows equal to the k-th, the smallest `then`
-    (the earliest arrival), then the first row. The stand-in gives many candidates the same
-    logit (features it clips alike, such as a chain's offers along the road), and which of
-    them the trees rescore must not depend on the order the index returned them in."""
-    if k >= len(values):
-        return np.arange(len(values))
-    values = np.where(np.isnan(values), -np.inf, values)  # unknown: last, never dropped
-    kth = np.partition(values, len(values) - k)[len(values) - k]
-    above = np.flatnonzero(values > kth)
-    tied = np.flatnonzero(values == kth)
-    tied = tied[np.argsort(then[tied], kind="stable")[:k - len(above)]]
-    return np.concatenate([above, tied])
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from ranking.exploration import (
     Greedy,
     Softmax,
     Thompson,
+    best_first,
     column_tops,
     policy_from_spec,
 )
@@ -130,3 +131,21 @@ def test_thompson_serves_with_what_warm_up_compiled():
         Thompson(32).order(draws[:, 0], 12, rng, draws)
     assert (len(exploration._column_heaps.signatures),
             len(exploration._shares_first.signatures)) == compiled
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 72, 500, 600])
+def test_best_first_ranks_as_a_stable_sort_by_ties_then_by_score(length):
+    """What serving did before: sort every candidate by arrival (stable), then by score
+    (stable), and take the first ones; here only the rows that can make the cut are sorted.
+    Scores repeat a lot (piecewise-constant trees), arrivals too, and unknown scores go last."""
+    rng = np.random.default_rng(length)
+    scores = rng.integers(0, 12, 500) / 12.0
+    scores[rng.random(500) < 0.05] = np.nan
+    ties = rng.integers(0, 30, 500).astype(float)
+    by_ties = np.argsort(ties, kind="stable")
+    expected = by_ties[np.argsort(-scores[by_ties], kind="stable")][:length]
+    assert best_first(scores, length, ties).tolist() == expected.tolist()
+    assert best_first(scores, length).tolist() == np.argsort(
+        -scores, kind="stable")[:length].tolist()
+    greedy, propensity = Greedy().order(scores, length, rng, ties=ties)
+    assert greedy.tolist() == expected.tolist() and (propensity == 1).all()

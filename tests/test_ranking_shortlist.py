@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ranking import learned
+from ranking import exploration, learned
 from ranking.training import RankingModel, fit_shortlist
 
 
@@ -90,17 +90,17 @@ def test_ties_at_the_shortlists_edge_go_to_the_earliest_arrival_whatever_the_ord
     rng = np.random.default_rng(2)
     logits = rng.integers(0, 6, 400).astype(float)  # many equal stand-in logits
     eta = rng.permutation(400).astype(float)
-    best = learned.top_rows(logits, 50, eta)
+    best = exploration.top_rows(logits, 50, eta)
     assert len(best) == len(set(best.tolist())) == 50
     expected = np.lexsort((eta, -logits))[:50]  # by logit, then arrival
     assert sorted(best.tolist()) == sorted(expected.tolist())
     shuffled = rng.permutation(400)
-    again = shuffled[learned.top_rows(logits[shuffled], 50, eta[shuffled])]
+    again = shuffled[exploration.top_rows(logits[shuffled], 50, eta[shuffled])]
     assert sorted(again.tolist()) == sorted(best.tolist())
 
 
 def test_unknown_logits_come_last_and_a_short_list_is_kept_whole():
     logits = np.array([1.0, np.nan, 3.0, 2.0, np.nan])
-    assert sorted(learned.top_rows(logits, 3, np.zeros(5)).tolist()) == [0, 2, 3]
-    assert len(learned.top_rows(np.full(4, np.nan), 2, np.arange(4.0))) == 2
-    assert learned.top_rows(logits, 9, np.zeros(5)).tolist() == [0, 1, 2, 3, 4]
+    assert sorted(exploration.top_rows(logits, 3, np.zeros(5)).tolist()) == [0, 2, 3]
+    assert len(exploration.top_rows(np.full(4, np.nan), 2, np.arange(4.0))) == 2
+    assert exploration.top_rows(logits, 9, np.zeros(5)).tolist() == [0, 1, 2, 3, 4]
