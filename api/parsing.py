@@ -5,10 +5,29 @@ ways other than a syntax error (integers of thousands of digits, nesting thousan
 from __future__ import annotations
 
 import json
+import re
 
 import flask_smorest
+import orjson
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+
+# orjson reads a long route's body five times faster than Python's parser, and as Python
+# does, except that it makes integers past 64 bits floats (then "not a valid integer", where
+# the schemas' own range check should answer) and refuses NaN, Infinity and lone surrogates
+# (which Python reads and the schemas refuse, naming the field). So bodies with a run of 19
+# digits or more, and whatever orjson refuses, are read by Python's parser.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def load_json(body: bytes):
+    """What Python's parser makes of a JSON body (and raises), mostly read by orjson."""
+    if _LONG_NUMBER.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # Python's parser reads it, or says what is wrong, as it always did
+    return core.parse_json(body)
 
 
 class JsonBodyParser(FlaskParser):
@@ -19,7 +38,7 @@ class JsonBodyParser(FlaskParser):
                 abort(415, messages={"json": ["Send the body as application/json."]})
             return core.missing
         try:
-            return core.parse_json(body)
+            return load_json(body)
         except json.JSONDecodeError:
             raise  # webargs turns these into its own 400
         except (ValueError, RecursionError):

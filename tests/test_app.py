@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
+from webargs import core
 
 from api.app import create_app
+from api.parsing import load_json
 
 from .conftest import CAFE, redis_snapshot
 
@@ -187,6 +189,28 @@ def test_no_raw_body_makes_a_500(client, admin, raw):
     response = client.post("/v1/places", data=raw, content_type="application/json",
                            headers=admin)
     assert response.status_code in (400, 422)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=json_values, spaced=st.booleans())
+def test_bodies_read_as_pythons_parser_reads_them(value, spaced):
+    """orjson reads most bodies; what it would read otherwise than Python's parser (integers
+    past 64 bits, NaN, lone surrogates) is left to Python's."""
+    body = json.dumps(value, indent=1 if spaced else None).encode()
+    # repr: NaN is not equal to itself, and 1 == 1.0 == True would hide a changed type
+    assert repr(load_json(body)) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"[1, 2", b'{"a": }', b"\xff\xfe", b"", b"[" * 5000,
+                                  b"1" * 5000, b"[NaN]", b'"\\ud800"'])
+def test_bodies_orjson_refuses_go_to_pythons_parser(body):
+    try:
+        expected = repr(core.parse_json(body))
+    except (ValueError, RecursionError) as error:  # what the body parser turns into a 400
+        with pytest.raises(type(error)):
+            load_json(body)
+    else:
+        assert repr(load_json(body)) == expected
 
 
 @pytest.mark.parametrize("digits", [19, 25, 300])
