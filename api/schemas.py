@@ -53,17 +53,6 @@ def timezone_at(lat: float, lng: float) -> str:
     return tzfpy.get_tz(lng, lat) or "UTC"
 
 
-class IsoDateTime(fields.AwareDateTime):
-    """An ISO 8601 time with a UTC offset, kept as its normalised string so that stored
-    documents are plain JSON."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).isoformat()
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
-
-
 # The times a car may ask about: an arrival days after the latest is still a date Python can
 # hold (the year 10000 is not), and every timezone rule applies after the earliest.
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,6 +69,17 @@ class Moment(fields.AwareDateTime):
         if not EARLIEST_TIME <= moment < LATEST_TIME:
             raise ma.ValidationError("Must be from 1970-01-01 to 9998-12-31 (UTC).")
         return moment
+
+
+class IsoDateTime(Moment):
+    """A `Moment` kept as its normalised ISO 8601 string, so that stored documents are plain
+    JSON (an offer's validity: in the range a car's arrival can be compared with)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).isoformat()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
 
 
 class Text(fields.String):
@@ -199,7 +199,8 @@ class OfferSchema(ma.Schema):
         "description": "What the offer is worth to a driver, in the discount's currency"})
     valid_from = IsoDateTime(
         load_default=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
-        metadata={"description": "Defaults to the time of creation"})
+        metadata={"description": "Defaults to the time of creation; like valid_until, from "
+                                 "1970 to the end of 9998, with a UTC offset of whole minutes"})
     valid_until = IsoDateTime(allow_none=True, metadata={"description": "Absent: no end"})
     schedule = Text(
         allow_none=True, validate=[validate.Length(1, 1000), _valid_opening_hours],
