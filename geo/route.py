@@ -472,6 +472,8 @@ def _unit_of(lat, lng):
 
 @njit(cache=True, inline="always")
 def _cos_sin(angle):
+    if not abs(angle) <= np.pi:  # beyond the table (or nan): libm, not a read out of bounds
+        return np.cos(angle), np.sin(angle)
     k = int(np.rint(angle / _TABLE_STEP))
     d = angle - k * _TABLE_STEP
     d2 = d * d

@@ -326,3 +326,10 @@ def test_unit_vectors_are_the_sines_and_cosines_to_the_last_bits():
     libm = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], -1)
     assert np.abs(unit_vectors(lat, lng) - libm).max() < 1e-15
     assert unit_vectors(lat.reshape(4, -1), lng.reshape(4, -1)).shape == (4, 25_001, 3)
+    # Beyond the table's angles, libm's own answers, whatever comes in.
+    odd = np.array([540.0, -1e300, np.inf, np.nan])
+    phi = np.radians(odd)
+    with np.errstate(invalid="ignore"):
+        expected = np.stack([np.cos(phi) * np.cos(phi), np.cos(phi) * np.sin(phi), np.sin(phi)],
+                            -1)
+    assert np.array_equal(unit_vectors(odd, odd), expected, equal_nan=True)
