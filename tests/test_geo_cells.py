@@ -66,19 +66,27 @@ def test_regions_of_many_cells_are_the_libraries_parents():
 def test_cell_centres_come_from_the_cache_as_h3_gives_them_and_it_starts_again_when_full(
         monkeypatch):
     from geo import cells as module
-    monkeypatch.setattr(module, "_centre_cache", {})
+    monkeypatch.setattr(module, "_centre_table", module._NO_CENTRES)
     monkeypatch.setattr(module, "CENTRE_CACHE_LIMIT", 30)
     disk = h3.grid_disk(cell_of(64.1, -21.9), 2)  # 19 cells
     truth = np.array([h3.cell_to_latlng(c) for c in disk])
     for _ in range(2):  # computed, then read back from the cache
         lat, lng = module._centres(disk)
         assert np.array_equal(np.column_stack([lat, lng]), truth)
-        assert set(module._centre_cache) == set(disk)
-    other = h3.grid_disk(cell_of(-33.9, 151.2), 2)  # 19 more would pass the limit
-    lat, lng = module._centres(other)
+        assert set(module._centre_table[0].tolist()) == set(disk)
+    # Some known, some new, repeated and out of order: each as h3 gives it.
+    mixed = disk[5:] + h3.grid_disk(cell_of(64.1, -21.9), 3)[-5:] + disk[:3]
+    lat, lng = module._centres(mixed)
     assert np.array_equal(np.column_stack([lat, lng]),
-                          np.array([h3.cell_to_latlng(c) for c in other]))
-    assert set(module._centre_cache) == set(other)
+                          np.array([h3.cell_to_latlng(c) for c in mixed]))
+    assert len(module._centre_table[0]) == 24
+    other = h3.grid_disk(cell_of(-33.9, 151.2), 2)  # 19 more would pass the limit
+    lat, lng = module._centres(other + disk[:1])
+    assert np.array_equal(np.column_stack([lat, lng]),
+                          np.array([h3.cell_to_latlng(c) for c in other + disk[:1]]))
+    assert set(module._centre_table[0].tolist()) == set(other + disk[:1])
+    assert all(not a.flags.writeable for a in module._centre_table)
+    assert [len(a) for a in module._centres([])] == [0, 0]
 
 
 def test_corridor_cells_are_the_same_from_drawn_and_cached_disks_and_the_cache_starts_again(
@@ -90,10 +98,8 @@ def test_corridor_cells_are_the_same_from_drawn_and_cached_disks_and_the_cache_s
     route = route_from_points(np.array([39.70, 39.75, 39.80]), np.array([-105.0, -104.9, -105.0]))
     drawn = corridor_cells(route, 1000.0)
     assert module._disk_cache and module._disk_cache_cells <= 1_000
-    (cell, k), (disk, centres) = next(iter(module._disk_cache.items()))
-    assert sorted(disk.tolist()) == sorted(h3.grid_disk(cell, k))
-    assert np.array_equal(np.column_stack([centres.real, centres.imag]),
-                          np.array([h3.cell_to_latlng(c) for c in disk.tolist()]))
+    (cell, k), disk = next(iter(module._disk_cache.items()))
+    assert disk.tolist() == sorted(h3.grid_disk(cell, k))
     assert not disk.flags.writeable  # shared by every request that draws it
     assert corridor_cells(route, 1000.0) == drawn  # from the cache
     # The truth: every cell whose centre is within corridor + a cell's radius of the route.
@@ -106,5 +112,5 @@ def test_corridor_cells_are_the_same_from_drawn_and_cached_disks_and_the_cache_s
     other = route_from_points(np.array([-33.90, -33.80]), np.array([151.20, 151.25]))
     corridor_cells(other, 1000.0)  # more disks than the limit holds: the cache starts again
     assert not denver & set(module._disk_cache)
-    assert module._disk_cache_cells == sum(len(d) for d, _ in module._disk_cache.values())
+    assert module._disk_cache_cells == sum(len(d) for d in module._disk_cache.values())
     assert 0 < module._disk_cache_cells <= 1_000
