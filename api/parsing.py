@@ -5,7 +5,6 @@ ways other than a syntax error (integers of thousands of digits, nesting thousan
 from __future__ import annotations
 
 import json
-import re
 
 import flask_smorest
 import orjson
@@ -16,13 +15,16 @@ from webargs.flaskparser import FlaskParser, abort, is_json_request
 # does, except that it makes integers past 64 bits floats (then "not a valid integer", where
 # the schemas' own range check should answer) and refuses NaN, Infinity and lone surrogates
 # (which Python reads and the schemas refuse, naming the field). So bodies with a run of 19
-# digits or more, and whatever orjson refuses, are read by Python's parser.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# digits or more, and whatever orjson refuses, are read by Python's parser. (Found by turning
+# every digit into a 9 and looking for nineteen: a regular expression took longer to scan a
+# route's digits than orjson took to read them.)
+_DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
+_NINETEEN_DIGITS = b"9" * 19
 
 
 def load_json(body: bytes):
     """What Python's parser makes of a JSON body (and raises), mostly read by orjson."""
-    if _LONG_NUMBER.search(body) is None:
+    if body.translate(_DIGITS_AS_NINES).find(_NINETEEN_DIGITS) < 0:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
