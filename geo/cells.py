@@ -66,50 +66,64 @@ def _ring_count(reach_m: float) -> int:
     return math.ceil(reach_m / _RING_REACH_M) + 1
 
 
-# Cell centres this process has computed: its cells sorted, with their centres side by side,
-# read with one binary search for a whole batch (a corridor's ~950 cells, an index read's
-# ~200) instead of a dictionary lookup per cell, which cost more than h3's own third of a
-# microsecond. A server's cars drive the same region's cells over and over; new cells are
-# merged in and the table replaced whole (a reader keeps the one it took). 24 bytes a cell.
+# Cell centres this process has computed: a table of cells sorted, with their centres side by
+# side, read with one binary search for a whole batch (a corridor's ~950 cells, an index
+# read's ~200) instead of a dictionary lookup per cell, which cost more than h3's own third of
+# a microsecond. Cells learned since the table was built wait in a dictionary until there are
+# CENTRE_TABLE_PENDING of them, then go into a new table (a new table of 120,000 cells took
+# 1-3 ms to make, too much for every request that meets a new cell). A server's cars drive
+# the same region's cells over and over. About 24 bytes a cell in the table.
 CENTRE_CACHE_LIMIT = 500_000
+CENTRE_TABLE_PENDING = 20_000
 _NO_CENTRES = (np.zeros(0, np.uint64), np.zeros(0), np.zeros(0))
-_centre_table = _NO_CENTRES
-_centre_lock = threading.Lock()
+_centre_table = _NO_CENTRES  # replaced whole: a reader keeps the one it took
+_centres_pending: dict[int, tuple[float, float]] = {}
+_centre_lock = threading.Lock()  # the pending cells and the table change together
 
 
 def _centres(cells) -> tuple[np.ndarray, np.ndarray]:
     """The centres (lat, lng arrays) of H3 cells (ints)."""
     cells = np.asarray(cells, np.uint64)
-    table, lat, lng = _centre_table
-    at = np.searchsorted(table, cells)
-    known = at < len(table)
-    known[known] = table[at[known]] == cells[known]
-    if not known.all():
-        table, lat, lng = _learn_centres(np.unique(cells[~known]), cells)
-        at = np.searchsorted(table, cells)
-    return lat[at], lng[at]
+    table, table_lat, table_lng = _centre_table
+    at = np.minimum(np.searchsorted(table, cells), max(len(table) - 1, 0))
+    known = table[at] == cells if len(table) else np.zeros(len(cells), bool)
+    if known.all():
+        return table_lat[at], table_lng[at]
+    lat, lng = np.empty(len(cells)), np.empty(len(cells))
+    lat[known], lng[known] = table_lat[at[known]], table_lng[at[known]]
+    missing = np.flatnonzero(~known)
+    lat[missing], lng[missing] = np.array(_pending_centres(cells[missing].tolist())).T
+    return lat, lng
 
 
-def _learn_centres(new: np.ndarray, wanted: np.ndarray) -> tuple:
-    """The centre table with `new` cells added, or, past the limit, a new one of every cell
-    `wanted` (so that the caller finds all of them in what it gets)."""
+def _pending_centres(cells: list[int]) -> list[tuple[float, float]]:
+    """Centres of cells the table does not hold: computed once, kept until the next table."""
     global _centre_table
     with _centre_lock:
-        table, lat, lng = _centre_table
-        if len(table) + len(new) > CENTRE_CACHE_LIMIT:
-            table, lat, lng = _NO_CENTRES
-            new = np.unique(wanted)
-        else:  # another thread may have added some meanwhile
-            at = np.minimum(np.searchsorted(table, new), max(len(table) - 1, 0))
-            new = new[table[at] != new] if len(table) else new
-        centres = np.array([h3.cell_to_latlng(c) for c in new.tolist()]).reshape(-1, 2)
-        cells = np.concatenate([table, new])
-        order = np.argsort(cells, kind="stable")  # two sorted runs: a merge
-        _centre_table = (cells[order], np.concatenate([lat, centres[:, 0]])[order],
-                         np.concatenate([lng, centres[:, 1]])[order])
-        for array in _centre_table:  # shared by every request (and thread) that reads it
-            array.flags.writeable = False
-        return _centre_table
+        found = []
+        for cell in cells:
+            centre = _centres_pending.get(cell)
+            if centre is None:
+                centre = _centres_pending[cell] = h3.cell_to_latlng(cell)
+            found.append(centre)
+        if len(_centres_pending) >= CENTRE_TABLE_PENDING:
+            table, lat, lng = _centre_table
+            if len(table) + len(_centres_pending) > CENTRE_CACHE_LIMIT:
+                table, lat, lng = _NO_CENTRES  # start again with the latest cells
+            new = np.fromiter(_centres_pending, np.uint64, len(_centres_pending))
+            centres = np.array(list(_centres_pending.values()))
+            order = np.argsort(new)
+            new, centres = new[order], centres[order]
+            at = np.searchsorted(table, new)
+            # A cell another thread put in the table meanwhile may be pending too: once.
+            fresh = table[np.minimum(at, len(table) - 1)] != new if len(table) else at >= 0
+            new, centres, at = new[fresh], centres[fresh], at[fresh]
+            _centre_table = (np.insert(table, at, new), np.insert(lat, at, centres[:, 0]),
+                             np.insert(lng, at, centres[:, 1]))
+            for array in _centre_table:  # shared by every request (and thread) reading it
+                array.flags.writeable = False
+            _centres_pending.clear()
+        return found
 
 
 def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
@@ -176,6 +190,7 @@ def forget_cached() -> None:
     global _disk_cache_cells, _centre_table
     with _centre_lock:
         _centre_table = _NO_CENTRES
+        _centres_pending.clear()
     with _disk_lock:
         _disk_cache.clear()
         _disk_cache_cells = 0

@@ -464,7 +464,7 @@ _TABLE_ZERO = int(np.ceil(np.pi / _TABLE_STEP)) + 1  # the row of angle 0
 
 @njit(cache=True, inline="always")
 def _unit_of(lat, lng):
-    """The unit vector at (lat, lng) degrees, to a bit or two of libm's sines and cosines."""
+    """The unit vector at (lat, lng) degrees: libm's sines and cosines within 1e-15."""
     cos_phi, sin_phi = _cos_sin(np.radians(lat))
     cos_lam, sin_lam = _cos_sin(np.radians(lng))
     return cos_phi * cos_lam, cos_phi * sin_lam, sin_phi

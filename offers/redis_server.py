@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -37,11 +38,13 @@ _PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
-def _stop_with_parent() -> None:
+def _stop_with_parent(parent: int) -> None:
     """In the server's process before it becomes redis-server: Linux sends it SIGTERM when the
     thread that started it dies, so a test run or demo killed mid-way (a crash, SIGKILL)
     leaves no server behind."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -76,7 +79,9 @@ class RedisServer:
         # servers get it, or a worker thread that ends would take its server along.
         tied = _prctl is not None and threading.current_thread() is threading.main_thread()
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         preexec_fn=_stop_with_parent if tied else None)
+                                         preexec_fn=functools.partial(_stop_with_parent,
+                                                                      os.getpid())
+                                         if tied else None)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -29,9 +29,9 @@ class Policy(Protocol):
         """The first `length` positions (indices into `scores`) and each one's propensity.
         `draws` (rows x columns of scores drawn from the model's posterior, or any increasing
         function of them: only their order counts) is what Thompson sampling orders by; the
-        other policies ignore it. `ties` orders equal scores (smallest first: serving passes
-        arrival times, so what the car reaches first comes first), then the row; scores
-        that are never equal (random keys, posterior draws) need none."""
+        other policies ignore it. `ties` orders equal scores, or equal draws (smallest first:
+        serving passes arrival times, so what the car reaches first comes first), then the
+        row; softmax's random keys are never equal and need none."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,13 @@ class Thompson:
     def order(self, scores, length, rng, draws=None, ties=None):
         if draws is None or draws.shape[1] < 2:
             return Greedy().order(scores, length, rng, ties=ties)
+        if ties is not None:
+            # Draws can be equal (candidates the trees did not rescore share a capped logit,
+            # and alike ones the same driver terms): rows in order of `ties`, so that equal
+            # draws go by it, as a stable sort by `ties` and then by draw would rank them.
+            by_ties = np.argsort(ties, kind="stable")
+            order, propensity = self.order(scores[by_ties], length, rng, draws[by_ties])
+            return by_ties[order], propensity
         n = len(scores)
         length = min(length, n)
         # Each draw's best rows, enough to find its best among those not yet placed; the
@@ -117,9 +124,9 @@ class Thompson:
 
 def best_first(scores: np.ndarray, length: int, ties: np.ndarray | None = None) -> np.ndarray:
     """The rows of the `length` highest scores, best first, equal scores in order of `ties`
-    and then of row, unknown (nan) scores last: what a stable sort by `ties` and then by score
-    would rank first, sorting only the rows that can make the cut (a slate's few dozen of
-    thousands of candidates)."""
+    and then of row, unknown (nan) scores last (among any of -inf, in the same order): what a
+    stable sort by `ties` and then by score would rank first, sorting only the rows that can
+    make the cut (a slate's few dozen of thousands of candidates)."""
     ties = np.zeros(len(scores)) if ties is None else ties
     rows = top_rows(scores, length, ties)
     known = np.where(np.isnan(scores[rows]), -np.inf, scores[rows])

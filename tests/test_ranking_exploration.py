@@ -117,6 +117,14 @@ def test_thompson_orders_equal_draws_by_row_as_a_stable_sort_would(n, length):
     order, propensity = Thompson(8).order(draws[:, 0], length, rng, draws)
     assert np.array_equal(order, np.argsort(-draws[:, 0], kind="stable")[:length])
     assert len(propensity) == min(n, length)
+    # With arrival times, equal draws go by them (then by row), and the propensities are
+    # those of the same draws taken in that order.
+    ties = rng.integers(0, 4, n).astype(float)
+    by_ties = np.argsort(ties, kind="stable")
+    order, with_ties = Thompson(8).order(draws[:, 0], length, rng, draws, ties)
+    assert np.array_equal(order, by_ties[np.argsort(-draws[by_ties, 0], kind="stable")][:length])
+    _, expected = Thompson(8).order(draws[by_ties, 0], length, rng, draws[by_ties])
+    assert np.array_equal(with_ties, expected)
 
 
 def test_thompson_serves_with_what_warm_up_compiled():
