@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 distance = distance_m(car_lat, car_lng, lat[rows], lng[rows])
             spent["distance from the car"].append(time.perf_counter() - start)
-            found.append((len(rows), float(np.nansum(located.offset_m[
-                np.isfinite(located.offset_m)])), float(distance.sum())))
+            offset = located.offset_m
+            found.append((len(rows), float(offset[np.isfinite(offset)].sum()),
+                          float(distance.sum())))
     print(f"{args.code or 'this checkout'}: {args.places:,} places, {len(routes)} routes of "
           f"{args.km:g} km, 1 km corridor; median of {args.rounds} rounds, ms "
           f"({np.median([n for n, _, _ in found]):,.0f} places read a route; checksum "

@@ -117,7 +117,8 @@ def _pending_centres(cells: list[int]) -> list[tuple[float, float]]:
             new, centres = new[order], centres[order]
             at = np.searchsorted(table, new)
             # A cell another thread put in the table meanwhile may be pending too: once.
-            fresh = table[np.minimum(at, len(table) - 1)] != new if len(table) else at >= 0
+            fresh = (table[np.minimum(at, len(table) - 1)] != new if len(table)
+                     else np.ones(len(new), bool))
             new, centres, at = new[fresh], centres[fresh], at[fresh]
             _centre_table = (np.insert(table, at, new), np.insert(lat, at, centres[:, 0]),
                              np.insert(lng, at, centres[:, 1]))
@@ -134,8 +135,8 @@ def radius_cells(lat: float, lng: float, radius_m: float) -> list[int]:
     if len(cells) > _MAX_FILTERED_CELLS:
         return cells.tolist()  # measuring each centre would cost more than reading them
     clat, clng = _centres(cells)
-    # The compiled chords (exact at these ranges): pyproj's geodesic per pair took ten times
-    # as long.
+    # The compiled chords (exact at these ranges), not pyproj's geodesic per pair: the whole
+    # function took 0.21 ms with pyproj for a 2 km radius, 0.05 ms without (a dev timing).
     return cells[distance_m(lat, lng, clat, clng) <= radius_m + CELL_RADIUS_MAX_M].tolist()
 
 
@@ -149,8 +150,8 @@ def corridor_cells(route: Route, corridor_m: float) -> list[int]:
     k = _ring_count(step + step / 2)
     disks = [_disk(cell, k) for cell in {cell_of(a, b) for a, b in zip(lat, lng, strict=True)}]
     # The disks' union, by sorting (numpy's `unique` hashes integers: slower on these few
-    # thousand). Each disk is kept sorted, so a stable sort only merges runs: a seventh of
-    # a quicksort's time.
+    # thousand). Each disk is kept sorted, so a stable sort only merges runs: 18 µs against a
+    # quicksort's 131 µs on a 50 km corridor's 4,774 cells (a dev timing).
     cells = np.sort(np.concatenate(disks), kind="stable")
     cells = cells[np.concatenate([[True], cells[1:] != cells[:-1]])]
     reach = corridor_m + CELL_RADIUS_MAX_M
