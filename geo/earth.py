@@ -63,7 +63,9 @@ def distance_m(lat1, lng1, lat2, lng2, ecef2: np.ndarray | None = None) -> np.nd
     second points Earth-centred if known (`geo.route.Located.ecef`), spares their sines and
     cosines."""
     lat1, lng1, lat2, lng2 = (np.asarray(v, float) for v in (lat1, lng1, lat2, lng2))
-    if ecef2 is not None:
+    if ecef2 is not None and lat1.ndim == lng1.ndim == 0:  # the car against its candidates
+        out = _chords_to_m(float(lat1), float(lng1), np.ascontiguousarray(ecef2, float))
+    elif ecef2 is not None:
         out = chord_distance_m(ecef(lat1, lng1), ecef2)
     elif lat1.ndim == lng1.ndim == 0:  # one point against many: one compiled pass
         lat, lng = np.broadcast_arrays(lat2, lng2)
@@ -93,6 +95,18 @@ def _chords_from_m(lat, lng, lats, lngs):
         x, y, z = _unit(lats[i], lngs[i])
         bx, by, bz = ecef_of_unit(x, y, z)
         out[i] = chord_m(ax, ay, az, bx, by, bz)
+    return out
+
+
+@njit(cache=True)
+def _chords_to_m(lat, lng, points):
+    """`chord_distance_m` from one point to many Earth-centred ones (n x 3), in one pass:
+    numpy's version made four temporaries and a cube by `pow`, 0.15 ms for 2,000 points."""
+    out = np.empty(len(points))
+    x, y, z = _unit(lat, lng)
+    ax, ay, az = ecef_of_unit(x, y, z)
+    for i in range(len(points)):
+        out[i] = chord_m(ax, ay, az, points[i, 0], points[i, 1], points[i, 2])
     return out
 
 

@@ -561,3 +561,5 @@ def warm_up() -> None:
     cache), so that a server's first request does not wait seconds for them."""
     route_from_points([0.0, 0.0], [0.0, 0.001]).locate([0.0], [0.0005], 10.0)
     distance_m(0.0, 0.0, np.zeros(1), np.ones(1))
+    distance_m(0.0, 0.0, np.zeros(2), np.zeros(2), ecef_from_unit(unit_vectors(np.zeros(2),
+                                                                             np.zeros(2))))

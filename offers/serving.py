@@ -21,18 +21,16 @@ from geo.earth import WGS84, distance_m
 from geo.route import Route
 from ranking import Candidates
 
-from . import keys
+from . import geo_index, keys
 from .catalogue import offer_state
 from .geo_index import (
     CATEGORIES,
-    OFFER_RECORD,
     PLACE_KEY,
     GeoIndex,
     ids_of,
-    side_by_side,
     take,
 )
-from .hours import is_open_exactly, local_slot, zone_name
+from .hours import is_open_exactly, local_slot, zone_id, zone_name
 from .redemptions import driver_key
 from .scripts import run_pipelined
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
@@ -259,7 +257,8 @@ def _best_of_each(words, scores):
 
 
 def warm_up() -> None:
-    """Compile the one-per-place pass and the ordering of cells read (or load them from
-    numba's cache) before any request."""
+    """Compile the one-per-place pass, the ordering of cells read, the arrival slots and the
+    serving masks' lookup (or load them from numba's cache) before any request."""
     best_of_each_place(np.zeros(2, PLACE_KEY).view(f"S{PLACE_KEY.itemsize}"), np.zeros(2))
-    side_by_side([np.zeros(2, OFFER_RECORD).tobytes()], OFFER_RECORD)
+    geo_index.warm_up()
+    local_slot(np.full(2, zone_id("UTC"), np.uint32), np.zeros(2))

@@ -146,8 +146,13 @@ def top_rows(values: np.ndarray, k: int, then: np.ndarray) -> np.ndarray:
     kth = np.partition(values, len(values) - k)[len(values) - k]
     above = np.flatnonzero(values > kth)
     tied = np.flatnonzero(values == kth)
-    tied = tied[np.argsort(then[tied], kind="stable")[:k - len(above)]]
-    return np.concatenate([above, tied])
+    wanted, first = k - len(above), then[tied]
+    if wanted < len(tied):  # thousands can tie (a capped logit): sort only those that can win
+        last = np.partition(first, wanted - 1)[wanted - 1]
+        if not np.isnan(last):  # (nan sorts last: then any row may be wanted)
+            near = first <= last
+            tied, first = tied[near], first[near]
+    return np.concatenate([above, tied[np.argsort(first, kind="stable")[:wanted]]])
 
 
 @njit(cache=True)

@@ -153,6 +153,28 @@ def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
         True, False, True]
 
 
+def test_the_mask_lookup_finds_every_cached_digest_and_no_other():
+    """The open-addressing table from digest to row, against a dict, with digests chosen to
+    share slots (the same top bits after the multiply) as well as random ones."""
+    rng = np.random.default_rng(3)
+    # Digests whose product with the multiplier is i * 2**45 + 5 * 2**32: slot 5 in any table
+    # of up to 2**13 slots.
+    inverse = pow(0x9E3779B97F4A7C15, -1, 2**64)
+    colliding = np.array([((i << 45) | (5 << 32)) * inverse % 2**64 for i in range(300)],
+                         np.uint64)
+    digests = np.unique(np.concatenate([colliding, rng.integers(0, 2**63, 5_000, np.uint64),
+                                        np.array([0, 2**64 - 1], np.uint64)]))
+    cached = digests[::2]
+    masks = geo_index._Masks.of(cached, np.arange(1, len(cached) + 1),
+                                np.zeros((1, 84), np.uint8))
+    assert len(masks.slot_rows) <= 2**13
+    assert {geo_index._slot_of(d, len(masks.slot_rows)) for d in colliding} == {5}
+    row_of = {int(d): r for d, r in zip(cached, range(1, len(cached) + 1), strict=True)}
+    expected = [row_of.get(int(d), -1) for d in digests]
+    assert masks.rows_of(digests).tolist() == expected
+    assert geo_index._Masks.empty().rows_of(digests).tolist() == [-1] * len(digests)
+
+
 def test_a_cell_is_read_from_redis_only_when_its_version_changed(redis_client):
     writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)  # two processes
     a, b = _place("a"), _place("b")

@@ -157,3 +157,7 @@ def test_best_first_ranks_as_a_stable_sort_by_ties_then_by_score(length):
         -scores, kind="stable")[:length].tolist()
     greedy, propensity = Greedy().order(scores, length, rng, ties=ties)
     assert greedy.tolist() == expected.tolist() and (propensity == 1).all()
+    ties[rng.random(500) < 0.3] = np.nan  # unknown arrivals sort last among equal scores
+    by_ties = np.argsort(ties, kind="stable")
+    expected = by_ties[np.argsort(-scores[by_ties], kind="stable")][:length]
+    assert best_first(scores, length, ties).tolist() == expected.tolist()

@@ -104,3 +104,9 @@ def test_unknown_logits_come_last_and_a_short_list_is_kept_whole():
     assert sorted(exploration.top_rows(logits, 3, np.zeros(5)).tolist()) == [0, 2, 3]
     assert len(exploration.top_rows(np.full(4, np.nan), 2, np.arange(4.0))) == 2
     assert exploration.top_rows(logits, 9, np.zeros(5)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_among_equal_logits_unknown_arrivals_come_last_and_in_row_order():
+    arrivals = np.array([np.nan] * 8 + [2.0, 1.0])
+    assert exploration.top_rows(np.zeros(10), 5, arrivals).tolist() == [9, 8, 0, 1, 2]
+    assert exploration.top_rows(np.zeros(10), 1, arrivals).tolist() == [9]
