@@ -65,6 +65,8 @@ OFFER_RECORD = np.dtype([
     ("place", PLACE_KEY), ("offer", "<u8"),
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
+    # hours_exact: written for readers of the index; serving's final check derives it again
+    # from the documents it reads (`serving._servable`)
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
     ("zone", "<u4"), ("cap_zone", "<u4"),
     ("serving", "<u8"),  # its weekly serving mask's digest (`GeoIndex.open_at`)

@@ -3,14 +3,17 @@
 Opening hours and offer schedules use OpenStreetMap's syntax, read by the `opening_hours`
 library. For serving, each (place hours AND offer schedule) pair becomes a weekly mask of
 15-minute local-time slots, so thousands of candidates are checked at their arrival times with
-numpy. A slot is set if the rule is open at any moment of it. A rule the mask cannot express
-exactly (dates, months, sunrise, times off the quarter hour) is marked inexact: its mask still
-never drops an open place, and the few such items that reach a shortlist are checked with the
-library at their exact arrival time.
+compiled loops. A slot is set if the rule is open at any moment of it. A rule the mask cannot
+express exactly is marked inexact: one that depends on the date (anything but weekdays and
+times: months, days of the month, nth weekdays, weeks, holidays, sun events, years) or that
+changes state off the quarter hour. Its mask still never drops an open moment (the union of
+its weeks over 2024-2035, every slot for a rule naming a year), and the few such items that
+reach a shortlist are checked with the library at their exact arrival time.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -26,39 +29,63 @@ MASK_BYTES = SLOTS_PER_WEEK // 8  # 84
 # Mondays in different seasons: a rule whose masks differ between them is not purely weekly.
 _REFERENCE_MONDAYS = (datetime(2024, 1, 1), datetime(2024, 7, 1), datetime(2024, 10, 7))
 ALWAYS = np.ones(SLOTS_PER_WEEK, dtype=bool)
-_SUN_EVENTS = ("sunrise", "sunset", "dawn", "dusk")
 
 
-def _week_slots(rule: str, monday: datetime) -> tuple[np.ndarray, bool]:
-    """Slots open at any moment of the week starting `monday`, and whether every change of
-    state falls on a slot boundary (if not, a set slot may be partly closed)."""
+def _open_slots(rule: str, start: datetime, end: datetime) -> tuple[np.ndarray, bool]:
+    """Slots of the week open at any moment from `start` (a Monday 00:00) to `end`, folded
+    onto one week, and whether every change of state falls on a slot boundary (if not, a set
+    slot may be partly closed)."""
     slots = np.zeros(SLOTS_PER_WEEK, dtype=bool)
-    end = monday + timedelta(days=7)
+    week_s, slot_s = 7 * 24 * 3600, SLOT_MINUTES * 60
     aligned = True
-    for start, stop, state, _ in opening_hours.OpeningHours(rule).intervals(monday, end):
+    for begin, stop, state, _ in opening_hours.OpeningHours(rule).intervals(start, end):
         # "unknown" (e.g. "Mo-Fr 08:00-18:00 unknown") is not a promise of closing: keep it.
         if state == opening_hours.State.CLOSED:
             continue
-        begin_s = (start - monday).total_seconds()
-        end_s = (min(stop, end) - monday).total_seconds()
-        aligned &= begin_s % (SLOT_MINUTES * 60) == 0 and end_s % (SLOT_MINUTES * 60) == 0
-        slots[int(begin_s // (SLOT_MINUTES * 60)):int(-(-end_s // (SLOT_MINUTES * 60)))] = True
+        begin_s = (begin - start).total_seconds()
+        end_s = (min(stop, end) - start).total_seconds()
+        aligned &= begin_s % slot_s == 0 and end_s % slot_s == 0
+        if end_s - begin_s >= week_s:
+            slots[:] = True
+            continue
+        first = int(begin_s % week_s // slot_s)
+        last = first + int(-(-(end_s - begin_s + begin_s % slot_s) // slot_s))
+        slots[first:last] = True
+        slots[:max(0, last - SLOTS_PER_WEEK)] = True  # past Sunday: the week's start
     return slots, aligned
+
+
+# Rules of weekdays and times only: their week is every week. Any other word (a month, a
+# holiday, `week`, `easter`, a sun event), a bracket ("Mo[1]"), a bare number (a day of the
+# month, a week, a year) or a comment makes a rule depend on the date.
+_WEEKLY_TOKEN = re.compile(r"(?:Mo|Tu|We|Th|Fr|Sa|Su|off|closed|open|unknown|24/7"
+                           r"|\d{1,2}:\d{2}|[-,;+|\s])", re.IGNORECASE)
+_YEAR = re.compile(r"(?<![\d:])\d{4}(?![\d:])")
+# A date-dependent rule's mask is the union of its weeks from 2024 to 2035: every day of the
+# year falls on every weekday in those years (the leap day on Thursday, Tuesday and Sunday).
+_DATED_FROM, _DATED_UNTIL = datetime(2024, 1, 1), datetime(2036, 1, 1)
+
+
+def _weekly(rule: str) -> bool:
+    return _WEEKLY_TOKEN.sub("", rule) == ""
 
 
 @lru_cache(maxsize=4096)
 def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
     """The rule's weekly open slots (packed bits, Monday 00:00 first) and whether the week
-    expresses it exactly. No rule means always open."""
+    expresses it exactly. No rule means always open. The mask of an inexact rule never drops
+    an open moment: serving checks the shortlisted ones with the library at arrival."""
     if not rule:
         return np.packbits(ALWAYS).tobytes(), True
-    weeks, aligned = zip(*(_week_slots(rule, monday) for monday in _REFERENCE_MONDAYS),
-                         strict=True)
-    # Without a place's coordinates the library fixes sun events at 07:00 and 19:00, so
-    # equal weeks prove nothing for them.
-    exact = (all((week == weeks[0]).all() for week in weeks[1:]) and all(aligned)
-             and not any(event in rule for event in _SUN_EVENTS))
-    return np.packbits(weeks[0]).tobytes(), exact
+    if _weekly(rule):
+        weeks, aligned = zip(*(_open_slots(rule, monday, monday + timedelta(days=7))
+                               for monday in _REFERENCE_MONDAYS), strict=True)
+        exact = all((week == weeks[0]).all() for week in weeks[1:]) and all(aligned)
+        return np.packbits(np.logical_or.reduce(weeks)).tobytes(), exact
+    if _YEAR.search(rule):  # open in some years only, perhaps none of the years folded
+        return np.packbits(ALWAYS).tobytes(), False
+    slots, _ = _open_slots(rule, _DATED_FROM, _DATED_UNTIL)
+    return np.packbits(slots).tobytes(), False
 
 
 def serving_slots(place_hours: str | None, schedule: str | None) -> tuple[bytes, bool]:

@@ -28,9 +28,10 @@ from .geo_index import (
     PLACE_KEY,
     GeoIndex,
     ids_of,
+    mask_digest,
     take,
 )
-from .hours import is_open_exactly, local_slot, zone_id, zone_name
+from .hours import is_open_exactly, local_slot, serving_slots, zone_id, zone_name
 from .redemptions import driver_key
 from .scripts import run_pipelined
 from .search import DETOUR_SPEED_MS, ROAD_FACTOR, detour_m
@@ -199,12 +200,17 @@ def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today
         return None
     if (place["lat"], place["lng"]) != (record["lat"], record["lng"]):
         return None
+    # The record's hours must be the documents' own: edits racing each other can leave an index
+    # record behind the catalogue, and its mask then filtered on other hours or another zone.
+    slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
+    if record["serving"] != mask_digest(slots) or record["zone"] != zone_id(place["timezone"]):
+        return None
     budget = offer.get("budget") or {}
     limits = ((budget.get("max_redemptions"), total), (budget.get("daily_max"), today),
               (offer.get("per_driver_limit"), mine))
     if any(limit and used >= limit for limit, used in limits):
         return None
-    if not record["hours_exact"] and not (
+    if not exact and not (
             is_open_exactly(place.get("opening_hours"), place["timezone"], arrival)
             and is_open_exactly(offer.get("schedule"), place["timezone"], arrival)):
         return None

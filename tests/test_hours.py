@@ -58,6 +58,41 @@ def test_date_rules_are_marked_inexact_and_weekly_rules_exact():
     assert not weekly_slots("Mo-Fr 08:10-18:00")[1]  # off the quarter hour
 
 
+# Rules that are open in some weeks and not others: an nth weekday, odd weeks, a day of the
+# year, the leap day, a year, the last Monday, a holiday's hours.
+DATED = ["Mo[1] 10:00-12:00", "week 1-53/2 Mo 10:00-12:00", "24/7; Dec 25 off",
+         "Feb 29 10:00-12:00", "2027 Mo 10:00-12:00", "Mo[-1] 10:00-12:00",
+         "Mo-Sa 07:00-21:00; Su 09:00-18:00; Dec 24 07:00-14:00", "Dec 25 Mo 09:00-10:00",
+         "Mo-Fr 08:00-18:00; PH off", "Jan-Mar Mo-Fr 08:00-18:00; Apr-Dec off"]
+
+
+@pytest.mark.parametrize("rule", DATED)
+def test_a_rule_that_depends_on_the_date_is_inexact_and_its_mask_drops_no_open_moment(rule):
+    """Its mask may hold slots the rule is closed in (serving then asks the library at the
+    car's arrival) but never leaves out one it is open in, in any year."""
+    mask, exact = weekly_slots(rule)
+    assert not exact
+    rng = np.random.default_rng(7)
+    zone = "UTC"
+    # Random quarter hours of 2026-2060, and every quarter hour of a few weeks that matter.
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(minutes=15 * int(k)) for k in rng.integers(0, 35 * 35_040, 3_000)]
+    for first in (datetime(2027, 12, 20, tzinfo=UTC), datetime(2028, 2, 26, tzinfo=UTC),
+                  datetime(2028, 12, 21, tzinfo=UTC), datetime(2029, 10, 29, tzinfo=UTC)):
+        moments += [first + timedelta(minutes=15 * i) for i in range(7 * 96)]
+    opened = [m for m in moments if is_open_exactly(rule, zone, m)]
+    assert opened, "the sample should hold open moments"
+    slots = local_slot(np.full(len(opened), zone_id(zone)),
+                       np.array([m.timestamp() for m in opened]))
+    rows = np.frombuffer(mask, np.uint8).reshape(1, MASK_BYTES)
+    assert open_at(np.repeat(rows, len(opened), axis=0), slots).all()
+
+
+def test_a_weekly_rule_is_exact_and_its_mask_is_its_week():
+    for rule in RULES + ["Mo 10:00-12:00; Tu off", "Su 22:00-02:00", "mo-fr 08:00-18:00"]:
+        assert weekly_slots(rule)[1], rule
+
+
 def test_local_slot_follows_daylight_saving_across_a_change():
     # Europe/Helsinki leaves DST on 2026-10-25 at 01:00 UTC (04:00 EEST -> 03:00 EET).
     before = datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp()   # 03:30 local, UTC+3

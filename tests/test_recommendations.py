@@ -6,10 +6,12 @@ import random
 import uuid
 
 import numpy as np
+import orjson
 import pytest
 
 from api.schemas import RecommendationSchema, RecommendedSchema
 from geo.route import WGS84
+from offers import keys
 from offers.geo_index import PLACE_KEY
 from offers.serving import best_of_each_place
 
@@ -198,6 +200,22 @@ def test_paused_deleted_and_moved_offers_stop_being_served(client, merchant, fle
     client.patch(f"/v1/offers/{paused}", json={"status": "active"}, headers=headers)
     client.patch(f"/v1/places/{moved_place}", json={"lat": 39.746}, headers=headers)
     assert offer_ids(recommend(client, fleet)) == [paused, moved]
+
+
+@pytest.mark.parametrize("stale", [
+    {"schedule": "Mo-Fr 16:00-19:00"},                 # closed at arrival
+    {"schedule": "Mo-Fr 06:00-10:00; Dec 02 off"},     # the same mask, but inexact: closed
+])
+def test_an_index_record_behind_the_catalogue_is_not_served(client, fleet, shop, redis_client,
+                                                            stale):
+    """Edits racing each other can leave an index record filed with older hours; the final
+    check compares it with the documents and serves by those."""
+    _, breakfast = shop(2, schedule="Mo-Fr 06:00-10:00")
+    assert offer_ids(recommend(client, fleet)) == [breakfast]
+    key = keys.offers(keys.owner_of(breakfast))
+    doc = orjson.loads(redis_client.hget(key, breakfast))
+    redis_client.hset(key, breakfast, orjson.dumps({**doc, **stale}))  # the index not told
+    assert offer_ids(recommend(client, fleet)) == []
 
 
 def test_random_edits_never_leave_the_index_out_of_step(client, merchant, fleet, shop):
