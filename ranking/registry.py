@@ -105,5 +105,11 @@ class ModelRegistry:
             with tempfile.TemporaryDirectory(prefix="model-") as tmp:
                 for name, blob in zip(MODEL_FILES, blobs, strict=True):
                     (Path(tmp) / name).write_bytes(blob)
-                self._loaded[version] = LearnedRanker(RankingModel.load(tmp), version)
+                try:
+                    model = RankingModel.load(tmp)
+                except ValueError:
+                    raise
+                except Exception as error:  # files damaged in Redis: not a zip, not JSON...
+                    raise ValueError(f"its stored files cannot be read ({error})") from None
+                self._loaded[version] = LearnedRanker(model, version)
         return self._loaded[version]

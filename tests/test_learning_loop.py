@@ -197,11 +197,16 @@ def test_a_state_of_an_older_layout_is_dropped_not_a_500(client, fleet, mixed_sh
                     "accept").status_code == 200
 
 
+@pytest.mark.parametrize("damage", [
+    ("model.json", b'{"format": 99, "feature_names": [], "driver_terms": []}'),  # a later format
+    ("global.skops", b"not a zip archive"),                                       # damaged
+    ("model.json", b"{not json"),
+])
 def test_a_version_this_release_cannot_load_is_refused_and_never_breaks_serving(
-        client, fleet, mixed_shop, model_dir, redis_client, admin):
+        client, fleet, mixed_shop, model_dir, redis_client, admin, damage):
     version = ModelRegistry(redis_client).publish(model_dir)
-    redis_client.hset(keys.MODEL_FILES, f"{version}/model.json",
-                      b'{"format": 99, "feature_names": [], "driver_terms": []}')
+    name, blob = damage
+    redis_client.hset(keys.MODEL_FILES, f"{version}/{name}", blob)
     refused = client.post(f"/v1/models/{version}/activate", headers=admin)
     assert refused.status_code == 422
     redis_client.set(keys.MODEL_ACTIVE, version)  # as if activated by an older release
