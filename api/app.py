@@ -35,6 +35,7 @@ from . import (
     search,
 )
 from .errors import register_error_handlers
+from .parsing import ChunkedBodies
 from .services import Services
 
 DEFAULTS = {
@@ -94,6 +95,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.add_url_rule("/docs/static/<path:filename>", "swagger_ui_static",
                      lambda filename: send_from_directory(swagger_ui_path, filename))
     register_error_handlers(app)
+    app.wsgi_app = ChunkedBodies(app.wsgi_app, app.config)
     route.warm_up()
     serving.warm_up()
     features.warm_up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -129,6 +130,24 @@ def test_body_over_the_limit_is_413(redis_url, redis_client):
         content_type="application/json", headers={"Authorization": "Bearer t"})
     assert response.status_code == 413
     assert response.json["code"] == 413
+
+
+@pytest.mark.parametrize("body, status", [
+    (json.dumps({"name": "x" * 2000}).encode(), 413),        # over the limit
+    (b'{"name": "x"}' + b" " * 2000, 413),                    # valid JSON, padded past it
+    (b'{"name": "x"}' + b" " * 900, 201),                     # within it
+])
+def test_a_chunked_body_has_the_same_limit(redis_url, redis_client, body, status):
+    """Sent without a length, as a server hands on a chunked body (wsgi.input_terminated)."""
+    app = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": "t",
+                      "MAX_CONTENT_LENGTH": 1000})
+    response = app.test_client().post(
+        "/v1/merchants", input_stream=io.BytesIO(body),
+        headers={"Authorization": "Bearer t", "Content-Type": "application/json",
+                 "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    assert response.status_code == status, response.json
+    assert response.json.get("code", 201) == status
 
 
 def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(client):
