@@ -25,11 +25,15 @@ from .hours import is_open_exactly
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 DAY_COUNTER_TTL_S = 3 * 24 * 3600  # a local day plus any timezone offset, with room to spare
 REDEMPTION_LOG_MAXLEN = 1_000_000
+# Each entry says where and when a (pseudonymous) driver redeemed: a location history, kept for
+# a merchant's monthly reconciliation with some room, then trimmed (the counters stay).
+REDEMPTION_LOG_RETENTION_S = 90 * 24 * 3600
 
 # KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
 # ARGV: now, driver_key, fingerprint, redemption_id, place_id, fleet_id, idem_ttl, day_ttl,
 #       log_maxlen, offer_id, the digest of the schedule the caller checked `now` against, and
-#       '1' if `now` is outside it (the script has no opening-hours parser)
+#       '1' if `now` is outside it (the script has no opening-hours parser), the oldest log id
+#       kept
 _REDEEM = """
 local prior = redis.call('GET', KEYS[5])
 if prior then
@@ -60,6 +64,7 @@ redis.call('SET', KEYS[5], ARGV[4] .. '|' .. ARGV[3], 'EX', tonumber(ARGV[7]))
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'redemption_id', ARGV[4],
            'offer_id', ARGV[10], 'place_id', ARGV[5],
            'fleet_id', ARGV[6], 'driver', ARGV[2], 'at', ARGV[1])
+redis.call('XTRIM', KEYS[6], 'MINID', '~', ARGV[13])
 return {'counted', ARGV[4]}
 """
 
@@ -138,7 +143,8 @@ class Redemptions:
             args=[now.timestamp(), driver_key(fleet_id, driver_id), fingerprint,
                   "r_" + secrets.token_hex(8), place_id, fleet_id,
                   IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id,
-                  schedule_digest(offer), "1" if outside else "0"],
+                  schedule_digest(offer), "1" if outside else "0",
+                  f"{int((now.timestamp() - REDEMPTION_LOG_RETENTION_S) * 1000)}-0"],
         )
         outcome = outcome.decode()
         if outcome == "gone":

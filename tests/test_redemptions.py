@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from offers import keys
 from offers.catalogue import Catalogue
 from offers.errors import Conflict
-from offers.redemptions import Redemptions
+from offers.redemptions import REDEMPTION_LOG_RETENTION_S, Redemptions
 
 from .conftest import CAFE, redis_snapshot, years_from_now
 
@@ -234,3 +235,18 @@ def test_a_schedule_changed_between_the_check_and_the_count_refuses(redis_client
                            now=datetime(2026, 12, 7, 6, 30, tzinfo=UTC))
     assert refused.value.errors == {"offer_id": ["schedule_changed"]}
     assert redis_snapshot(redis_client) == before
+
+
+def test_the_redemption_log_forgets_entries_past_its_retention(client, fleet, merchant,
+                                                               offer_at, redis_client):
+    """Where and when a driver redeemed is a location history: trimmed after
+    REDEMPTION_LOG_RETENTION_S (whole stream nodes at a time, so 200 old entries)."""
+    merchant_id, _ = merchant
+    log = keys.redemptions(merchant_id)
+    old = int((datetime.now(UTC).timestamp() - REDEMPTION_LOG_RETENTION_S - 86_400) * 1000)
+    for i in range(200):
+        redis_client.xadd(log, {"redemption_id": f"r_old{i}"}, id=f"{old}-{i + 1}")
+    offer, place = offer_at()
+    assert redeem(client, fleet[1], offer, place).status_code == 201
+    assert [fields[b"offer_id"].decode() for _, fields in redis_client.xrange(log)] == [
+        offer["id"]]
