@@ -531,9 +531,11 @@ def route_from_geojson(line: dict) -> Route:
     if not isinstance(line, dict) or line.get("type") != "LineString":
         raise RouteError("route must be a GeoJSON LineString")
     coords = line.get("coordinates")
+    if isinstance(coords, list) and len(coords) > MAX_ROUTE_POINTS:
+        raise RouteError(f"a route has at most {MAX_ROUTE_POINTS} points")
     # Parsed JSON holds only list, dict, str, int, float, bool and None, so comparing exact
     # types (a set per check, not a generator per value) rejects bools and strings too.
-    if (not isinstance(coords, list) or len(coords) > MAX_ROUTE_POINTS
+    if (not isinstance(coords, list)
             or not {type(c) for c in coords} <= {list}
             or not {len(c) for c in coords} <= {2, 3}
             or not {type(v) for c in coords for v in c} <= {int, float}):

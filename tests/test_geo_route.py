@@ -124,6 +124,7 @@ def test_route_at_high_latitude_works():
     ([[24.9, "x"], [24.9, 60.1]], "number pairs"),
     ([[0.0, 0.0], [30.0, 0.0]], "km long"),
     ([[10**400, 45], [8, 46]], "lng"),
+    ([[0.0, 0.0]] * 20_001, "at most 20000 points"),
 ])
 def test_unservable_routes_are_refused(coordinates, message):
     with pytest.raises(RouteError, match=message):
