@@ -5,10 +5,19 @@ schemas); this module owns how they are stored and keeps cross-object rules that
 an offer may only name its merchant's own places, and a place still named by an offer cannot be
 deleted. Every write is one MULTI/EXEC on one hash tag, guarded by WATCH where it depends on
 what it read, so a rejected write changes nothing.
+
+The geo index is written after that transaction, from the documents it wrote (the index lives
+under other hash tags). So that two writes of one merchant cannot file their index records in
+the other order than their documents (a place's edit re-filing an offer from what it read
+before the offer's own edit, say, and leaving the older hours in the index for good), a
+merchant's writes take turns: each holds a lock on the merchant's hash tag from its transaction
+to the end of its index writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
@@ -17,12 +26,17 @@ from datetime import UTC, datetime
 import orjson
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import LockError
 
 from . import keys
 from .errors import Conflict, Invalid, NotFound
 from .geo_index import GeoIndex, offer_entries, place_entry
 
 MAX_PAGE = 1000
+# A write of 10,000 places holds the lock for seconds; the lease outlives any write but not a
+# writer that died holding it.
+WRITER_LEASE_S = 60.0
+WRITER_WAIT_S = 30.0
 
 
 def utc_now() -> datetime:
@@ -82,6 +96,27 @@ def offer_terms(offer: dict) -> dict:
     }
 
 
+def _one_writer_at_a_time(write: Callable) -> Callable:
+    """Run a write of the merchant's catalogue (the merchant id its first argument) while
+    holding the merchant's writer lock."""
+
+    @functools.wraps(write)
+    def taking_turns(self: Catalogue, merchant_id: str, *args, **kwargs):
+        lock = self.redis.lock(keys.catalogue_writer(merchant_id), timeout=WRITER_LEASE_S,
+                               sleep=0.002, blocking_timeout=WRITER_WAIT_S)
+        if not lock.acquire():
+            raise Conflict("another write to this merchant's catalogue is taking long; "
+                           "try again")
+        try:
+            return write(self, merchant_id, *args, **kwargs)
+        finally:
+            # The lease may have run out first: the write stands, the lock is gone already.
+            with contextlib.suppress(LockError):
+                lock.release()
+
+    return taking_turns
+
+
 class Catalogue:
     def __init__(self, redis: Redis):
         self.redis = redis
@@ -89,6 +124,7 @@ class Catalogue:
 
     # -- places ---------------------------------------------------------------------------
 
+    @_one_writer_at_a_time
     def add_places(self, merchant_id: str, places: list[dict]) -> list[dict]:
         """Store places (all or none) and return them with ids, in input order.
 
@@ -125,6 +161,7 @@ class Catalogue:
     def list_places(self, merchant_id: str, cursor: str | None, limit: int) -> tuple[list, str]:
         return self._page(keys.place_ids(merchant_id), keys.places(merchant_id), cursor, limit)
 
+    @_one_writer_at_a_time
     def update_place(self, merchant_id: str, place_id: str,
                      change: Callable[[dict], dict]) -> dict:
         """Apply `change` (which validates and may raise) to the stored place atomically."""
@@ -144,6 +181,7 @@ class Catalogue:
         self._reindex_places(merchant_id, {place_id: old}, {place_id: doc})
         return doc
 
+    @_one_writer_at_a_time
     def delete_place(self, merchant_id: str, place_id: str) -> None:
         places_key, offers_key = keys.places(merchant_id), keys.offers(merchant_id)
 
@@ -166,6 +204,7 @@ class Catalogue:
 
     # -- offers ---------------------------------------------------------------------------
 
+    @_one_writer_at_a_time
     def add_offer(self, merchant_id: str, offer: dict) -> dict:
         now = _iso(utc_now())
         doc = {**offer, "id": offer_id_for(merchant_id), "merchant_id": merchant_id,
@@ -192,6 +231,7 @@ class Catalogue:
     def list_offers(self, merchant_id: str, cursor: str | None, limit: int) -> tuple[list, str]:
         return self._page(keys.offer_ids(merchant_id), keys.offers(merchant_id), cursor, limit)
 
+    @_one_writer_at_a_time
     def update_offer(self, merchant_id: str, offer_id: str,
                      change: Callable[[dict], dict]) -> dict:
         offers_key, places_key = keys.offers(merchant_id), keys.places(merchant_id)
@@ -213,6 +253,7 @@ class Catalogue:
         self.index.apply(offer_entries(old, places, remove=True), offer_entries(doc, places))
         return doc
 
+    @_one_writer_at_a_time
     def delete_offer(self, merchant_id: str, offer_id: str) -> None:
         offers_key = keys.offers(merchant_id)
 
@@ -242,16 +283,16 @@ class Catalogue:
     def reindex(self, merchant_ids: Iterable[str]) -> int:
         """File these merchants' places and live offers in the geo index again (after the
         index layout changed, or to repair it); returns how many places were filed."""
-        filed = 0
-        for merchant_id in merchant_ids:
-            places = {pid.decode(): orjson.loads(raw) for pid, raw in
-                      self.redis.hgetall(keys.places(merchant_id)).items()}
-            offers = map(orjson.loads, self.redis.hvals(keys.offers(merchant_id)))
-            self.index.apply([], [place_entry(doc) for doc in places.values()])
-            self.index.apply([], [entry for offer in offers
-                                  for entry in offer_entries(offer, places)])
-            filed += len(places)
-        return filed
+        return sum(self._refile(merchant_id) for merchant_id in merchant_ids)
+
+    @_one_writer_at_a_time
+    def _refile(self, merchant_id: str) -> int:
+        places = {pid.decode(): orjson.loads(raw) for pid, raw in
+                  self.redis.hgetall(keys.places(merchant_id)).items()}
+        offers = map(orjson.loads, self.redis.hvals(keys.offers(merchant_id)))
+        self.index.apply([], [place_entry(doc) for doc in places.values()])
+        self.index.apply([], [entry for offer in offers for entry in offer_entries(offer, places)])
+        return len(places)
 
     # -- shared mechanics -----------------------------------------------------------------
 

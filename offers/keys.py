@@ -71,6 +71,12 @@ def offers(merchant_id: str) -> str:
     return f"{_tag(merchant_id)}:offers"
 
 
+def catalogue_writer(merchant_id: str) -> str:
+    """String with a TTL (redis-py's lock): held by the one write of the merchant's catalogue
+    and its index records under way."""
+    return f"{_tag(merchant_id)}:writer"
+
+
 def offer_ids(merchant_id: str) -> str:
     """Sorted set (all scores 0): offer ids in lexicographic order, for cursor pagination."""
     return f"{_tag(merchant_id)}:offer_ids"

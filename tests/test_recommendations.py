@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import orjson
 import pytest
 
 from api.schemas import RecommendationSchema, RecommendedSchema
+from geo.cells import cell_of
 from geo.route import WGS84
 from offers import keys
-from offers.geo_index import PLACE_KEY
+from offers.geo_index import PLACE_KEY, GeoIndex, mask_digest
+from offers.hours import serving_slots
 from offers.serving import best_of_each_place
 
 from .conftest import CAFE
@@ -249,6 +252,33 @@ def test_random_edits_never_leave_the_index_out_of_step(client, merchant, fleet,
         answer = recommend(client, fleet, route=None, limit=50, radius_m=5000,
                            position={"lat": 39.746, "lng": -105.10})
         assert set(offer_ids(answer)) == expected
+
+
+def test_racing_edits_leave_the_index_as_the_documents_say(app, merchant, shop, redis_client):
+    """A place's edits re-file the offers naming it; racing an edit of the offer itself, one
+    could file the offer from what it read before, for good. Writes of a merchant take turns,
+    so after each round the index record holds the documents' hours."""
+    _, headers = merchant
+    place_id, offer_id = shop(2)
+    merchant_id = keys.owner_of(offer_id)
+    index = GeoIndex(redis_client)
+
+    def patch(path, body):
+        return app.test_client().patch(path, json=body, headers=headers).status_code
+
+    for round_ in range(50):
+        patch(f"/v1/offers/{offer_id}", {"schedule": None})
+        edits = [(f"/v1/places/{place_id}", {"opening_hours": ["Mo-Su 06:00-22:00",
+                                                               "Mo-Fr 07:00-20:00"][i % 2]})
+                 for i in range(6)]
+        edits.insert(3, (f"/v1/offers/{offer_id}", {"schedule": f"Mo 08:00-09:{round_:02d}"}))
+        with ThreadPoolExecutor(len(edits)) as pool:
+            assert set(pool.map(lambda edit: patch(*edit), edits)) == {200}
+        offer = orjson.loads(redis_client.hget(keys.offers(merchant_id), offer_id))
+        place = orjson.loads(redis_client.hget(keys.places(merchant_id), place_id))
+        filed = index.offers_in([cell_of(place["lat"], place["lng"])])["serving"].tolist()
+        slots, _ = serving_slots(place["opening_hours"], offer["schedule"])
+        assert filed == [mask_digest(slots)], f"round {round_}"
 
 
 INVALID = {
