@@ -88,6 +88,7 @@ def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
     return np.packbits(slots).tobytes(), False
 
 
+@lru_cache(maxsize=4096)  # serving's final check asks for every shortlisted offer
 def serving_slots(place_hours: str | None, schedule: str | None) -> tuple[bytes, bool]:
     """Slots when the place is open and the offer is served."""
     hours, hours_exact = weekly_slots(place_hours)
