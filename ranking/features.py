@@ -176,11 +176,39 @@ def _write_features(out, hour, weekday, weather, temperature, passengers, purpos
     for j in range(keys):
         for i in range(n):
             out[i, at + j] = preferences[i, j] if preferences[i, j] >= 0 else nan
-    for i in range(n):
-        out[i, at + keys] = _preference_for_category(category[i], price_level[i],
-                                                     out[i, at:at + keys],
-                                                     preference_of_category)
+    if n > 0 and _same_rows(preferences):
+        # One driver's answers on every row (serving): the frequency for the category depends
+        # on the category and price level alone, so a table of those spares each row its
+        # branches (they cost a third of this pass with mixed categories).
+        table = np.empty((len(preference_of_category), 3))
+        for c in range(len(preference_of_category)):
+            for level in range(3):  # price unknown (0), cheap, dear: the function's own cases
+                table[c, level] = _preference_for_category(
+                    c, (0.0, float(_CHEAP_RESTAURANT_MAX_PRICE),
+                        _CHEAP_RESTAURANT_MAX_PRICE + 1.0)[level],
+                    out[0, at:at + keys], preference_of_category)
+        for i in range(n):
+            c, level = category[i], price_level[i]
+            if c < 0 or c >= len(preference_of_category):
+                out[i, at + keys] = nan
+            else:
+                out[i, at + keys] = table[c, 0 if level == 0 else (
+                    1 if level <= _CHEAP_RESTAURANT_MAX_PRICE else 2)]
+    else:
+        for i in range(n):
+            out[i, at + keys] = _preference_for_category(category[i], price_level[i],
+                                                         out[i, at:at + keys],
+                                                         preference_of_category)
     assert at + keys + 1 == out.shape[1]
+
+
+@njit(cache=True)
+def _same_rows(values):
+    for i in range(1, values.shape[0]):
+        for j in range(values.shape[1]):
+            if values[i, j] != values[0, j]:
+                return False
+    return True
 
 
 @njit(cache=True)

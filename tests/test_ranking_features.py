@@ -216,6 +216,10 @@ def test_the_compiled_features_are_the_columns_as_defined(seed):
             values = rng.normal(0, 100, n)
             values[rng.random(n) < 0.2], values[rng.random(n) < 0.1] = np.nan, 0.0
             raw[name] = values
+    if seed % 2 == 0 and n:  # one driver's answers on every row, as served
+        for name in RAW_FIELDS:
+            if name.startswith("pref_"):
+                raw[name] = np.full(n, raw[name][int(rng.integers(0, n))])
     hours = rng.integers(0, 96, n) / 4
     raw["arrival_hour"] = (np.broadcast_to(hours, (n,)) if seed % 2  # read-only, as served
                            else np.broadcast_to(hours[:1], (n,)) if n else hours)
