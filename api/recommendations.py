@@ -117,9 +117,10 @@ def recommend(body: dict):
 
 def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches):
     """The first `limit` candidates of the policy's order that pass the shortlist check
-    (budgets, exact hours), a batch per round trip: their rows, their propensities and what
-    the check read."""
+    (budgets, exact hours), each offer once (at the first of its places to pass), a batch per
+    round trip: their rows, their propensities and what the check read."""
     rows, chances, served = [], [], []
+    offers = set()  # one item per offer: feedback names the offer, not its place
     start = 0
     for size in batches:
         batch = slice(start, start + size)
@@ -129,7 +130,8 @@ def _fill(found, order, propensity, records, candidates, trip, situation, limit,
         checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
                                         trip, situation.fleet_id, situation.driver_id)
         for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
-            if check is not None and len(rows) < limit:
+            if check is not None and len(rows) < limit and check.offer["id"] not in offers:
+                offers.add(check.offer["id"])
                 rows.append(row)
                 chances.append(chance)
                 served.append(check)

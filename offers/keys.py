@@ -180,6 +180,13 @@ def driver_pattern(driver: str) -> str:
     return "{d:" + driver + "}:*"
 
 
+def driver_erased(driver: str) -> str:
+    """String with a TTL: when the driver was last erased (epoch seconds). Outside
+    `driver_pattern`, so the erase it marks leaves it: feedback on what was served before
+    then finds nothing to learn from, however it races the erase."""
+    return "{d:" + driver + "}#erased"
+
+
 def served(driver: str, recommendation_id: str) -> str:
     """Hash with a TTL: what one recommendation served (fields `fleet`, `model`, `at`, `items`
     (JSON: per offer its feature row, score and propensity)), so feedback can learn from it."""

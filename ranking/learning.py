@@ -137,8 +137,14 @@ class LearningLoop:
     def forget(self, fleet_id: str, driver_id: str) -> None:
         """Erase what the engine holds on a driver under their key: preferences, what it
         learned, and the recommendations kept for feedback (so a late feedback event cannot
-        bring a state back). The bounded logs keep their pseudonymous entries until trimmed."""
-        unlink_matching(self.redis, keys.driver_pattern(driver_key(fleet_id, driver_id)))
+        bring a state back). The bounded logs keep their pseudonymous entries until trimmed.
+
+        The erase is marked first: feedback racing it on a recommendation served before then
+        fails its transaction (it watches the mark) and finds the mark when it tries again,
+        where the key scan alone could miss a state written behind it."""
+        driver = driver_key(fleet_id, driver_id)
+        self.redis.set(keys.driver_erased(driver), time.time(), ex=SERVED_TTL_S)
+        unlink_matching(self.redis, keys.driver_pattern(driver))
 
     # -- served recommendations ----------------------------------------------------------------
 
@@ -190,14 +196,18 @@ class LearningLoop:
             raise UnknownRecommendation(recommendation_id)
         served_key = keys.served(driver, recommendation_id)
         seen_key = keys.feedback_seen(driver, recommendation_id)
-        profile_key = keys.driver_profile(driver)
+        profile_key, erased_key = keys.driver_profile(driver), keys.driver_erased(driver)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(profile_key, seen_key)
-                    fleet, raw_items = pipe.hmget(served_key, "fleet", "items")
+                    # The erase mark and the served record too: a driver erased meanwhile
+                    # (DELETE) must make this write fail, not bring a state back.
+                    pipe.watch(profile_key, seen_key, served_key, erased_key)
+                    fleet, raw_items, served_at = pipe.hmget(served_key, "fleet", "items", "at")
+                    erased_at = pipe.get(erased_key)
                     item = orjson.loads(raw_items).get(offer_id) if raw_items else None
-                    if fleet is None or fleet.decode() != fleet_id or item is None:
+                    if (fleet is None or fleet.decode() != fleet_id or item is None
+                            or (erased_at is not None and float(served_at) <= float(erased_at))):
                         raise UnknownRecommendation(recommendation_id)
                     counted, learned = pipe.smismember(
                         seen_key, [f"{offer_id}|{event}", f"{offer_id}|learned"])

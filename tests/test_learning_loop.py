@@ -3,6 +3,8 @@ learns from it, on real Redis with a small model trained here."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from offers import keys
@@ -185,6 +187,25 @@ def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
     assert late.status_code == 404
     assert not list(redis_client.scan_iter(match=keys.driver_pattern(
         driver_key(fleet[0], "driver-1"))))
+
+
+def test_feedback_racing_an_erase_never_brings_a_state_back(client, fleet, mixed_shop,
+                                                           active_model, redis_client):
+    """An erase marks itself before it deletes the driver's keys; feedback arriving between
+    the two, on a recommendation served before, is a 404 and writes nothing. A recommendation
+    served after the erase learns again."""
+    before = recommend(client, fleet)
+    driver = driver_key(fleet[0], "driver-1")
+    redis_client.set(keys.driver_erased(driver), time.time())  # erase begun, keys not yet gone
+    offer_id = before["items"][0]["offer_id"]
+    assert feedback(client, fleet, before["recommendation_id"], offer_id,
+                    "accept").status_code == 404
+    assert redis_client.exists(_profile_key(fleet)) == 0
+    time.sleep(0.01)
+    after = recommend(client, fleet)
+    assert feedback(client, fleet, after["recommendation_id"], after["items"][0]["offer_id"],
+                    "accept").status_code == 200
+    assert redis_client.hget(_profile_key(fleet), "state") is not None
 
 
 def test_a_state_of_an_older_layout_is_dropped_not_a_500(client, fleet, mixed_shop,

@@ -174,6 +174,22 @@ def test_one_item_per_place_unless_asked_otherwise(client, merchant, fleet, shop
     assert offer_ids(recommend(client, fleet, one_per_place=False)) == [first, second]
 
 
+def test_an_offer_at_several_places_is_one_item_at_the_first_of_them(client, merchant, fleet,
+                                                                      shop):
+    """Feedback names the offer, not the place: the answer shows each offer once."""
+    _, headers = merchant
+    first_place, offer_id = shop(2)
+    later = [client.post("/v1/places", headers=headers, json={
+        **CAFE, "lat": 39.746, "lng": east_of_start(km), "opening_hours": None}).json["id"]
+        for km in (4, 6)]
+    client.patch(f"/v1/offers/{offer_id}", headers=headers,
+                 json={"place_ids": [first_place, *later]})
+    _, other = shop(8)
+    answer = recommend(client, fleet)
+    assert offer_ids(answer) == [offer_id, other]
+    assert answer["items"][0]["place_id"] == first_place
+
+
 def test_max_detour_categories_and_limit(client, fleet, shop):
     shop(2, place={"lat": 39.76})  # 1.7 km off the route
     _, on_route = shop(3)
