@@ -99,6 +99,14 @@ def _text(max_length: int, **kwargs) -> Text:
     return Text(validate=validate.Length(1, max_length), **kwargs)
 
 
+def _driver_id(**kwargs) -> Text:
+    """A fleet's pseudonymous driver id: it must fit in a URL path segment, where
+    `DELETE /v1/drivers/{id}` names it to erase the driver (a '/' never could)."""
+    return Text(validate=[validate.Length(1, 128), validate.Regexp(
+        r"[^/]+\Z", error="A driver id cannot hold '/': DELETE /v1/drivers/{{id}} names it.")],
+        **kwargs)
+
+
 # apispec writes a Range's minimum but not that it is exclusive (OpenAPI 3.0's boolean).
 _ABOVE_MINIMUM = {"exclusiveMinimum": True}
 
@@ -283,7 +291,7 @@ class AccountCreatedSchema(ma.Schema):
 class RedemptionSchema(ma.Schema):
     id = Text(dump_only=True)
     offer_id = _text(100, required=True)
-    driver_id = _text(128, required=True, metadata={
+    driver_id = _driver_id(required=True, metadata={
         "description": "The fleet's pseudonymous driver id; stored only as a one-way hash"})
     place_id = _text(100, required=True)
     idempotency_key = _text(128, required=True, load_only=True)
@@ -434,7 +442,7 @@ class ContextSchema(ma.Schema):
 
 
 class RecommendationRequestSchema(RouteInputSchema):
-    driver_id = _text(128, required=True, metadata={
+    driver_id = _driver_id(required=True, metadata={
         "description": "The fleet's pseudonymous driver id"})
     position = fields.Nested(PositionSchema, required=True)
     corridor_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
@@ -490,10 +498,6 @@ class PreferencesSchema(ma.Schema):
         "description": "Restaurants under $20 a person; " + _FREQUENCY["description"]})
     restaurant_20_50 = Text(validate=validate.OneOf(FREQUENCIES), metadata={
         "description": "Restaurants at $20-50 a person; " + _FREQUENCY["description"]})
-
-
-class DriverArgsSchema(ma.Schema):
-    driver_id = _text(128, required=True)
 
 
 class FeedbackSchema(ma.Schema):

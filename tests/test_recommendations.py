@@ -310,6 +310,8 @@ INVALID = {
     # arrivals after it would be past the last date Python holds (this was a 500)
     "time in the year 9999": ({"at": "9999-12-31T23:59:00Z"}, "at"),
     "offset with seconds": ({"at": "2026-12-02T08:00:00-06:59:56"}, "at"),
+    # DELETE /v1/drivers/{id} could never name it to erase what was learned
+    "driver id with a slash": ({"driver_id": "emp/1042"}, "driver_id"),
 }
 
 
