@@ -276,8 +276,10 @@ class Simulation:
             items = answer["items"][:self.shown]
             control = self._call("POST", "/v1/recommendations", self._request(
                 self.control_id, route, at, context, self.shown))["items"][:self.shown]
-            oracle, oracle_personal = self._oracle(driver, self.pool(route, at), at, context,
-                                                   len(items))
+            # What the engine showed is servable too: the oracle's pool holds it (its own
+            # calls ask for the simulation's categories only).
+            oracle, oracle_personal = self._oracle(driver, [*self.pool(route, at), *items],
+                                                   at, context, len(items))
             result = StepResult(
                 driver=index, step=step, route=route, at=at, context=context, shown=len(items),
                 engine=self._expected(driver, items, at, context),
@@ -354,8 +356,9 @@ def _summary(rows: list[StepResult]) -> dict:
     weights = [r.shown for r in shown]
 
     def weighted(name: str) -> float | None:
-        return (float(np.average([getattr(r, name) for r in shown], weights=weights))
-                if shown else None)
+        known = [(getattr(r, name), r.shown) for r in shown if getattr(r, name) is not None]
+        return (float(np.average([v for v, _ in known], weights=[w for _, w in known]))
+                if known else None)
 
     total = sum(weights)
     return {"steps_run": len(rows), "shown": total,

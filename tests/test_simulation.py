@@ -14,6 +14,8 @@ from ranking.registry import ModelRegistry
 from ranking.simulation import Simulation, table
 from seed_data.loader import load_seed
 
+from .conftest import CAFE
+
 
 @pytest.fixture
 def seeded(redis_client, app):
@@ -107,3 +109,30 @@ def test_the_command_prints_the_table_and_writes_json_and_png(transport, publish
     assert "gap closed over the last window" in result.output
     assert (tmp_path / "out" / "simulation.png").exists()
     assert json.loads((tmp_path / "out" / "simulation.json").read_text())["windows"]
+
+
+def test_offers_of_a_category_the_oracle_does_not_ask_for_still_make_a_report(
+        client, merchant, fleet):
+    """The oracle's own calls ask for the simulation's categories; what the engine shows
+    besides (here a convenience store's offer, the only one) counts among what it picks from
+    (this was a TypeError, and no report)."""
+    routes = json.loads(simulation.ROUTES_FILE.read_text())[:1]
+    coordinates = routes[0]["route"]["coordinates"]
+    lng, lat = coordinates[len(coordinates) // 2]
+    place = client.post("/v1/places", headers=merchant[1], json={
+        **CAFE, "category": "convenience", "lat": lat, "lng": lng,
+        "opening_hours": "24/7"}).json
+    assert client.post("/v1/offers", headers=merchant[1], json={
+        "place_ids": [place["id"]], "title": "Snack deal", "category": "convenience",
+        "discount": {"kind": "percent", "value": 10},
+        "valid_from": "2026-01-01T00:00:00Z"}).status_code == 201
+
+    def call(method: str, path: str, body: dict | None):
+        response = client.open(path, method=method, json=body, headers=fleet[1])
+        return response.status_code, response.get_json(silent=True)
+
+    report = Simulation(call, drivers=1, steps=2, seed=1, window=2, routes=routes,
+                        slots=simulation.SLOTS[:1], concurrency=1).run()
+    window = report["windows"][0]
+    assert window["shown"] > 0
+    assert window["oracle"] >= window["engine_expected"] - 1e-12
