@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import orjson
-from redis import Redis
+from redis import Redis, WatchError
 
 from offers import keys
 from offers.errors import Invalid, NotFound
@@ -64,10 +64,7 @@ class ModelRegistry:
         raw = self.redis.hget(keys.MODEL_META, version)
         if raw is None:
             raise UnknownModel(version)
-        try:
-            self.ranker(version)  # load it here first: a version that cannot load never serves
-        except ValueError as error:
-            raise Invalid(f"Model version {version!r} cannot be served: {error}") from None
+        self._check_loads(version)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.MODEL_ACTIVE, version)
             pipe.lpush(keys.MODEL_HISTORY, version)
@@ -76,13 +73,38 @@ class ModelRegistry:
         return {**orjson.loads(raw), "active": True}
 
     def rollback(self) -> dict:
-        """Re-activate the version that was active before the current one."""
-        history = [v.decode() for v in self.redis.lrange(keys.MODEL_HISTORY, 0, -1)]
-        current = self.active_version()
-        earlier = [v for v in history if v != current]
-        if not earlier:
-            raise UnknownModel("before the active one")
-        return self.activate(earlier[0])
+        """Re-activate the version that was active before the current one, taking the
+        current one's turn off the history: rolling back again goes further back (after v1,
+        v2 and v3 were activated, rollbacks give v2, then v1), as an undo does."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.MODEL_HISTORY, keys.MODEL_ACTIVE)
+                    history = [v.decode() for v in pipe.lrange(keys.MODEL_HISTORY, 0, -1)]
+                    current = pipe.get(keys.MODEL_ACTIVE)
+                    turns = 0  # the current version's latest turns, newest first
+                    while turns < len(history) and current and (
+                            history[turns] == current.decode()):
+                        turns += 1
+                    if turns == len(history):
+                        raise UnknownModel("before the active one")
+                    version = history[turns]
+                    self._check_loads(version)
+                    meta = pipe.hget(keys.MODEL_META, version)
+                    pipe.multi()
+                    pipe.set(keys.MODEL_ACTIVE, version)
+                    pipe.ltrim(keys.MODEL_HISTORY, turns, -1)
+                    pipe.execute()
+                    return {**orjson.loads(meta), "active": True}
+                except WatchError:
+                    continue
+
+    def _check_loads(self, version: str) -> None:
+        """Load a version here first: one that cannot load never serves (422)."""
+        try:
+            self.ranker(version)
+        except ValueError as error:
+            raise Invalid(f"Model version {version!r} cannot be served: {error}") from None
 
     def active_version(self) -> str | None:
         raw = self.redis.get(keys.MODEL_ACTIVE)

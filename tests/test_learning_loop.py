@@ -64,6 +64,23 @@ def test_models_are_listed_activated_and_rolled_back_by_admins_only(
     assert recommend(client, fleet)["model"] == first
 
 
+def test_rolling_back_again_goes_further_back(client, redis_client, model_dir, admin):
+    """As an undo: after v1, v2 and v3 were activated, rollbacks give v2, then v1, then a
+    404 (nothing before); activating again starts a new turn."""
+    registry = ModelRegistry(redis_client)
+    versions = [registry.publish(model_dir) for _ in range(3)]
+    for version in versions:
+        assert client.post(f"/v1/models/{version}/activate", headers=admin).status_code == 200
+
+    def rollback():
+        return client.post("/v1/models/rollback", headers=admin)
+
+    assert [rollback().json["version"] for _ in range(2)] == versions[1::-1]
+    assert rollback().status_code == 404 and registry.active_version() == versions[0]
+    assert client.post(f"/v1/models/{versions[2]}/activate", headers=admin).status_code == 200
+    assert rollback().json["version"] == versions[0]
+
+
 def test_feedback_on_unknown_recommendations_or_offers_is_404(client, fleet, new_account,
                                                             mixed_shop):
     answer = recommend(client, fleet)
