@@ -33,7 +33,23 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
-@click.group()
+class _Commands(click.Group):
+    """An error in what a command was given or found (a file it cannot read, a model
+    directory that is not one, Redis down) ends it with one line and exit status 1, not a
+    traceback; OFFERS_DEBUG=1 shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("OFFERS_DEBUG"):
+                raise
+            raise click.ClickException(f"{type(error).__name__}: {error}") from error
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """Offers engine for connected cars."""
 
@@ -231,6 +247,8 @@ def ranking_train(data_path: str, data_format: str, model_dir: str) -> None:
         data = read_dataset(data_path, data_format)
     except (ValueError, KeyError) as error:
         raise click.ClickException(f"cannot read {data_path}: {error}") from None
+    if len(data) == 0:
+        raise click.ClickException(f"{data_path} holds no rows to train on")
     model = train_model(data)
     model.save(model_dir)
     click.echo(f"trained on {len(data)} rows of {model.info['drivers']} drivers; "
@@ -308,6 +326,8 @@ def ranking_evaluate(model_dir: str, data_path: str, data_format: str, warm_star
         data = read_dataset(data_path, data_format)
     except (ValueError, KeyError) as error:
         raise click.ClickException(str(error)) from None
+    if len(data) == 0:
+        raise click.ClickException(f"{data_path} holds no rows to score")
     result = evaluation.evaluate(model, data, warm_start_fraction)
     evaluation.write_predictions(predictions, data, result)
     for name, p in (("per-driver", result.p), ("global only", result.p_global)):

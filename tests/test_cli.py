@@ -84,6 +84,26 @@ def test_import_for_an_unknown_merchant_fails(run, tmp_path):
     assert "no merchant" in result.output
 
 
+def test_a_file_or_server_a_command_cannot_use_is_one_line_not_a_traceback(run, tmp_path,
+                                                                         redis_client,
+                                                                         monkeypatch):
+    """Exit status 1 and `Error: <kind>: <message>`; nothing stored."""
+    broken = tmp_path / "broken.osm.pbf"
+    broken.write_bytes(b"not a protobuf file at all")
+    result = run("import", str(broken))
+    assert result.exit_code == 1 and result.output.startswith("Error: RuntimeError: ")
+    assert "Traceback" not in result.output and redis_client.dbsize() == 0
+    empty = tmp_path / "empty.csv"
+    empty.write_text("driver_id\n")
+    result = run("ranking", "train", "--data", str(empty), "--format", "coupon-survey",
+                 "--out", str(tmp_path / "model"))
+    assert result.exit_code == 1 and "holds no rows" in result.output
+    assert not (tmp_path / "model").exists()
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    result = run("seed")
+    assert result.exit_code == 1 and result.output.startswith("Error: ConnectionError: ")
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "osm").exists(), reason="shared OSM extracts absent")
 def test_importing_an_osm_extract_twice_upserts_by_osm_id(run, redis_client):
     extract = str(SHARED_DATA / "osm" / "monaco-2019.osm.pbf")
