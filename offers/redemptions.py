@@ -64,7 +64,7 @@ redis.call('SET', KEYS[5], ARGV[4] .. '|' .. ARGV[3], 'EX', tonumber(ARGV[7]))
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'redemption_id', ARGV[4],
            'offer_id', ARGV[10], 'place_id', ARGV[5],
            'fleet_id', ARGV[6], 'driver', ARGV[2], 'at', ARGV[1])
-redis.call('XTRIM', KEYS[6], 'MINID', '~', ARGV[13])
+redis.call('XTRIM', KEYS[6], 'MINID', ARGV[13])
 return {'counted', ARGV[4]}
 """
 

@@ -91,17 +91,18 @@ def new_recommendation_id(driver: str) -> str:
 # KEYS: the served log, the decision log. ARGV: their bounds (entries), the oldest stream id
 # kept, the number of served items and of values in each one's entry, then each item's entry
 # (field, value, field, value...), then the decision's entry (if any) as the rest. Appends
-# them in order, trimming as it goes (approximately: whole stream nodes at a time, cheap).
+# them in order, trimming as it goes: by length approximately (whole stream nodes, cheap),
+# by age exactly (an entry past LOG_RETENTION_S never stays for its node's sake).
 _LOG = """
 local items, width, at = tonumber(ARGV[4]), tonumber(ARGV[5]), 6
 for i = 1, items do
   redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", unpack(ARGV, at, at + width - 1))
   at = at + width
 end
-redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[3])
+redis.call("XTRIM", KEYS[1], "MINID", ARGV[3])
 if at <= #ARGV then
   redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[2], "*", unpack(ARGV, at, #ARGV))
-  redis.call("XTRIM", KEYS[2], "MINID", "~", ARGV[3])
+  redis.call("XTRIM", KEYS[2], "MINID", ARGV[3])
 end
 return 0
 """
@@ -231,7 +232,7 @@ class LearningLoop:
                 "recommendation_id": recommendation_id, "driver": driver, "offer_id": offer_id,
                 "event": event, "at": now, "position": item["position"],
                 "propensity": item["propensity"]}, maxlen=LOG_MAXLEN, approximate=True)
-            pipe.xtrim(keys.FEEDBACK_LOG, minid=_oldest_kept(now), approximate=True)
+            pipe.xtrim(keys.FEEDBACK_LOG, minid=_oldest_kept(now), approximate=False)
             pipe.execute()
         return True
 

@@ -9,6 +9,7 @@ import pytest
 
 from offers import keys
 from offers.redemptions import driver_key
+from ranking.learning import LOG_RETENTION_S
 from ranking.registry import ModelRegistry
 
 from .conftest import CAFE, TASTED
@@ -129,6 +130,24 @@ def test_every_served_item_is_logged_with_its_propensity_and_model(client, fleet
         assert float(entry[b"propensity"]) == 1.0  # greedy in tests
         assert entry[b"recommendation_id"].decode() == answer["recommendation_id"]
         assert b"driver-1" not in entry[b"driver"]  # pseudonymous
+
+
+def test_log_entries_past_their_retention_are_trimmed_entry_by_entry(client, fleet, mixed_shop,
+                                                                      active_model,
+                                                                      redis_client):
+    """The served, decision and feedback logs amount to a location history: an entry older
+    than LOG_RETENTION_S goes at the next write, even when it shares a stream node with new
+    ones."""
+    old = int((time.time() - LOG_RETENTION_S - 86_400) * 1000)
+    logs = (keys.SERVED_LOG, keys.DECISION_LOG, keys.FEEDBACK_LOG)
+    for log in logs:
+        redis_client.xadd(log, {"old": 1}, id=f"{old}-1")
+    answer = recommend(client, fleet)
+    assert feedback(client, fleet, answer["recommendation_id"], answer["items"][0]["offer_id"],
+                    "accept").status_code == 200
+    for log in logs:
+        assert redis_client.xlen(log) > 0
+        assert all(b"old" not in fields for _, fields in redis_client.xrange(log)), log
 
 
 def test_an_answer_with_nothing_to_serve_keeps_and_logs_nothing(client, fleet, mixed_shop,
