@@ -56,6 +56,8 @@ DEFAULTS = {
     # thompson:<draws> (the default: it closed the simulation's gap fastest, docs/ranking.md).
     "OFFERS_EXPLORATION": "thompson:32",
     "OFFERS_EXPLORATION_SEED": None,  # an int makes exploration repeatable (tests, simulation)
+    # The secret drivers' pseudonyms are keyed with; unset, one is made once and kept in Redis.
+    "OFFERS_DRIVER_KEY_SECRET": None,
 }
 ENVIRONMENT = {
     "REDIS_URL": "REDIS_URL",
@@ -63,6 +65,7 @@ ENVIRONMENT = {
     "MAX_CONTENT_LENGTH": "OFFERS_MAX_BODY_BYTES",
     "OFFERS_EXPLORATION": "OFFERS_EXPLORATION",
     "OFFERS_EXPLORATION_SEED": "OFFERS_EXPLORATION_SEED",
+    "OFFERS_DRIVER_KEY_SECRET": "OFFERS_DRIVER_KEY_SECRET",
 }
 
 
@@ -84,7 +87,7 @@ def create_app(config: dict | None = None) -> Flask:
     seed = app.config["OFFERS_EXPLORATION_SEED"]
     app.extensions["offers"] = Services.connect(
         client, policy_from_spec(app.config["OFFERS_EXPLORATION"]),
-        None if seed is None else int(seed))
+        None if seed is None else int(seed), app.config["OFFERS_DRIVER_KEY_SECRET"])
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name)})

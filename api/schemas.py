@@ -103,7 +103,7 @@ def _driver_id(**kwargs) -> Text:
     """A fleet's pseudonymous driver id: it must fit in a URL path segment, where
     `DELETE /v1/drivers/{id}` names it to erase the driver (a '/' never could)."""
     return Text(validate=[validate.Length(1, 128), validate.Regexp(
-        r"[^/]+\Z", error="A driver id cannot hold '/': DELETE /v1/drivers/{{id}} names it.")],
+        r"^[^/]+$", error="A driver id cannot hold '/': DELETE /v1/drivers/{{id}} names it.")],
         **kwargs)
 
 

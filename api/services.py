@@ -12,7 +12,7 @@ from redis import Redis
 
 from offers.catalogue import Catalogue
 from offers.errors import NotFound
-from offers.redemptions import Redemptions
+from offers.redemptions import Redemptions, use_driver_key_secret
 from offers.registry import Registry
 from offers.search import PlaceSearch
 from offers.serving import OfferServing
@@ -40,7 +40,9 @@ class Services:
     baseline: Ranker = BaselineRanker()  # until a model version is activated
 
     @classmethod
-    def connect(cls, redis: Redis, policy: Policy, seed: int | None = None) -> Services:
+    def connect(cls, redis: Redis, policy: Policy, seed: int | None = None,
+                driver_key_secret: str | None = None) -> Services:
+        use_driver_key_secret(redis, driver_key_secret)
         catalogue = Catalogue(redis)
         index = catalogue.index  # one cache of cells and masks per process
         return cls(redis, Registry(redis), catalogue, Redemptions(redis, catalogue),

@@ -19,6 +19,8 @@ REGISTRY = "{registry}"
 MERCHANTS = f"{REGISTRY}:merchants"
 FLEETS = f"{REGISTRY}:fleets"
 API_KEYS = f"{REGISTRY}:api_keys"
+# string: the secret drivers' pseudonyms are keyed with (`redemptions.driver_key`), made once
+DRIVER_KEY_SECRET = f"{REGISTRY}:driver_key_secret"
 
 # The shared catalogue (places imported without a merchant, visible to every search) is stored
 # as a merchant of its own so that it follows exactly the same code paths.
@@ -165,7 +167,7 @@ SERVING_MASKS = "{masks}:serving"
 
 
 # -- the learning loop: `{d:<driver key>}` per driver, `{models}`, `{log}` ---------------------
-# A driver key is the pseudonymous hash of (fleet, driver) (`offers.redemptions.driver_key`);
+# A driver key is the keyed pseudonymous hash of (fleet, driver) (`offers.redemptions.driver_key`);
 # everything feedback touches for one driver shares its tag, so an online update is one
 # optimistic transaction.
 
@@ -181,10 +183,10 @@ def driver_pattern(driver: str) -> str:
 
 
 def driver_erased(driver: str) -> str:
-    """String with a TTL: when the driver was last erased (epoch seconds). Outside
-    `driver_pattern`, so the erase it marks leaves it: feedback on what was served before
-    then finds nothing to learn from, however it races the erase."""
-    return "{d:" + driver + "}#erased"
+    """String with a TTL: when the driver was last erased (epoch seconds). The erase it marks
+    leaves it: feedback on what was served before then finds nothing to learn from, however it
+    races the erase."""
+    return "{d:" + driver + "}:erased"
 
 
 def served(driver: str, recommendation_id: str) -> str:

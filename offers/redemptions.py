@@ -10,6 +10,7 @@ takes effect on the very next redemption.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,10 +94,49 @@ class Redemption:
     replayed: bool  # True when an earlier request with the same idempotency key counted it
 
 
+# A driver's pseudonym is keyed with a secret of the deployment (HMAC-SHA256): unkeyed, ids as
+# short as fleets' own ("drv-8f3a") could be found again from a stored or exported pseudonym by
+# trying them all. OFFERS_DRIVER_KEY_SECRET sets it; without it, one made at random when the
+# first fleet is created is kept in Redis (`keys.DRIVER_KEY_SECRET`), so every worker of a
+# deployment agrees on it, and an export of the logs (which does not hold it) cannot be
+# reversed.
+_driver_key_source: tuple[Redis, str | None] | None = None
+_driver_key_secret: bytes | None = None
+
+
+def use_driver_key_secret(redis: Redis, configured: str | None = None) -> None:
+    """Where the deployment's secret for drivers' pseudonyms comes from (`Services.connect`):
+    `configured`, else Redis, read when the first pseudonym is made (an application is created
+    without touching Redis)."""
+    global _driver_key_source, _driver_key_secret
+    _driver_key_source, _driver_key_secret = (redis, configured), None
+
+
+def _secret() -> bytes:
+    global _driver_key_secret
+    if _driver_key_secret is None:
+        if _driver_key_source is None:
+            raise RuntimeError("drivers' pseudonyms need the deployment's secret: "
+                               "use_driver_key_secret first")
+        redis, configured = _driver_key_source
+        if configured:
+            _driver_key_secret = configured.encode()
+        else:  # made with the first fleet; made here for a deployment older than that
+            _driver_key_secret = redis.get(keys.DRIVER_KEY_SECRET)
+            if _driver_key_secret is None:
+                with redis.pipeline(transaction=False) as pipe:
+                    pipe.set(keys.DRIVER_KEY_SECRET, secrets.token_hex(32), nx=True)
+                    pipe.get(keys.DRIVER_KEY_SECRET)
+                    _driver_key_secret = pipe.execute()[1]
+    return _driver_key_secret
+
+
 def driver_key(fleet_id: str, driver_id: str) -> str:
     """The pseudonym stored for a driver: scoped by fleet, so no two fleets' ids can be linked,
-    and one-way, so the stored counters never carry the fleet's own driver id."""
-    return hashlib.sha256(f"{fleet_id}\x00{driver_id}".encode()).hexdigest()[:20]
+    and keyed one-way, so the stored counters and logs never carry the fleet's own driver id
+    nor let it be guessed."""
+    return hmac.new(_secret(), f"{fleet_id}\x00{driver_id}".encode(),
+                    hashlib.sha256).hexdigest()[:20]
 
 
 class Redemptions:

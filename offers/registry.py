@@ -64,6 +64,8 @@ class Registry:
             pipe.hset(registry_key, object_id, orjson.dumps(record))
             principal = {"role": role, "id": object_id}
             pipe.hset(keys.API_KEYS, record["key_hash"], orjson.dumps(principal))
+            if role == "fleet":  # its drivers' pseudonyms are keyed with the deployment's secret
+                pipe.set(keys.DRIVER_KEY_SECRET, secrets.token_hex(32), nx=True)
             pipe.execute()
         return {k: v for k, v in record.items() if k != "key_hash"}, api_key
 

@@ -9,9 +9,13 @@ from redis import Redis
 BATCH = 1000
 
 
-def unlink_matching(redis: Redis, pattern: str) -> None:
+def unlink_matching(redis: Redis, pattern: str, keep: str | None = None) -> None:
+    """Unlink every key matching `pattern` but `keep`."""
     batch = []
+    kept = keep.encode() if keep is not None else None
     for key in redis.scan_iter(match=pattern, count=BATCH):
+        if key == kept:
+            continue
         batch.append(key)
         if len(batch) == BATCH:
             redis.unlink(*batch)

@@ -144,8 +144,9 @@ class LearningLoop:
         fails its transaction (it watches the mark) and finds the mark when it tries again,
         where the key scan alone could miss a state written behind it."""
         driver = driver_key(fleet_id, driver_id)
-        self.redis.set(keys.driver_erased(driver), time.time(), ex=SERVED_TTL_S)
-        unlink_matching(self.redis, keys.driver_pattern(driver))
+        erased = keys.driver_erased(driver)
+        self.redis.set(erased, time.time(), ex=SERVED_TTL_S)
+        unlink_matching(self.redis, keys.driver_pattern(driver), keep=erased)
 
     # -- served recommendations ----------------------------------------------------------------
 

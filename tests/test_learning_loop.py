@@ -221,8 +221,9 @@ def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
     late = feedback(client, fleet, answer["recommendation_id"], offer_id, "redeem")
     assert late.status_code == 404
-    assert not list(redis_client.scan_iter(match=keys.driver_pattern(
-        driver_key(fleet[0], "driver-1"))))
+    driver = driver_key(fleet[0], "driver-1")
+    assert list(redis_client.scan_iter(match=keys.driver_pattern(driver))) == [
+        keys.driver_erased(driver).encode()]  # when it was erased, and nothing else
 
 
 def test_feedback_racing_an_erase_never_brings_a_state_back(client, fleet, mixed_shop,

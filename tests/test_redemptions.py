@@ -250,3 +250,25 @@ def test_the_redemption_log_forgets_entries_past_its_retention(client, fleet, me
     assert redeem(client, fleet[1], offer, place).status_code == 201
     assert [fields[b"offer_id"].decode() for _, fields in redis_client.xrange(log)] == [
         offer["id"]]
+
+
+def test_drivers_pseudonyms_are_keyed_with_the_deployments_secret(redis_url, redis_client,
+                                                                  fleet):
+    """Unkeyed, a short driver id could be found again from its pseudonym by trying them all
+    (SHA-256 of fleet and id); keyed, not without the secret, which the first fleet made."""
+    import hashlib
+
+    from api.app import create_app
+    from offers import redemptions
+
+    secret = redis_client.get(keys.DRIVER_KEY_SECRET)
+    assert secret and len(secret) == 64
+    fleet_id = fleet[0]
+    stored = redemptions.driver_key(fleet_id, "drv-8f3a")
+    unkeyed = hashlib.sha256(f"{fleet_id}\x00drv-8f3a".encode()).hexdigest()[:20]
+    assert stored != unkeyed and stored == redemptions.driver_key(fleet_id, "drv-8f3a")
+    create_app({"REDIS_URL": redis_url, "OFFERS_DRIVER_KEY_SECRET": "another deployment"})
+    elsewhere = redemptions.driver_key(fleet_id, "drv-8f3a")
+    assert elsewhere not in (stored, unkeyed)
+    create_app({"REDIS_URL": redis_url})
+    assert redemptions.driver_key(fleet_id, "drv-8f3a") == stored
