@@ -13,9 +13,9 @@ from flask import g
 from flask_smorest import abort
 
 from geo.route import RouteError
-from offers.geo_index import ids_of
+from offers.geo_index import ids_of, offer_keys
 from offers.redemptions import driver_key
-from offers.serving import Trip, best_of_each_place
+from offers.serving import Trip, best_of_each
 from ranking import Situation
 from ranking.exploration import Thompson, best_first
 from ranking.features import raw_to_features
@@ -85,7 +85,9 @@ def recommend(body: dict):
         scores = ranker.score(candidates, situation, features)
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:
-        eligible = best_of_each_place(candidates.place_key, scores)
+        eligible = best_of_each(candidates.place_key, scores)
+    # One item per offer too, at its best place: feedback names the offer, not the place.
+    eligible = eligible[best_of_each(offer_keys(records[eligible]), scores[eligible])]
     limit = body["limit"]
     batches = _batches(limit)
     draws = (ranker.draws(logits, features, eligible, situation, found.policy.draws + 1,
@@ -117,10 +119,9 @@ def recommend(body: dict):
 
 def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches):
     """The first `limit` candidates of the policy's order that pass the shortlist check
-    (budgets, exact hours), each offer once (at the first of its places to pass), a batch per
-    round trip: their rows, their propensities and what the check read."""
+    (budgets, exact hours), a batch per round trip: their rows, their propensities and what
+    the check read."""
     rows, chances, served = [], [], []
-    offers = set()  # one item per offer: feedback names the offer, not its place
     start = 0
     for size in batches:
         batch = slice(start, start + size)
@@ -130,8 +131,7 @@ def _fill(found, order, propensity, records, candidates, trip, situation, limit,
         checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
                                         trip, situation.fleet_id, situation.driver_id)
         for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
-            if check is not None and len(rows) < limit and check.offer["id"] not in offers:
-                offers.add(check.offer["id"])
+            if check is not None and len(rows) < limit:
                 rows.append(row)
                 chances.append(chance)
                 served.append(check)

@@ -56,7 +56,7 @@ STEPS = [
     (offers.serving, "corridor_cells"), (offers.geo_index.GeoIndex, "offers_by_cell"),
     (api.recommendations, "raw_of"), (api.recommendations, "raw_to_features"),
     (ranking.learned.LearnedRanker, "score_and_logits"),
-    (ranking.learned.LearnedRanker, "draws"), (api.recommendations, "best_of_each_place"),
+    (ranking.learned.LearnedRanker, "draws"), (api.recommendations, "best_of_each"),
     (offers.serving.OfferServing, "servable"), (ranking.learning.LearningLoop, "record_served"),
     (api.recommendations, "json_response"),
 ]

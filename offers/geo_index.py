@@ -61,6 +61,9 @@ PLACE_KEY = np.dtype([  # which place: one item per place compares these
     ("merchant", f"S{keys.MAX_MERCHANT_ID}"), ("external", "u1"), ("digits", "<u8"),
 ])
 OFFER_IDENTITY = np.dtype([("place", PLACE_KEY), ("offer", "<u8")])
+OFFER_KEY = np.dtype([  # which offer, whatever its place: one item per offer compares these
+    ("merchant", f"S{keys.MAX_MERCHANT_ID}"), ("offer", "<u8"),
+])
 OFFER_RECORD = np.dtype([
     ("place", PLACE_KEY), ("offer", "<u8"),
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
@@ -228,6 +231,13 @@ def offer_identity(offer_id: str, place_id: str) -> tuple:
             or offer[1] != place[1]:
         raise ValueError(f"offer {offer_id} at place {place_id}: not ids of one merchant")
     return (place[1], place[2], place[3]), offer[3]
+
+
+def offer_keys(records: np.ndarray) -> np.ndarray:
+    """Each offer record's offer, as fixed-width bytes (`OFFER_KEY`)."""
+    out = np.empty(len(records), OFFER_KEY)
+    out["merchant"], out["offer"] = records["place"]["merchant"], records["offer"]
+    return out.view(f"S{OFFER_KEY.itemsize}")
 
 
 def ids_of(records: np.ndarray) -> tuple[list[str], list[str]]:

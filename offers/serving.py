@@ -217,13 +217,13 @@ def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today
     return Shortlisted(offer, place)
 
 
-def best_of_each_place(place_key: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The row of each place's best score (the earliest among equals), in row order: one item
-    per place. `place_key` holds fixed-width bytes per row (`geo_index.PLACE_KEY`)."""
-    n, width = len(place_key), -(-place_key.itemsize // 8) * 8
+def best_of_each(key: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The row of each key's best score (the earliest among equals), in row order: one item
+    per place or per offer. `key` holds fixed-width bytes per row (`geo_index.PLACE_KEY`,
+    `geo_index.OFFER_KEY`)."""
+    n, width = len(key), -(-key.itemsize // 8) * 8
     words = np.zeros((n, width), np.uint8)
-    words[:, :place_key.itemsize] = np.ascontiguousarray(place_key).view(np.uint8).reshape(
-        n, place_key.itemsize)
+    words[:, :key.itemsize] = np.ascontiguousarray(key).view(np.uint8).reshape(n, key.itemsize)
     # Sorted here, not in the compiled loop: sorts inside compiled loops gave wrong rankings
     # in this suite (tests/test_compiled.py).
     return np.sort(_best_of_each(words.view("<u8"), np.asarray(scores, np.float64)))
@@ -265,6 +265,6 @@ def _best_of_each(words, scores):
 def warm_up() -> None:
     """Compile the one-per-place pass, the ordering of cells read, the arrival slots and the
     serving masks' lookup (or load them from numba's cache) before any request."""
-    best_of_each_place(np.zeros(2, PLACE_KEY).view(f"S{PLACE_KEY.itemsize}"), np.zeros(2))
+    best_of_each(np.zeros(2, PLACE_KEY).view(f"S{PLACE_KEY.itemsize}"), np.zeros(2))
     geo_index.warm_up()
     local_slot(np.full(2, zone_id("UTC"), np.uint32), np.zeros(2))

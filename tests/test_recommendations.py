@@ -16,7 +16,7 @@ from geo.route import WGS84
 from offers import keys
 from offers.geo_index import PLACE_KEY, GeoIndex, mask_digest
 from offers.hours import serving_slots
-from offers.serving import best_of_each_place
+from offers.serving import best_of_each
 
 from .conftest import CAFE
 
@@ -174,8 +174,8 @@ def test_one_item_per_place_unless_asked_otherwise(client, merchant, fleet, shop
     assert offer_ids(recommend(client, fleet, one_per_place=False)) == [first, second]
 
 
-def test_an_offer_at_several_places_is_one_item_at_the_first_of_them(client, merchant, fleet,
-                                                                      shop):
+def test_an_offer_at_several_places_is_one_item_at_the_best_of_them(client, merchant, fleet,
+                                                                     shop):
     """Feedback names the offer, not the place: the answer shows each offer once."""
     _, headers = merchant
     first_place, offer_id = shop(2)
@@ -352,7 +352,7 @@ def test_each_places_best_offer_is_found_as_by_sorting_ids():
     _, first = np.unique(drawn[best_first], return_index=True)
     expected = np.sort(best_first[first])  # the best, the earliest of equals
     assert len(expected) > 200
-    assert best_of_each_place(drawn, scores).tolist() == expected.tolist()
-    assert best_of_each_place(np.zeros(0, "S35"), np.zeros(0)).size == 0
+    assert best_of_each(drawn, scores).tolist() == expected.tolist()
+    assert best_of_each(np.zeros(0, "S35"), np.zeros(0)).size == 0
     one_place = ids[[0, 0, 0]]
-    assert best_of_each_place(one_place, np.array([np.nan, 1.0, 5.0])).tolist() == [2]
+    assert best_of_each(one_place, np.array([np.nan, 1.0, 5.0])).tolist() == [2]
