@@ -87,7 +87,7 @@ def recommend(body: dict):
     if body["one_per_place"]:
         eligible = best_of_each(candidates.place_key, scores)
     # One item per offer too, at its best place: feedback names the offer, not the place.
-    eligible = eligible[best_of_each(offer_keys(records[eligible]), scores[eligible])]
+    eligible = eligible[best_of_each(offer_keys(records, eligible), scores[eligible])]
     limit = body["limit"]
     batches = _batches(limit)
     draws = (ranker.draws(logits, features, eligible, situation, found.policy.draws + 1,

@@ -233,10 +233,11 @@ def offer_identity(offer_id: str, place_id: str) -> tuple:
     return (place[1], place[2], place[3]), offer[3]
 
 
-def offer_keys(records: np.ndarray) -> np.ndarray:
-    """Each offer record's offer, as fixed-width bytes (`OFFER_KEY`)."""
-    out = np.empty(len(records), OFFER_KEY)
-    out["merchant"], out["offer"] = records["place"]["merchant"], records["offer"]
+def offer_keys(records: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The offer of each of `rows` of offer records, as fixed-width bytes (`OFFER_KEY`): the two
+    fields taken for those rows, not whole records (a hundred bytes each)."""
+    out = np.empty(len(rows), OFFER_KEY)
+    out["merchant"], out["offer"] = records["place"]["merchant"][rows], records["offer"][rows]
     return out.view(f"S{OFFER_KEY.itemsize}")
 
 
