@@ -15,7 +15,7 @@ import redis
 
 from offers import keys
 from offers.catalogue import Catalogue
-from offers.importers import read_places
+from offers.importers import read_places, repeated_external_ids
 from offers.redis_server import RedisServer
 from offers.registry import Registry
 
@@ -101,6 +101,10 @@ def import_places(path: str, merchant_id: str | None) -> None:
     except (ValueError, ma.ValidationError) as error:
         details = error.messages if isinstance(error, ma.ValidationError) else str(error)
         raise click.ClickException(f"nothing imported: {json.dumps(details)[:2000]}") from None
+    repeated = repeated_external_ids(places)
+    if repeated:  # across the file, not only within each batch stored
+        raise click.ClickException(f"nothing imported: places repeat an external_id "
+                                   f"(one place each): {json.dumps(repeated[:20])}")
     owner = merchant_id or keys.SHARED_MERCHANT
     catalogue = Catalogue(client)
     for start in range(0, len(places), IMPORT_BATCH):

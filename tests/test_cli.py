@@ -77,6 +77,16 @@ def test_import_with_one_bad_place_stores_nothing(run, redis_client, tmp_path):
     assert redis_client.dbsize() == 0
 
 
+def test_import_of_a_file_naming_an_external_id_twice_stores_nothing(run, redis_client,
+                                                                     tmp_path):
+    path = write_geojson(tmp_path / "cafes.geojson", [
+        feature("A", 24.94, 60.17, external_id="osm:node/7"),
+        feature("B", 24.95, 60.18, external_id="osm:node/7")])
+    result = run("import", path)
+    assert result.exit_code == 1 and "repeat an external_id" in result.output
+    assert "osm:node/7" in result.output and redis_client.dbsize() == 0
+
+
 def test_import_for_an_unknown_merchant_fails(run, tmp_path):
     path = write_geojson(tmp_path / "cafes.geojson", [feature("A", 24.94, 60.17)])
     result = CliRunner().invoke(main, ["import", path, "--merchant", "m_nobody"])
