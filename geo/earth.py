@@ -101,7 +101,7 @@ def _chords_from_m(lat, lng, lats, lngs):
 @njit(cache=True)
 def _chords_to_m(lat, lng, points):
     """`chord_distance_m` from one point to many Earth-centred ones (n x 3), in one pass:
-    numpy's version made four temporaries and a cube by `pow`, 0.15 ms for 2,000 points."""
+    numpy's version makes four temporaries and a cube by `pow`."""
     out = np.empty(len(points))
     x, y, z = _unit(lat, lng)
     ax, ay, az = ecef_of_unit(x, y, z)

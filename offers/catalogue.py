@@ -36,7 +36,7 @@ MAX_PAGE = 1000
 # A write of 10,000 places holds the lock for seconds; the lease outlives any write but not a
 # writer that died holding it.
 WRITER_LEASE_S = 60.0
-WRITER_WAIT_S = 30.0
+WRITER_WAIT_S = 10.0  # well inside a worker's timeout (gunicorn's default: 30 s)
 
 
 def utc_now() -> datetime:
@@ -103,7 +103,7 @@ def _one_writer_at_a_time(write: Callable) -> Callable:
     @functools.wraps(write)
     def taking_turns(self: Catalogue, merchant_id: str, *args, **kwargs):
         lock = self.redis.lock(keys.catalogue_writer(merchant_id), timeout=WRITER_LEASE_S,
-                               sleep=0.002, blocking_timeout=WRITER_WAIT_S)
+                               sleep=0.02, blocking_timeout=WRITER_WAIT_S)
         if not lock.acquire():
             raise Conflict("another write to this merchant's catalogue is taking long; "
                            "try again")

@@ -68,8 +68,8 @@ OFFER_RECORD = np.dtype([
     ("place", PLACE_KEY), ("offer", "<u8"),
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
-    # hours_exact: written for readers of the index; serving's final check derives it again
-    # from the documents it reads (`serving._servable`)
+    # hours_exact: no longer read (serving's final check derives it from the documents it
+    # reads, `serving._servable`); kept so that the record layout, v5, needs no reindex
     ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
     ("zone", "<u4"), ("cap_zone", "<u4"),
     ("serving", "<u8"),  # its weekly serving mask's digest (`GeoIndex.open_at`)
@@ -370,7 +370,7 @@ class _Masks(NamedTuple):
     """The serving masks a process has read: their digests, each one's row in the table (row 0
     stays all zeros: never served, for a digest Redis does not know), and an open-addressing
     table from digest to row, so thousands of candidates find their masks in one compiled pass
-    (a binary search per candidate took 0.1 ms for 2,000). Replaced whole, never changed in
+    (numpy's binary search per candidate cost more). Replaced whole, never changed in
     place where a reader could see it."""
 
     digests: np.ndarray

@@ -131,6 +131,12 @@ def _secret() -> bytes:
     return _driver_key_secret
 
 
+def unkeyed_driver_key(fleet_id: str, driver_id: str) -> str:
+    """The pseudonym releases before keyed pseudonyms stored (a plain SHA-256): what they kept
+    under it is still erased with the driver."""
+    return hashlib.sha256(f"{fleet_id}\x00{driver_id}".encode()).hexdigest()[:20]
+
+
 def driver_key(fleet_id: str, driver_id: str) -> str:
     """The pseudonym stored for a driver: scoped by fleet, so no two fleets' ids can be linked,
     and keyed one-way, so the stored counters and logs never carry the fleet's own driver id
@@ -151,7 +157,10 @@ class Redemptions:
         merchant_id = keys.owner_of(offer_id)
         if merchant_id is None:
             raise NotFound(f"offer {offer_id} not found")
-        fingerprint = hashlib.sha256(f"{offer_id}|{driver_id}|{place_id}".encode()).hexdigest()
+        # From the driver's pseudonym, not their id: the fingerprint is stored beside the
+        # redemption id, whose offer and place the merchant's log gives.
+        driver = driver_key(fleet_id, driver_id)
+        fingerprint = hashlib.sha256(f"{offer_id}|{driver}|{place_id}".encode()).hexdigest()
         idempotency = keys.redemption_idempotency(merchant_id, fleet_id, idempotency_key)
         # A retry answers as the first request did, even if the offer changed since; the script
         # checks again atomically, this read only spares the retry the checks below.
@@ -180,7 +189,7 @@ class Redemptions:
                 idempotency,
                 keys.redemptions(merchant_id),
             ],
-            args=[now.timestamp(), driver_key(fleet_id, driver_id), fingerprint,
+            args=[now.timestamp(), driver, fingerprint,
                   "r_" + secrets.token_hex(8), place_id, fleet_id,
                   IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id,
                   schedule_digest(offer), "1" if outside else "0",

@@ -28,7 +28,7 @@ from redis import Redis, WatchError
 
 from offers import keys
 from offers.errors import NotFound
-from offers.redemptions import driver_key
+from offers.redemptions import driver_key, unkeyed_driver_key
 from offers.scan import unlink_matching
 from offers.scripts import run_pipelined
 
@@ -147,6 +147,8 @@ class LearningLoop:
         erased = keys.driver_erased(driver)
         self.redis.set(erased, time.time(), ex=SERVED_TTL_S)
         unlink_matching(self.redis, keys.driver_pattern(driver), keep=erased)
+        # What a release before keyed pseudonyms kept (a profile has no expiry).
+        unlink_matching(self.redis, keys.driver_pattern(unkeyed_driver_key(fleet_id, driver_id)))
 
     # -- served recommendations ----------------------------------------------------------------
 

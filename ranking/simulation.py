@@ -215,7 +215,9 @@ class Simulation:
 
     def pool(self, route: int, at: str) -> list[dict]:
         """Every offer servable on this route at this time, one per place and category (the
-        hidden utility reads only category and detour, so that covers every choice)."""
+        hidden utility reads only category and detour), and one per offer, as answers show
+        them: an offer valid at several places comes at the one the engine ranked best for
+        the oracle's own driver, so the oracle may miss a place of it with a shorter detour."""
         key = (route, at)
         with self._pool_lock:
             if key in self._pools:

@@ -21,7 +21,7 @@ def _compiled_functions():
 
 def test_compiled_loops_do_not_sort():
     # Seen in this suite: with `Thompson`'s heaps ranked by an argsort inside their compiled
-    # function, a process that had just compiled `best_of_each_place` (which sorted inside
+    # function, a process that had just compiled `best_of_each` (which sorted inside
     # its own) got wrong rankings and then a segfault, depending on which of the two numba
     # had compiled in the process and which it had loaded from its cache. Sorting with numpy
     # around the compiled loops ended it.

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from offers import keys
-from offers.redemptions import driver_key
+from offers.redemptions import driver_key, unkeyed_driver_key
 from ranking.learning import LOG_RETENTION_S
 from ranking.registry import ModelRegistry
 
@@ -224,6 +224,15 @@ def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
     driver = driver_key(fleet[0], "driver-1")
     assert list(redis_client.scan_iter(match=keys.driver_pattern(driver))) == [
         keys.driver_erased(driver).encode()]  # when it was erased, and nothing else
+
+
+def test_erasing_a_driver_also_erases_what_an_earlier_release_kept_unkeyed(client, fleet,
+                                                                           redis_client):
+    """Releases before keyed pseudonyms stored a profile (no expiry) under a plain SHA-256."""
+    old = keys.driver_profile(unkeyed_driver_key(fleet[0], "driver-1"))
+    redis_client.hset(old, "preferences", b'{"bar": "never"}')
+    assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    assert redis_client.exists(old) == 0
 
 
 def test_feedback_racing_an_erase_never_brings_a_state_back(client, fleet, mixed_shop,

@@ -272,3 +272,15 @@ def test_drivers_pseudonyms_are_keyed_with_the_deployments_secret(redis_url, red
     assert elsewhere not in (stored, unkeyed)
     create_app({"REDIS_URL": redis_url})
     assert redemptions.driver_key(fleet_id, "drv-8f3a") == stored
+
+
+def test_the_idempotency_record_holds_no_raw_driver_id(client, fleet, offer_at, redis_client):
+    """Its fingerprint is kept beside the redemption id, whose offer and place the merchant's
+    log gives: made from the driver's id, it would let a short id be found by trying them."""
+    import hashlib
+
+    offer, place = offer_at()
+    assert redeem(client, fleet[1], offer, place, driver="drv-8f3a", key="k").status_code == 201
+    [stored] = [redis_client.get(k) for k in redis_client.scan_iter("*:idem:*")]
+    raw = hashlib.sha256(f"{offer['id']}|drv-8f3a|{place['id']}".encode()).hexdigest()
+    assert raw.encode() not in stored
