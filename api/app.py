@@ -35,7 +35,7 @@ from . import (
     search,
 )
 from .errors import register_error_handlers
-from .parsing import ChunkedBodies
+from .parsing import ChunkedBodies, refuse_unreadable_body
 from .services import Services
 
 DEFAULTS = {
@@ -99,6 +99,7 @@ def create_app(config: dict | None = None) -> Flask:
                      lambda filename: send_from_directory(swagger_ui_path, filename))
     register_error_handlers(app)
     app.wsgi_app = ChunkedBodies(app.wsgi_app, app.config)
+    app.before_request(refuse_unreadable_body)
     route.warm_up()
     serving.warm_up()
     features.warm_up()

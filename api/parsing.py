@@ -9,6 +9,7 @@ import json
 
 import flask_smorest
 import orjson
+from flask import request
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 
@@ -34,6 +35,15 @@ def load_json(body: bytes):
     return core.parse_json(body)
 
 
+UNREADABLE_BODY = "offers.unreadable_body"  # set in the WSGI environ by ChunkedBodies
+
+
+def refuse_unreadable_body() -> None:
+    """Before every request: a body ChunkedBodies could not read is a 400."""
+    if request.environ.get(UNREADABLE_BODY):
+        abort(400, messages={"json": ["The request body could not be read."]})
+
+
 class ChunkedBodies:
     """WSGI middleware: a body sent without a length (chunked) is read here, up to the
     application's MAX_CONTENT_LENGTH and a byte more, and passed on with its length, so that
@@ -48,7 +58,10 @@ class ChunkedBodies:
         if (not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input_terminated")
                 and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()):
             limit = self.config["MAX_CONTENT_LENGTH"]
-            body = _read_up_to(environ["wsgi.input"], None if limit is None else limit + 1)
+            try:
+                body = _read_up_to(environ["wsgi.input"], None if limit is None else limit + 1)
+            except Exception:  # a chunk the server cannot parse, a client gone: the app says 400
+                body, environ[UNREADABLE_BODY] = b"", True
             too_long = limit is not None and len(body) > limit  # Werkzeug then answers 413
             # A length, and no chunked encoding for Werkzeug to go by instead of it.
             environ.pop("HTTP_TRANSFER_ENCODING")

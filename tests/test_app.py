@@ -150,6 +150,25 @@ def test_a_chunked_body_has_the_same_limit(redis_url, redis_client, body, status
     assert response.json.get("code", 201) == status
 
 
+class _Breaks(io.BytesIO):
+    """A chunked body whose reading fails half way (a client gone, a chunk malformed)."""
+
+    def read(self, size=-1):
+        raise OSError("connection reset by peer")
+
+
+def test_a_chunked_body_that_cannot_be_read_is_400(client, merchant, redis_client):
+    before = redis_client.dbsize()
+    response = client.post(
+        "/v1/places", input_stream=_Breaks(),
+        headers={**merchant[1], "Content-Type": "application/json",
+                 "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    assert response.status_code == 400
+    assert set(response.json) == {"code", "status", "message", "errors"}
+    assert redis_client.dbsize() == before
+
+
 def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(client):
     assert client.get("/v1/nothing").json["code"] == 404
     response = client.put("/v1/places")
