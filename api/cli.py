@@ -15,11 +15,11 @@ import redis
 
 from offers import keys
 from offers.catalogue import Catalogue
-from offers.importers import read_places, repeated_external_ids
+from offers.importers import read_places
 from offers.redis_server import RedisServer
 from offers.registry import Registry
 
-from .schemas import PlaceSchema
+from .schemas import PlaceSchema, repeated_external_ids
 
 VAR = Path("var")
 # The demo trains its ranking model on the coupon survey when the shared data sit beside the
@@ -103,8 +103,9 @@ def import_places(path: str, merchant_id: str | None) -> None:
         raise click.ClickException(f"nothing imported: {json.dumps(details)[:2000]}") from None
     repeated = repeated_external_ids(places)
     if repeated:  # across the file, not only within each batch stored
+        named = sorted({places[index]["external_id"] for index in repeated})
         raise click.ClickException(f"nothing imported: places repeat an external_id "
-                                   f"(one place each): {json.dumps(repeated[:20])}")
+                                   f"(one place each): {json.dumps(named[:20])}")
     owner = merchant_id or keys.SHARED_MERCHANT
     catalogue = Catalogue(client)
     for start in range(0, len(places), IMPORT_BATCH):

@@ -257,17 +257,26 @@ class BulkPlacesSchema(ma.Schema):
 
     @ma.validates_schema
     def check_external_ids(self, data: dict, **kwargs) -> None:
-        """Two items with one external_id would be one place: say so instead of keeping one."""
-        first_seen: dict[str, int] = {}
-        repeated = {}
-        for index, place in enumerate(data.get("items") or []):
-            ref = place.get("external_id")
-            if ref in first_seen:
-                repeated[index] = {"external_id": [f"repeats item {first_seen[ref]}"]}
-            elif ref:
-                first_seen[ref] = index
+        repeated = repeated_external_ids(data.get("items") or [])
         if repeated:
-            raise ma.ValidationError({"items": repeated})
+            raise ma.ValidationError({"items": {
+                index: {"external_id": [f"repeats item {first}"]}
+                for index, first in repeated.items()}})
+
+
+def repeated_external_ids(places: list[dict]) -> dict[int, int]:
+    """Two places with one external_id would be one place, the last silently replacing the
+    first: each later one's index -> the first one's (a bulk upload, or a whole file imported
+    in batches)."""
+    first_seen: dict[str, int] = {}
+    repeated = {}
+    for index, place in enumerate(places):
+        ref = place.get("external_id")
+        if ref in first_seen:
+            repeated[index] = first_seen[ref]
+        elif ref:
+            first_seen[ref] = index
+    return repeated
 
 
 class CreatedIdSchema(ma.Schema):

@@ -290,16 +290,3 @@ def _put(target: dict, key: str, value: Any) -> None:
     """Set `key` only when there is a value: absent fields are left out, not set to None."""
     if value:
         target[key] = value
-
-
-def repeated_external_ids(places: list[dict]) -> list[str]:
-    """External ids that more than one of `places` hold (sorted): each would take the same
-    place id, the last silently replacing the others. (The API refuses such a bulk upload
-    item by item; a file is checked whole, as it is stored in batches.)"""
-    seen: set[str] = set()
-    repeated: set[str] = set()
-    for place in places:
-        external = place.get("external_id")
-        if external:
-            (repeated if external in seen else seen).add(external)
-    return sorted(repeated)
