@@ -98,6 +98,17 @@ def test_bulk_accepts_ten_thousand_and_refuses_more(client, merchant):
     assert "items" in refused.json["errors"]
 
 
+def test_a_bulk_upload_naming_an_external_id_twice_stores_nothing(client, merchant,
+                                                                  redis_client):
+    _, headers = merchant
+    before = redis_snapshot(redis_client)
+    refused = client.post("/v1/places/bulk", headers=headers, json={"items": [
+        {**CAFE, "external_id": "osm:node/7"}, FUEL, {**FUEL, "external_id": "osm:node/7"}]})
+    assert refused.status_code == 422
+    assert refused.json["errors"] == {"items": {"2": {"external_id": ["repeats item 0"]}}}
+    assert redis_snapshot(redis_client) == before
+
+
 def test_reimporting_an_external_id_updates_instead_of_duplicating(client, merchant):
     _, headers = merchant
     first = create(client, headers, {**CAFE, "external_id": "osm:node/1"})
