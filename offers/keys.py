@@ -177,9 +177,11 @@ def driver_profile(driver: str) -> str:
     return "{d:" + driver + "}:profile"
 
 
-def driver_pattern(driver: str) -> str:
-    """SCAN pattern of every key of one driver (forgetting a driver)."""
-    return "{d:" + driver + "}:*"
+def driver_recommendations(driver: str) -> str:
+    """Sorted set with a TTL: the ids of the driver's recommendations still kept (`served`,
+    `feedback_seen`), scored by when they expire, so that erasing a driver deletes its keys
+    by name instead of scanning the whole keyspace."""
+    return "{d:" + driver + "}:recommendations"
 
 
 def driver_erased(driver: str) -> str:

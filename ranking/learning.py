@@ -29,7 +29,6 @@ from redis import Redis, WatchError
 from offers import keys
 from offers.errors import NotFound
 from offers.redemptions import driver_key, unkeyed_driver_key
-from offers.scan import unlink_matching
 from offers.scripts import run_pipelined
 
 from . import online
@@ -141,14 +140,30 @@ class LearningLoop:
         bring a state back). The bounded logs keep their pseudonymous entries until trimmed.
 
         The erase is marked first: feedback racing it on a recommendation served before then
-        fails its transaction (it watches the mark) and finds the mark when it tries again,
-        where the key scan alone could miss a state written behind it."""
+        fails its transaction (it watches the mark) and finds the mark when it tries again.
+        The recommendations are found by name in the driver's own index, not by a scan of the
+        keyspace (which grows with every driver and offer); the delete watches that index, so a
+        recommendation served meanwhile is either deleted too or left listed for the next
+        erase."""
         driver = driver_key(fleet_id, driver_id)
-        erased = keys.driver_erased(driver)
-        self.redis.set(erased, time.time(), ex=SERVED_TTL_S)
-        unlink_matching(self.redis, keys.driver_pattern(driver), keep=erased)
-        # What a release before keyed pseudonyms kept (a profile has no expiry).
-        unlink_matching(self.redis, keys.driver_pattern(unkeyed_driver_key(fleet_id, driver_id)))
+        self.redis.set(keys.driver_erased(driver), time.time(), ex=SERVED_TTL_S)
+        index = keys.driver_recommendations(driver)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(index)
+                    kept = [rec.decode() for rec in pipe.zrange(index, 0, -1)]
+                    pipe.multi()
+                    pipe.unlink(keys.driver_profile(driver), index,
+                                *(key for rec in kept for key in (
+                                    keys.served(driver, rec), keys.feedback_seen(driver, rec))))
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        # What a release before keyed pseudonyms kept with no expiry (its recommendations
+        # expired within SERVED_TTL_S of the upgrade).
+        self.redis.unlink(keys.driver_profile(unkeyed_driver_key(fleet_id, driver_id)))
 
     # -- served recommendations ----------------------------------------------------------------
 
@@ -160,6 +175,7 @@ class LearningLoop:
         driver = driver_key(fleet_id, driver_id)
         now = time.time()
         key = keys.served(driver, recommendation_id)
+        index = keys.driver_recommendations(driver)
         entries: list = []
         for item in items:
             entries += ["recommendation_id", recommendation_id, "driver", driver, "at", now,
@@ -183,6 +199,10 @@ class LearningLoop:
                  "propensity": item.propensity, "position": item.position,
              } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY)),
             ("EXPIRE", key, SERVED_TTL_S),
+            # Listed for erasing the driver by name; ids past their time leave the list.
+            ("ZADD", index, now + SERVED_TTL_S, recommendation_id),
+            ("ZREMRANGEBYSCORE", index, "-inf", now),
+            ("EXPIRE", index, SERVED_TTL_S),
             ("EVALSHA", self._log.sha, 2, keys.SERVED_LOG, keys.DECISION_LOG, *logged)])
 
     # -- feedback ------------------------------------------------------------------------------

@@ -218,12 +218,31 @@ def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
     assert feedback(client, fleet, answer["recommendation_id"], offer_id,
                     "accept").status_code == 200
     assert redis_client.hget(_profile_key(fleet), "state") is not None
+    scans = _scans(redis_client)
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    # Found by name, not by scanning a keyspace that grows with every driver and offer.
+    assert _scans(redis_client) == scans
     late = feedback(client, fleet, answer["recommendation_id"], offer_id, "redeem")
     assert late.status_code == 404
     driver = driver_key(fleet[0], "driver-1")
-    assert list(redis_client.scan_iter(match=keys.driver_pattern(driver))) == [
+    assert list(redis_client.scan_iter(match="{d:" + driver + "}:*")) == [
         keys.driver_erased(driver).encode()]  # when it was erased, and nothing else
+
+
+def _scans(redis_client) -> int:
+    return redis_client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+
+
+def test_erasing_a_driver_erases_every_recommendation_kept_for_them(
+        client, fleet, mixed_shop, active_model, redis_client):
+    answers = [recommend(client, fleet) for _ in range(3)]
+    feedback(client, fleet, answers[1]["recommendation_id"], answers[1]["items"][0]["offer_id"],
+             "dismiss")
+    driver = driver_key(fleet[0], "driver-1")
+    assert redis_client.zcard(keys.driver_recommendations(driver)) == 3
+    assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    assert list(redis_client.scan_iter(match="{d:" + driver + "}:*")) == [
+        keys.driver_erased(driver).encode()]
 
 
 def test_erasing_a_driver_also_erases_what_an_earlier_release_kept_unkeyed(client, fleet,
