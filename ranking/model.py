@@ -53,6 +53,11 @@ class AcceptanceModel(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> AcceptanceModel:
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        if len(np.unique(y)) < 2:
+            # Boosting fits a constant then, and its logit (about -34 whatever the class) would
+            # rank every offer as never taken.
+            raise ValueError(f"needs rows of both classes (taken and not taken), not one "
+                             f"class: all {len(y)} rows are {y[0]}")
         informative = ~np.isnan(X).all(axis=0)
         self.columns_ = np.flatnonzero(informative)
         booster = HistGradientBoostingClassifier(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -23,6 +24,14 @@ def test_columns_unknown_throughout_training_are_ignored():
     assert model.columns_.tolist() == [0]
     assert model.predict_proba(X).shape == (200, 2)
     assert model.score(X, y) > 0.9
+
+
+def test_answers_of_one_kind_only_are_refused_not_fitted_to_a_constant():
+    """All taken (or none): boosting would fit a constant whose logit ranks every offer as
+    never taken; `offers ranking train` passes the error on as one line."""
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="both classes.*all 50 rows are 1"):
+        AcceptanceModel(max_iter=5).fit(X, np.ones(50, int))
 
 
 def test_the_global_model_tunes_in_grid_search():
