@@ -64,16 +64,16 @@ class Services:
 
     def learner(self) -> LearnedRanker | None:
         """The learned ranker serving now (feedback trains its driver states), if any."""
-        active = self.models.active_version()
+        active = self.models.active_pointer()
         return self._ranker(active) if active else None
 
-    def _ranker(self, version: str) -> LearnedRanker | None:
+    def _ranker(self, pointer: str) -> LearnedRanker | None:
         """The active version's ranker; None (the baseline serves) if it cannot be loaded,
         e.g. trained on features this release no longer computes: logged, never a 500."""
         try:
-            return self.models.ranker(version)
+            return self.models.ranker(pointer)
         except (ValueError, NotFound) as error:
-            log.error("model version %s cannot be served, the baseline ranks: %s", version,
+            log.error("model version %s cannot be served, the baseline ranks: %s", pointer,
                       error)
             return None
 

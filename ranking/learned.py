@@ -46,9 +46,10 @@ def features_of(candidates: Candidates, situation: Situation) -> np.ndarray:
 
 
 class LearnedRanker:
-    def __init__(self, model: RankingModel, version: str):
+    def __init__(self, model: RankingModel, version: str, pointer: str | None = None):
         self.model = model
         self.version = version
+        self.pointer = pointer or version  # what activates it (`ranking.registry`)
 
     def state_of(self, situation: Situation) -> online.DriverState:
         return situation.state if situation.state is not None else self.model.initial_state()

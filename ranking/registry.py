@@ -4,11 +4,15 @@ A version is a trained model directory (`ranking.training.RankingModel.save`: th
 skops, the prior as JSON), stored file by file. Serving reads the active version's name in the
 round trip it already makes for the driver's profile, and loads a version it has not seen yet
 once per process (with skops' type check: nothing is ever unpickled), so activating a version
-switches every worker on its next request, without a restart.
+switches every worker on its next request, without a restart. The active pointer names the
+version and a digest of its files (`v3@<digest>`), and a process keeps what it loaded under
+that pointer: a registry rebuilt from nothing (a Redis restarted empty, models published
+again from v1) can never have a worker serve what it loaded under the old name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -64,9 +68,9 @@ class ModelRegistry:
         raw = self.redis.hget(keys.MODEL_META, version)
         if raw is None:
             raise UnknownModel(version)
-        self._check_loads(version)
+        pointer = self._check_loads(version)
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.MODEL_ACTIVE, version)
+            pipe.set(keys.MODEL_ACTIVE, pointer)
             pipe.lpush(keys.MODEL_HISTORY, version)
             pipe.ltrim(keys.MODEL_HISTORY, 0, HISTORY_LENGTH - 1)
             pipe.execute()
@@ -82,56 +86,78 @@ class ModelRegistry:
                     pipe.watch(keys.MODEL_HISTORY, keys.MODEL_ACTIVE)
                     history = [v.decode() for v in pipe.lrange(keys.MODEL_HISTORY, 0, -1)]
                     current = pipe.get(keys.MODEL_ACTIVE)
+                    current = version_of(current.decode()) if current else None
                     turns = 0  # the current version's latest turns, newest first
-                    while turns < len(history) and current and (
-                            history[turns] == current.decode()):
+                    while turns < len(history) and history[turns] == current:
                         turns += 1
                     if turns == len(history):
                         raise UnknownModel("before the active one")
                     version = history[turns]
-                    self._check_loads(version)
+                    pointer = self._check_loads(version)
                     meta = pipe.hget(keys.MODEL_META, version)
                     pipe.multi()
-                    pipe.set(keys.MODEL_ACTIVE, version)
+                    pipe.set(keys.MODEL_ACTIVE, pointer)
                     pipe.ltrim(keys.MODEL_HISTORY, turns, -1)
                     pipe.execute()
                     return {**orjson.loads(meta), "active": True}
                 except WatchError:
                     continue
 
-    def _check_loads(self, version: str) -> None:
-        """Load a version here first: one that cannot load never serves (422)."""
+    def _check_loads(self, version: str) -> str:
+        """Load a version here first: one that cannot load never serves (422). Its active
+        pointer."""
         try:
-            self.ranker(version)
+            return self._load(version).pointer
         except ValueError as error:
             raise Invalid(f"Model version {version!r} cannot be served: {error}") from None
 
-    def active_version(self) -> str | None:
+    def active_pointer(self) -> str | None:
+        """What serving loads (`ranker`): the active version and its files' digest."""
         raw = self.redis.get(keys.MODEL_ACTIVE)
         return raw.decode() if raw else None
 
+    def active_version(self) -> str | None:
+        pointer = self.active_pointer()
+        return version_of(pointer) if pointer else None
+
     @staticmethod
     def active_command(pipe) -> None:
-        """Queue the read of the active version on `pipe` (to share a round trip)."""
+        """Queue the read of the active pointer on `pipe` (to share a round trip)."""
         pipe.get(keys.MODEL_ACTIVE)
 
-    def ranker(self, version: str) -> LearnedRanker:
-        """The ranker of a version, loaded once per process."""
-        if version not in self._loaded:
+    def ranker(self, pointer: str) -> LearnedRanker:
+        """The ranker an active pointer names (`v3@<digest>`, or a bare version as releases
+        before digests wrote it), loaded once per process."""
+        ranker = self._loaded.get(pointer)
+        if ranker is None:
+            ranker = self._load(version_of(pointer))
+            if pointer not in (ranker.pointer, ranker.version):
+                raise ValueError(f"the files of {ranker.version} are not the ones activated")
             if len(self._loaded) >= LOADED_VERSIONS:  # versions stay small, but not forever
                 self._loaded.pop(next(iter(self._loaded)))
-            names = [f"{version}/{n}" for n in MODEL_FILES]
-            blobs = self.redis.hmget(keys.MODEL_FILES, names)
-            if any(b is None for b in blobs):
-                raise UnknownModel(version)
-            with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-                for name, blob in zip(MODEL_FILES, blobs, strict=True):
-                    (Path(tmp) / name).write_bytes(blob)
-                try:
-                    model = RankingModel.load(tmp)
-                except ValueError:
-                    raise
-                except Exception as error:  # files damaged in Redis: not a zip, not JSON...
-                    raise ValueError(f"its stored files cannot be read ({error})") from None
-                self._loaded[version] = LearnedRanker(model, version)
-        return self._loaded[version]
+            self._loaded[pointer] = ranker
+        return ranker
+
+    def _load(self, version: str) -> LearnedRanker:
+        names = [f"{version}/{n}" for n in MODEL_FILES]
+        blobs = self.redis.hmget(keys.MODEL_FILES, names)
+        if any(b is None for b in blobs):
+            raise UnknownModel(version)
+        digest = hashlib.sha256()
+        for blob in blobs:
+            digest.update(hashlib.sha256(blob).digest())
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            for name, blob in zip(MODEL_FILES, blobs, strict=True):
+                (Path(tmp) / name).write_bytes(blob)
+            try:
+                model = RankingModel.load(tmp)
+            except ValueError:
+                raise
+            except Exception as error:  # files damaged in Redis: not a zip, not JSON...
+                raise ValueError(f"its stored files cannot be read ({error})") from None
+        return LearnedRanker(model, version, f"{version}@{digest.hexdigest()[:16]}")
+
+
+def version_of(pointer: str) -> str:
+    """The version an active pointer names."""
+    return pointer.split("@", 1)[0]

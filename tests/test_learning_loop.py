@@ -65,6 +65,32 @@ def test_models_are_listed_activated_and_rolled_back_by_admins_only(
     assert recommend(client, fleet)["model"] == first
 
 
+def test_a_registry_rebuilt_from_nothing_never_serves_what_a_worker_loaded_before(
+        client, fleet, mixed_shop, model_dir, redis_client, redis_url, admin, tmp_path):
+    """A Redis restarted empty: models published again start from v1, and a worker that
+    loaded the old v1 must load the new one, not serve the old one under its name."""
+    from api.app import create_app
+    from ranking.model import AcceptanceModel
+    from ranking.training import train
+
+    from .conftest import ADMIN_TOKEN, synthetic_survey
+    registry = ModelRegistry(redis_client)
+    old = registry.publish(model_dir)
+    assert client.post(f"/v1/models/{old}/activate", headers=admin).status_code == 200
+    before = [item["score"] for item in recommend(client, fleet)["items"]]
+    redis_client.delete(keys.MODEL_FILES, keys.MODEL_META, keys.MODEL_SEQUENCE,
+                        keys.MODEL_ACTIVE, keys.MODEL_HISTORY)
+    other = tmp_path / "other"
+    train(synthetic_survey(seed=9), AcceptanceModel(max_iter=5), inner_folds=3).save(other)
+    new = registry.publish(other)
+    assert new == old
+    assert client.post(f"/v1/models/{new}/activate", headers=admin).status_code == 200
+    after = [item["score"] for item in recommend(client, fleet)["items"]]
+    fresh = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN, "OFFERS_EXPLORATION": "greedy"})
+    assert after != before
+    assert after == [item["score"] for item in recommend(fresh.test_client(), fleet)["items"]]
+
+
 def test_rolling_back_again_goes_further_back(client, redis_client, model_dir, admin):
     """As an undo: after v1, v2 and v3 were activated, rollbacks give v2, then v1, then a
     404 (nothing before); activating again starts a new turn."""
