@@ -86,7 +86,8 @@ def test_a_registry_rebuilt_from_nothing_never_serves_what_a_worker_loaded_befor
     assert new == old
     assert client.post(f"/v1/models/{new}/activate", headers=admin).status_code == 200
     after = [item["score"] for item in recommend(client, fleet)["items"]]
-    fresh = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN, "OFFERS_EXPLORATION": "greedy"})
+    fresh = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
+                        "OFFERS_EXPLORATION": "greedy"})
     assert after != before
     assert after == [item["score"] for item in recommend(fresh.test_client(), fleet)["items"]]
 
