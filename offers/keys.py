@@ -184,13 +184,6 @@ def driver_recommendations(driver: str) -> str:
     return "{d:" + driver + "}:recommendations"
 
 
-def driver_erased(driver: str) -> str:
-    """String with a TTL: when the driver was last erased (epoch seconds). The erase it marks
-    leaves it: feedback on what was served before then finds nothing to learn from, however it
-    races the erase."""
-    return "{d:" + driver + "}:erased"
-
-
 def served(driver: str, recommendation_id: str) -> str:
     """Hash with a TTL: what one recommendation served (fields `fleet`, `model`, `at`, `items`
     (JSON: per offer its feature row, score and propensity)), so feedback can learn from it."""

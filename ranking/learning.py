@@ -139,14 +139,12 @@ class LearningLoop:
         learned, and the recommendations kept for feedback (so a late feedback event cannot
         bring a state back). The bounded logs keep their pseudonymous entries until trimmed.
 
-        The erase is marked first: feedback racing it on a recommendation served before then
-        fails its transaction (it watches the mark) and finds the mark when it tries again.
-        The recommendations are found by name in the driver's own index, not by a scan of the
-        keyspace (which grows with every driver and offer); the delete watches that index, so a
-        recommendation served meanwhile is either deleted too or left listed for the next
-        erase."""
+        The recommendations are found by name in the driver's own list, not by a scan of the
+        keyspace (which grows with every driver and offer), and deleted with the profile in one
+        transaction watching the list: a recommendation served meanwhile is deleted too or
+        stays listed for the next erase, and feedback racing the erase (it watches the served
+        record) either lands before it, and is erased, or finds nothing."""
         driver = driver_key(fleet_id, driver_id)
-        self.redis.set(keys.driver_erased(driver), time.time(), ex=SERVED_TTL_S)
         index = keys.driver_recommendations(driver)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -220,18 +218,19 @@ class LearningLoop:
             raise UnknownRecommendation(recommendation_id)
         served_key = keys.served(driver, recommendation_id)
         seen_key = keys.feedback_seen(driver, recommendation_id)
-        profile_key, erased_key = keys.driver_profile(driver), keys.driver_erased(driver)
+        profile_key, listed_key = keys.driver_profile(driver), keys.driver_recommendations(driver)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    # The erase mark and the served record too: a driver erased meanwhile
-                    # (DELETE) must make this write fail, not bring a state back.
-                    pipe.watch(profile_key, seen_key, served_key, erased_key)
-                    fleet, raw_items, served_at = pipe.hmget(served_key, "fleet", "items", "at")
-                    erased_at = pipe.get(erased_key)
+                    # The served record and the driver's list of them too: an erase (DELETE)
+                    # deletes them with the profile in one transaction, so feedback racing it
+                    # either lands before (and is erased) or fails and finds nothing.
+                    pipe.watch(profile_key, seen_key, served_key, listed_key)
+                    fleet, raw_items = pipe.hmget(served_key, "fleet", "items")
+                    listed = pipe.zscore(listed_key, recommendation_id) is not None
                     item = orjson.loads(raw_items).get(offer_id) if raw_items else None
-                    if (fleet is None or fleet.decode() != fleet_id or item is None
-                            or (erased_at is not None and float(served_at) <= float(erased_at))):
+                    # Unlisted: kept by a release before the list, which no erase can find.
+                    if fleet is None or fleet.decode() != fleet_id or item is None or not listed:
                         raise UnknownRecommendation(recommendation_id)
                     counted, learned = pipe.smismember(
                         seen_key, [f"{offer_id}|{event}", f"{offer_id}|learned"])
