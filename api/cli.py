@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 
 import click
@@ -121,6 +122,22 @@ def reindex() -> None:
     catalogue.index.clear()
     merchants = [m.decode() for m in client.hkeys(keys.MERCHANTS)] + [keys.SHARED_MERCHANT]
     click.echo(f"filed {catalogue.reindex(merchants)} places of {len(merchants)} catalogues")
+
+
+@main.command()
+def trim() -> None:
+    """Drop log entries past their retention (redemptions 90 days, the learning loop's logs
+    30 days). Writes trim their own log; run this daily (cron) so that the logs of a merchant
+    with no redemptions since, or of an engine that stopped serving, do not outlive it."""
+    from offers.redemptions import trim_redemption_logs
+    from ranking.learning import trim_logs
+
+    client = _redis()
+    merchants = [m.decode() for m in client.hkeys(keys.MERCHANTS)] + [keys.SHARED_MERCHANT]
+    now = time.time()
+    redemptions = trim_redemption_logs(client, merchants, now)
+    click.echo(f"dropped {redemptions} redemption log entries of {len(merchants)} merchants "
+               f"and {trim_logs(client, now)} learning log entries past their retention")
 
 
 @main.command()

@@ -288,6 +288,16 @@ def _oldest_kept(now: float) -> str:
     return f"{int((now - LOG_RETENTION_S) * 1000)}-0"
 
 
+def trim_logs(redis: Redis, now: float) -> int:
+    """Drop every entry of the learning loop's logs past LOG_RETENTION_S now; the entries
+    dropped. Each write trims its own log, but an engine that stops serving would keep them:
+    this is for a periodic job (`offers trim`)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for log in (keys.SERVED_LOG, keys.FEEDBACK_LOG, keys.DECISION_LOG):
+            pipe.xtrim(log, minid=_oldest_kept(now), approximate=False)
+        return sum(pipe.execute())
+
+
 # -- export --------------------------------------------------------------------------------
 
 EXPORT_EXTRA_COLUMNS = ("recommendation_id", "offer_id", "place_id", "at", "model", "policy",

@@ -114,6 +114,28 @@ def test_a_file_or_server_a_command_cannot_use_is_one_line_not_a_traceback(run, 
     assert result.exit_code == 1 and result.output.startswith("Error: ConnectionError: ")
 
 
+def test_trim_drops_log_entries_past_their_retention_of_idle_merchants_and_an_idle_engine(
+        run, redis_client, merchant):
+    """Writes trim their own log; a merchant with no redemption since, or an engine that
+    stopped serving, would keep a location history past its retention without the job."""
+    from offers.redemptions import REDEMPTION_LOG_RETENTION_S
+    from ranking.learning import LOG_RETENTION_S
+
+    now_ms = int(time.time() * 1000)
+    logs = {keys.redemptions(merchant[0]): REDEMPTION_LOG_RETENTION_S,
+            keys.redemptions(keys.SHARED_MERCHANT): REDEMPTION_LOG_RETENTION_S,
+            keys.SERVED_LOG: LOG_RETENTION_S, keys.FEEDBACK_LOG: LOG_RETENTION_S,
+            keys.DECISION_LOG: LOG_RETENTION_S}
+    for log, retention_s in logs.items():
+        redis_client.xadd(log, {"age": "past"}, id=f"{now_ms - retention_s * 1000 - 60_000}-1")
+        redis_client.xadd(log, {"age": "within"}, id=f"{now_ms - retention_s * 1000 + 60_000}-1")
+    result = run("trim")
+    assert result.exit_code == 0 and result.output.startswith(
+        "dropped 2 redemption log entries of 2 merchants and 3 learning log entries"), result.output
+    for log in logs:
+        assert [f[b"age"] for _, f in redis_client.xrange(log)] == [b"within"], log
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "osm").exists(), reason="shared OSM extracts absent")
 def test_importing_an_osm_extract_twice_upserts_by_osm_id(run, redis_client):
     extract = str(SHARED_DATA / "osm" / "monaco-2019.osm.pbf")
