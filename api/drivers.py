@@ -18,6 +18,10 @@ blp = Blueprint("drivers", __name__, url_prefix="/v1/drivers",
                 description="Drivers' declared preferences (fleet key)")
 
 MAX_DRIVER_ID = 128
+# The path's id as the body's `driver_id` fields state it (`schemas._driver_id`); checked by
+# `_checked`, since Flask's converter only keeps '/' out.
+_DRIVER_ID_PARAMETER = {"in": "path", "name": "driver_id", "required": True, "schema": {
+    "type": "string", "minLength": 1, "maxLength": MAX_DRIVER_ID, "pattern": "^[^/]+$"}}
 
 
 def _checked(driver_id: str) -> str:
@@ -26,7 +30,7 @@ def _checked(driver_id: str) -> str:
     return driver_id
 
 
-@blp.route("/<driver_id>/preferences", methods=["PUT"])
+@blp.route("/<driver_id>/preferences", methods=["PUT"], parameters=[_DRIVER_ID_PARAMETER])
 @require(FLEET)
 @blp.arguments(PreferencesSchema)
 @blp.response(200, PreferencesSchema)
@@ -40,7 +44,7 @@ def put_preferences(body: dict, driver_id: str):
     return body
 
 
-@blp.route("/<driver_id>/preferences", methods=["GET"])
+@blp.route("/<driver_id>/preferences", methods=["GET"], parameters=[_DRIVER_ID_PARAMETER])
 @require(FLEET)
 @blp.response(200, PreferencesSchema)
 @blp.doc(security=SECURITY)
@@ -49,7 +53,7 @@ def get_preferences(driver_id: str):
     return services().learning.profile(g.principal.id, _checked(driver_id)).preferences or {}
 
 
-@blp.route("/<driver_id>", methods=["DELETE"])
+@blp.route("/<driver_id>", methods=["DELETE"], parameters=[_DRIVER_ID_PARAMETER])
 @require(FLEET)
 @blp.response(204)
 @blp.doc(security=SECURITY)

@@ -198,7 +198,8 @@ class OfferSchema(ma.Schema):
     id = Text(dump_only=True)
     merchant_id = Text(dump_only=True)
     place_ids = fields.List(_text(100), required=True,
-                            validate=validate.Length(1, MAX_OFFER_PLACES))
+                            validate=validate.Length(1, MAX_OFFER_PLACES),
+                            metadata={"uniqueItems": True})
     title = _text(120, required=True)
     description = Text(validate=validate.Length(max=2000), allow_none=True)
     category = Text(required=True, validate=validate.OneOf(PLACE_CATEGORIES))

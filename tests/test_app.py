@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from webargs import core
 
@@ -81,6 +82,36 @@ def test_openapi_spec_is_valid_and_documents_every_endpoint(client):
     # a discount of 0 is refused, so the spec says the minimum is exclusive
     assert spec["components"]["schemas"]["Discount"]["properties"]["value"][
         "exclusiveMinimum"] is True
+
+
+@pytest.mark.parametrize("budget, allowed", [
+    (None, True), ({}, True), ({"max_redemptions": 5}, True),
+    ({"foo": 1}, False), ({"max_redemptions": 0}, False), ({"daily_max": "x"}, False)])
+def test_the_spec_allows_the_budgets_the_api_takes_and_no_other(client, merchant, budget,
+                                                                 allowed):
+    """apispec wrote a nullable nested schema as "any object or the schema": the spec let
+    any object through as a budget, so fuzzing never tried a wrong one."""
+    spec = client.get("/openapi.json").json
+    budget_schema = spec["components"]["schemas"]["OfferPatch"]["properties"]["budget"]
+    # Its $ref points into the spec's components: resolved against a root that holds them.
+    validator = OAS30Validator({**budget_schema, "components": spec["components"]})
+    assert validator.is_valid(budget) is allowed
+    place = client.post("/v1/places", json=CAFE, headers=merchant[1]).json["id"]
+    offer = client.post("/v1/offers", headers=merchant[1], json={
+        "place_ids": [place], "title": "t", "category": "cafe",
+        "discount": {"kind": "percent", "value": 5}}).json["id"]
+    patched = client.patch(f"/v1/offers/{offer}", json={"budget": budget}, headers=merchant[1])
+    assert patched.status_code == (200 if allowed else 422)
+
+
+@pytest.mark.parametrize("length, allowed", [(128, True), (129, False)])
+def test_the_spec_states_the_driver_id_the_path_takes(client, fleet, length, allowed):
+    spec = client.get("/openapi.json").json
+    for path in ("/v1/drivers/{driver_id}", "/v1/drivers/{driver_id}/preferences"):
+        (parameter,) = spec["paths"][path]["parameters"]
+        assert OAS30Validator(parameter["schema"]).is_valid("d" * length) is allowed
+    answer = client.get(f"/v1/drivers/{'d' * length}/preferences", headers=fleet[1])
+    assert answer.status_code == (200 if allowed else 422)
 
 
 def test_the_api_documentation_page_and_its_scripts_are_served_locally(client):
