@@ -125,6 +125,18 @@ def reindex() -> None:
 
 
 @main.command()
+def migrate() -> None:
+    """Bring what an earlier release kept on drivers up to this one (once after upgrading):
+    list their kept recommendations so that erasing a driver finds them."""
+    from ranking.learning import LearningLoop
+
+    done = LearningLoop(_redis()).migrate()
+    click.echo(f"listed {done['listed']} kept recommendations; dropped "
+               f"{done['orphaned_feedback_sets']} feedback sets of recommendations gone and "
+               f"{done['erase_marks']} erase marks")
+
+
+@main.command()
 def trim() -> None:
     """Drop log entries past their retention (redemptions 90 days, the learning loop's logs
     30 days). Writes trim their own log; run this daily (cron) so that the logs of a merchant
@@ -155,6 +167,7 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     try:
         ctx.invoke(seed)
         ctx.invoke(reindex)  # data kept from an older version may be filed the old way
+        ctx.invoke(migrate)
         _demo_model()
         click.echo(f"admin token: {os.environ['OFFERS_ADMIN_TOKEN']}")
         click.echo(f"API:      http://{host}:{port}/v1")

@@ -112,7 +112,7 @@ def recommend(body: dict):
                         features[row], {name: values[row] for name, values in raw.items()})
              for i, (item, row) in enumerate(zip(items, rows, strict=True))],
             _decision(records, features, scores, candidates.eta_s, eligible, rows, chances,
-                      order))
+                      order), profile.erasures)
     return json_response({"recommendation_id": recommendation_id, "model": ranker.version,
                           "items": items})
 

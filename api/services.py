@@ -52,15 +52,15 @@ class Services:
     def driver_reads(self, fleet_id: str, driver_id: str) -> list[Callable]:
         """The reads of what the engine holds on a driver and of the ranker serving now (a
         command each), for another read to queue on its round trip (the index read's)."""
-        return [self.models.active_command,
-                lambda pipe: self.learning.profile_command(pipe, fleet_id, driver_id)]
+        return [self.models.active_command, *self.learning.profile_commands(fleet_id, driver_id)]
 
     def driver_and_ranker(self, replies: list) -> tuple[Profile, Ranker]:
         """What the engine holds on a driver and the ranker serving now, from the replies to
         `driver_reads`."""
-        active, profile = replies
-        ranker = self._ranker(active.decode()) if active else None
-        return self.learning.profile_from(profile), ranker or self.baseline
+        active, erasures, profile = replies
+        pointer = self.models.pointer_from(active)
+        ranker = self._ranker(pointer) if pointer else None
+        return self.learning.profile_from(erasures, profile), ranker or self.baseline
 
     def learner(self) -> LearnedRanker | None:
         """The learned ranker serving now (feedback trains its driver states), if any."""
@@ -73,8 +73,7 @@ class Services:
         try:
             return self.models.ranker(pointer)
         except (ValueError, NotFound) as error:
-            log.error("model version %s cannot be served, the baseline ranks: %s", pointer,
-                      error)
+            log.error("model %s cannot be served, the baseline ranks: %s", pointer, error)
             return None
 
 

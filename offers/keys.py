@@ -179,9 +179,16 @@ def driver_profile(driver: str) -> str:
 
 def driver_recommendations(driver: str) -> str:
     """Sorted set with a TTL: the ids of the driver's recommendations still kept (`served`,
-    `feedback_seen`), scored by when they expire, so that erasing a driver deletes its keys
-    by name instead of scanning the whole keyspace."""
+    `feedback_seen`), scored by when they expire (epoch milliseconds, Redis's clock), so that
+    erasing a driver deletes its keys by name instead of scanning the whole keyspace."""
     return "{d:" + driver + "}:recommendations"
+
+
+def driver_erasures(driver: str) -> str:
+    """Counter with a TTL: how many times the driver was erased lately. A recommendation reads
+    it before the profile and keeps what it served only if it has not changed since: one that
+    read a profile an erase then deleted must not bring what it read back."""
+    return "{d:" + driver + "}:erasures"
 
 
 def served(driver: str, recommendation_id: str) -> str:
@@ -208,6 +215,9 @@ MODELS = "{models}"
 MODEL_FILES = f"{MODELS}:files"     # hash: `<version>/<file name>` -> the model directory's files
 MODEL_META = f"{MODELS}:meta"       # hash: version -> JSON (version, published_at, note, info)
 MODEL_ACTIVE = f"{MODELS}:active"   # string: the version serving uses
+# string: that version and its files' digest, `v3@<digest>`, what workers cache loaded models
+# under (written with MODEL_ACTIVE; `ranking.registry.pointer_from` reads both)
+MODEL_SERVING = f"{MODELS}:serving"
 MODEL_HISTORY = f"{MODELS}:history"  # list: versions activated, newest first (for rollback)
 MODEL_SEQUENCE = f"{MODELS}:sequence"  # string counter: the last version number given out
 

@@ -11,17 +11,18 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 
-def run_pipelined(redis: Redis, script: Script, commands: list[tuple],
+def run_pipelined(redis: Redis, scripts: Script | Sequence[Script], commands: list[tuple],
                   also: Sequence[Callable] = ()) -> list:
-    """`commands` (EVALSHA of `script`, among others) in one pipelined round trip, then what
+    """`commands` (EVALSHA of `scripts`, among others) in one pipelined round trip, then what
     each of `also` queues on the pipeline (reads of other owners sharing the round trip, a
     command each: their replies come last, one per callable, so `also` is a list, not a
-    generator, as a retry queues them again); the script is loaded again, and the round trip
-    repeated, if the server lost it (a restart, SCRIPT FLUSH)."""
+    generator, as a retry queues them again); the scripts are loaded again, and the round trip
+    repeated, if the server lost them (a restart, SCRIPT FLUSH)."""
     try:
         return _pipelined(redis, commands, also)
     except NoScriptError:
-        redis.script_load(script.script)
+        for script in [scripts] if isinstance(scripts, Script) else scripts:
+            redis.script_load(script.script)
         return _pipelined(redis, commands, also)
 
 

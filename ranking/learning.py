@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,7 @@ class UnknownRecommendation(NotFound):
 class Profile:
     preferences: dict | None
     state: online.DriverState | None
+    erasures: bytes | None = None  # the driver's erasures counter, read before the rest
 
 
 @dataclass(frozen=True)
@@ -107,28 +110,74 @@ return 0
 """
 
 
+# KEYS: the served record, the driver's list of recommendations, their erasures counter.
+# ARGV: the counter as read before the driver's profile ('' for none), how long the record is
+# kept (milliseconds), the recommendation id, then the record's fields and values. Keeps the
+# record and lists it, both to expire at one time of Redis's own clock (whatever the app
+# hosts' clocks say), and drops ids past their time from the list. Keeps nothing (0) if the
+# driver was erased since the read: what the request read of them is gone, and must not come
+# back with this record.
+_KEEP = """
+if (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local expires = string.format('%.0f', now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, #ARGV))
+redis.call('PEXPIREAT', KEYS[1], expires)
+redis.call('ZADD', KEYS[2], expires, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.0f', now))
+redis.call('PEXPIREAT', KEYS[2], expires)
+return 1
+"""
+# An in-flight recommendation lives seconds; the counter only has to outlast those.
+ERASURES_TTL_S = 3600
+
+# KEYS: a served record, its driver's list, its feedback set. ARGV: the recommendation id.
+# Lists a record an earlier release kept unlisted, to expire when it does, and gives its
+# feedback set the same end (releases before renewed it at each event). 0 if it has no TTL
+# left to list it for.
+_LIST = """
+local left = redis.call('PTTL', KEYS[1])
+if left <= 0 then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local expires = string.format('%.0f', now + left)
+redis.call('ZADD', KEYS[2], 'NX', expires, ARGV[1])
+if redis.call('PTTL', KEYS[2]) < left then redis.call('PEXPIREAT', KEYS[2], expires) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIREAT', KEYS[3], expires) end
+return 1
+"""
+_KEPT_KEY = re.compile(rb"\{d:([0-9a-f]+)\}:(served|feedback):(.+)")
+
+
 class LearningLoop:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._log = redis.register_script(_LOG)
+        self._keep = redis.register_script(_KEEP)
+        self._list = redis.register_script(_LIST)
 
     # -- profiles ----------------------------------------------------------------------------
 
-    def profile_command(self, pipe, fleet_id: str, driver_id: str) -> None:
-        """Queue the read of a driver's profile on `pipe` (to share a round trip)."""
-        pipe.hmget(keys.driver_profile(driver_key(fleet_id, driver_id)),
-                   "preferences", "state")
+    def profile_commands(self, fleet_id: str, driver_id: str) -> list[Callable]:
+        """The reads of a driver's profile, a command each (to share a round trip): the
+        erasures counter first, so that a profile read before an erase is always seen with
+        the counter from before it."""
+        driver = driver_key(fleet_id, driver_id)
+        return [lambda pipe: pipe.get(keys.driver_erasures(driver)),
+                lambda pipe: pipe.hmget(keys.driver_profile(driver), "preferences", "state")]
 
     @staticmethod
-    def profile_from(reply: list) -> Profile:
+    def profile_from(erasures: bytes | None, reply: list) -> Profile:
         preferences, state = reply
         return Profile(orjson.loads(preferences) if preferences else None,
-                       _state(state))
+                       _state(state), erasures)
 
     def profile(self, fleet_id: str, driver_id: str) -> Profile:
         with self.redis.pipeline(transaction=False) as pipe:
-            self.profile_command(pipe, fleet_id, driver_id)
-            return self.profile_from(pipe.execute()[0])
+            for queue in self.profile_commands(fleet_id, driver_id):
+                queue(pipe)
+            return self.profile_from(*pipe.execute())
 
     def set_preferences(self, fleet_id: str, driver_id: str, preferences: dict) -> None:
         self.redis.hset(keys.driver_profile(driver_key(fleet_id, driver_id)), "preferences",
@@ -141,39 +190,67 @@ class LearningLoop:
 
         The recommendations are found by name in the driver's own list, not by a scan of the
         keyspace (which grows with every driver and offer), and deleted with the profile in one
-        transaction watching the list: a recommendation served meanwhile is deleted too or
-        stays listed for the next erase, and feedback racing the erase (it watches the served
-        record) either lands before it, and is erased, or finds nothing."""
-        driver = driver_key(fleet_id, driver_id)
-        index = keys.driver_recommendations(driver)
+        transaction watching the list, which also counts the erase: a recommendation served
+        meanwhile is deleted too or stays listed for the next erase, one that read the profile
+        before keeps nothing (`_KEEP`), and feedback racing the erase (it watches the served
+        record) either lands before it, and is erased, or finds nothing. Then the same under
+        the unkeyed pseudonym of releases before keyed ones (`offers migrate` lists what they
+        kept)."""
+        self._erase(driver_key(fleet_id, driver_id), counted=True)
+        self._erase(unkeyed_driver_key(fleet_id, driver_id), counted=False)
+
+    def _erase(self, driver: str, counted: bool) -> None:
+        listed = keys.driver_recommendations(driver)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(index)
-                    kept = [rec.decode() for rec in pipe.zrange(index, 0, -1)]
+                    pipe.watch(listed)
+                    kept = [rec.decode() for rec in pipe.zrange(listed, 0, -1)]
                     pipe.multi()
-                    pipe.unlink(keys.driver_profile(driver), index,
+                    if counted:
+                        pipe.incr(keys.driver_erasures(driver))
+                        pipe.expire(keys.driver_erasures(driver), ERASURES_TTL_S)
+                    pipe.unlink(keys.driver_profile(driver), listed,
                                 *(key for rec in kept for key in (
                                     keys.served(driver, rec), keys.feedback_seen(driver, rec))))
                     pipe.execute()
-                    break
+                    return
                 except WatchError:
                     continue
-        # What a release before keyed pseudonyms kept with no expiry (its recommendations
-        # expired within SERVED_TTL_S of the upgrade).
-        self.redis.unlink(keys.driver_profile(unkeyed_driver_key(fleet_id, driver_id)))
+
+    def migrate(self) -> dict[str, int]:
+        """Bring what releases before driver lists kept up to this one (`offers migrate`, once
+        after upgrading; a scan of the keyspace): list every kept recommendation under its
+        driver, so that an erase finds it and feedback takes it; drop the feedback sets whose
+        recommendation is gone (nothing can use them, and no list could name them) and the
+        erase marks releases before left."""
+        listed = orphans = marks = 0
+        for key in self.redis.scan_iter(match="{d:*}:*", count=1000):
+            if key.endswith(b":erased"):
+                marks += self.redis.unlink(key)
+                continue
+            match = _KEPT_KEY.fullmatch(key)
+            if match is None:
+                continue
+            driver, kind, rec = (part.decode() for part in match.groups())
+            if kind == "served":
+                listed += self._list(keys=[key, keys.driver_recommendations(driver),
+                                           keys.feedback_seen(driver, rec)], args=[rec])
+            elif not self.redis.exists(keys.served(driver, rec)):
+                orphans += self.redis.unlink(key)
+        return {"listed": listed, "orphaned_feedback_sets": orphans, "erase_marks": marks}
 
     # -- served recommendations ----------------------------------------------------------------
 
     def record_served(self, recommendation_id: str, fleet_id: str, driver_id: str, model: str,
-                      policy: str, items: list[ServedItem], decision: Decision | None) -> None:
-        """Keep what was served (for feedback) and log it, in one round trip: the driver's
-        record, and one script appending to the logs (which share a hash tag), a command for
-        all, not one per item."""
+                      policy: str, items: list[ServedItem], decision: Decision | None,
+                      erasures: bytes | None = None) -> None:
+        """Keep what was served (for feedback) and log it, in one round trip: a script keeping
+        the driver's record and listing it (`_KEEP`: nothing if the driver's `erasures`
+        counter, as read before their profile, has changed), and one appending to the logs
+        (which share a hash tag), a command for all, not one per item."""
         driver = driver_key(fleet_id, driver_id)
         now = time.time()
-        key = keys.served(driver, recommendation_id)
-        index = keys.driver_recommendations(driver)
         entries: list = []
         for item in items:
             entries += ["recommendation_id", recommendation_id, "driver", driver, "at", now,
@@ -190,17 +267,15 @@ class LearningLoop:
                        "offer_ids", orjson.dumps(decision.offer_ids),
                        "shape", f"{len(decision.features)}x{decision.features.shape[1]}",
                        "features", decision.features.astype("<f4").tobytes()]
-        run_pipelined(self.redis, self._log, [
-            ("HSET", key, "fleet", fleet_id, "model", model, "at", now,
+        run_pipelined(self.redis, (self._keep, self._log), [
+            ("EVALSHA", self._keep.sha, 3, keys.served(driver, recommendation_id),
+             keys.driver_recommendations(driver), keys.driver_erasures(driver),
+             erasures or b"", SERVED_TTL_S * 1000, recommendation_id,
+             "fleet", fleet_id, "model", model, "at", now,
              "items", orjson.dumps({item.offer_id: {
                  "features": item.features.tolist(), "score": item.score,
                  "propensity": item.propensity, "position": item.position,
              } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY)),
-            ("EXPIRE", key, SERVED_TTL_S),
-            # Listed for erasing the driver by name; ids past their time leave the list.
-            ("ZADD", index, now + SERVED_TTL_S, recommendation_id),
-            ("ZREMRANGEBYSCORE", index, "-inf", now),
-            ("EXPIRE", index, SERVED_TTL_S),
             ("EVALSHA", self._log.sha, 2, keys.SERVED_LOG, keys.DECISION_LOG, *logged)])
 
     # -- feedback ------------------------------------------------------------------------------
@@ -222,15 +297,17 @@ class LearningLoop:
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    # The served record and the driver's list of them too: an erase (DELETE)
-                    # deletes them with the profile in one transaction, so feedback racing it
-                    # either lands before (and is erased) or fails and finds nothing.
-                    pipe.watch(profile_key, seen_key, served_key, listed_key)
+                    # The served record too: an erase (DELETE) deletes it with the profile in
+                    # one transaction, so feedback racing it either lands before (and is
+                    # erased) or fails and finds nothing.
+                    pipe.watch(profile_key, seen_key, served_key)
                     fleet, raw_items = pipe.hmget(served_key, "fleet", "items")
-                    listed = pipe.zscore(listed_key, recommendation_id) is not None
+                    expires_ms = pipe.zscore(listed_key, recommendation_id)
                     item = orjson.loads(raw_items).get(offer_id) if raw_items else None
-                    # Unlisted: kept by a release before the list, which no erase can find.
-                    if fleet is None or fleet.decode() != fleet_id or item is None or not listed:
+                    # Unlisted: kept by a release before the list and not yet listed by
+                    # `offers migrate`, which no erase could find: it teaches nothing.
+                    if (fleet is None or fleet.decode() != fleet_id or item is None
+                            or expires_ms is None):
                         raise UnknownRecommendation(recommendation_id)
                     counted, learned = pipe.smismember(
                         seen_key, [f"{offer_id}|{event}", f"{offer_id}|learned"])
@@ -243,7 +320,9 @@ class LearningLoop:
                     if state is not None:
                         pipe.sadd(seen_key, f"{offer_id}|learned")
                         pipe.hset(profile_key, "state", state)
-                    pipe.expire(seen_key, SERVED_TTL_S)
+                    # Gone with the record it counts for, when the list drops it too (a TTL of
+                    # its own, renewed by each event, would outlive both).
+                    pipe.pexpireat(seen_key, int(expires_ms))
                     pipe.execute()
                     break
                 except WatchError:

@@ -4,10 +4,11 @@ A version is a trained model directory (`ranking.training.RankingModel.save`: th
 skops, the prior as JSON), stored file by file. Serving reads the active version's name in the
 round trip it already makes for the driver's profile, and loads a version it has not seen yet
 once per process (with skops' type check: nothing is ever unpickled), so activating a version
-switches every worker on its next request, without a restart. The active pointer names the
-version and a digest of its files (`v3@<digest>`), and a process keeps what it loaded under
-that pointer: a registry rebuilt from nothing (a Redis restarted empty, models published
-again from v1) can never have a worker serve what it loaded under the old name.
+switches every worker on its next request, without a restart. Next to the active version,
+activation writes a pointer naming it and a digest of its files (`v3@<digest>`), and a process
+keeps what it loaded under that pointer: a registry rebuilt from nothing (a Redis restarted
+empty, models published again from v1) can never have a worker serve what it loaded under the
+old name. The active version stays a bare name, as releases before the pointer read it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class ModelRegistry:
             raise UnknownModel(version)
         pointer = self._check_loads(version)
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.MODEL_ACTIVE, pointer)
+            pipe.set(keys.MODEL_ACTIVE, version)
+            pipe.set(keys.MODEL_SERVING, pointer)
             pipe.lpush(keys.MODEL_HISTORY, version)
             pipe.ltrim(keys.MODEL_HISTORY, 0, HISTORY_LENGTH - 1)
             pipe.execute()
@@ -86,7 +88,7 @@ class ModelRegistry:
                     pipe.watch(keys.MODEL_HISTORY, keys.MODEL_ACTIVE)
                     history = [v.decode() for v in pipe.lrange(keys.MODEL_HISTORY, 0, -1)]
                     current = pipe.get(keys.MODEL_ACTIVE)
-                    current = version_of(current.decode()) if current else None
+                    current = current.decode() if current else None
                     turns = 0  # the current version's latest turns, newest first
                     while turns < len(history) and history[turns] == current:
                         turns += 1
@@ -96,7 +98,8 @@ class ModelRegistry:
                     pointer = self._check_loads(version)
                     meta = pipe.hget(keys.MODEL_META, version)
                     pipe.multi()
-                    pipe.set(keys.MODEL_ACTIVE, pointer)
+                    pipe.set(keys.MODEL_ACTIVE, version)
+                    pipe.set(keys.MODEL_SERVING, pointer)
                     pipe.ltrim(keys.MODEL_HISTORY, turns, -1)
                     pipe.execute()
                     return {**orjson.loads(meta), "active": True}
@@ -104,39 +107,54 @@ class ModelRegistry:
                     continue
 
     def _check_loads(self, version: str) -> str:
-        """Load a version here first: one that cannot load never serves (422). Its active
-        pointer."""
+        """Load a version here first: one that cannot load never serves (422). Its pointer
+        (kept loaded: this process serves it next)."""
         try:
-            return self._load(version).pointer
+            ranker = self._load(version)
         except ValueError as error:
             raise Invalid(f"Model version {version!r} cannot be served: {error}") from None
+        self._keep(ranker.pointer, ranker)
+        return ranker.pointer
 
     def active_pointer(self) -> str | None:
         """What serving loads (`ranker`): the active version and its files' digest."""
+        return self.pointer_from(self.redis.mget(keys.MODEL_ACTIVE, keys.MODEL_SERVING))
+
+    def active_version(self) -> str | None:
         raw = self.redis.get(keys.MODEL_ACTIVE)
         return raw.decode() if raw else None
 
-    def active_version(self) -> str | None:
-        pointer = self.active_pointer()
-        return version_of(pointer) if pointer else None
-
     @staticmethod
     def active_command(pipe) -> None:
-        """Queue the read of the active pointer on `pipe` (to share a round trip)."""
-        pipe.get(keys.MODEL_ACTIVE)
+        """Queue the read of the active version and its pointer on `pipe` (to share a round
+        trip); `pointer_from` reads the reply."""
+        pipe.mget(keys.MODEL_ACTIVE, keys.MODEL_SERVING)
+
+    @staticmethod
+    def pointer_from(reply: list) -> str | None:
+        """The pointer to serve, from the active version and the pointer activation wrote
+        with it; the bare version when the pointer names another one (a release before
+        pointers activated it: a rolling upgrade), None when no version is active."""
+        active, serving = (raw.decode() if raw else None for raw in reply)
+        if active is None:
+            return None
+        return serving if serving and version_of(serving) == active else active
 
     def ranker(self, pointer: str) -> LearnedRanker:
-        """The ranker an active pointer names (`v3@<digest>`, or a bare version as releases
-        before digests wrote it), loaded once per process."""
+        """The ranker a pointer names (`v3@<digest>`, or a bare version), loaded once per
+        process."""
         ranker = self._loaded.get(pointer)
         if ranker is None:
             ranker = self._load(version_of(pointer))
             if pointer not in (ranker.pointer, ranker.version):
                 raise ValueError(f"the files of {ranker.version} are not the ones activated")
-            if len(self._loaded) >= LOADED_VERSIONS:  # versions stay small, but not forever
-                self._loaded.pop(next(iter(self._loaded)))
-            self._loaded[pointer] = ranker
+            self._keep(pointer, ranker)
         return ranker
+
+    def _keep(self, pointer: str, ranker: LearnedRanker) -> None:
+        if len(self._loaded) >= LOADED_VERSIONS:  # versions stay small, but not forever
+            self._loaded.pop(next(iter(self._loaded)))
+        self._loaded[pointer] = ranker
 
     def _load(self, version: str) -> LearnedRanker:
         names = [f"{version}/{n}" for n in MODEL_FILES]

@@ -174,6 +174,12 @@ def out_of_fold_logits(estimator: AcceptanceModel, features: np.ndarray, y: np.n
     """Each row's global logit from a model fitted without its driver's rows."""
     logits = np.zeros(len(y))
     for train_rows, test_rows in GroupKFold(folds).split(features, y, groups):
+        if len(np.unique(y[train_rows])) < 2:
+            # The other drivers answered all one way (every positive in this fold's drivers,
+            # as early logs with rare acceptances can be): their base rate, nearly certain.
+            rate = np.clip(y[train_rows].mean(), 1e-3, 1 - 1e-3)
+            logits[test_rows] = np.log(rate / (1 - rate))
+            continue
         fitted = clone(estimator).fit(features[train_rows], y[train_rows])
         logits[test_rows] = fitted.decision_function(features[test_rows])
     return logits
@@ -184,7 +190,8 @@ def _driver_map(terms: np.ndarray, offsets: np.ndarray, y: np.ndarray,
     """One driver's MAP correction and its Laplace posterior covariance (prior N(0, P⁻¹))."""
     w = np.zeros(terms.shape[1])
     for _ in range(_MAP_NEWTON_STEPS):
-        p = 1 / (1 + np.exp(-(offsets + terms @ w)))
+        with np.errstate(over="ignore"):  # a logit below -709: exp is inf, p is 0, rightly
+            p = 1 / (1 + np.exp(-(offsets + terms @ w)))
         gradient = terms.T @ (p - y) + prior_precision @ w
         hessian = (terms.T * (p * (1 - p))) @ terms + prior_precision
         w -= np.linalg.solve(hessian, gradient)

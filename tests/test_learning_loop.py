@@ -80,7 +80,7 @@ def test_a_registry_rebuilt_from_nothing_never_serves_what_a_worker_loaded_befor
     assert client.post(f"/v1/models/{old}/activate", headers=admin).status_code == 200
     before = [item["score"] for item in recommend(client, fleet)["items"]]
     redis_client.delete(keys.MODEL_FILES, keys.MODEL_META, keys.MODEL_SEQUENCE,
-                        keys.MODEL_ACTIVE, keys.MODEL_HISTORY)
+                        keys.MODEL_ACTIVE, keys.MODEL_SERVING, keys.MODEL_HISTORY)
     other = tmp_path / "other"
     train(synthetic_survey(seed=9), AcceptanceModel(max_iter=5), inner_folds=3).save(other)
     new = registry.publish(other)
@@ -91,6 +91,20 @@ def test_a_registry_rebuilt_from_nothing_never_serves_what_a_worker_loaded_befor
                         "OFFERS_EXPLORATION": "greedy"})
     assert after != before
     assert after == [item["score"] for item in recommend(fresh.test_client(), fleet)["items"]]
+
+
+def test_a_version_an_earlier_release_activated_serves_during_a_rolling_upgrade(
+        client, fleet, mixed_shop, model_dir, redis_client, admin):
+    """The active version stays a bare name (what earlier releases read and write); its
+    pointer is used only while it names that version."""
+    registry = ModelRegistry(redis_client)
+    first, second = registry.publish(model_dir), registry.publish(model_dir)
+    assert client.post(f"/v1/models/{first}/activate", headers=admin).status_code == 200
+    assert redis_client.get(keys.MODEL_ACTIVE) == first.encode()
+    assert recommend(client, fleet)["model"] == first
+    redis_client.set(keys.MODEL_ACTIVE, second)  # activated by a worker of an earlier release
+    assert recommend(client, fleet)["model"] == second
+    assert registry.active_pointer() == second
 
 
 def test_rolling_back_again_goes_further_back(client, redis_client, model_dir, admin):
@@ -239,6 +253,11 @@ def test_thompson_sampling_serves_and_logs_estimated_propensities(
     assert {e[b"policy"] for _, e in redis_client.xrange(keys.SERVED_LOG)} == {b"thompson"}
 
 
+def _left(redis_client, driver: str) -> list[bytes]:
+    """What an erased driver's hash tag still holds: only how often they were erased."""
+    return sorted(redis_client.scan_iter(match="{d:" + driver + "}:*"))
+
+
 def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
         client, fleet, mixed_shop, active_model, redis_client):
     answer = recommend(client, fleet)
@@ -253,7 +272,7 @@ def test_forgetting_a_driver_also_drops_what_later_feedback_could_learn_from(
     late = feedback(client, fleet, answer["recommendation_id"], offer_id, "redeem")
     assert late.status_code == 404
     driver = driver_key(fleet[0], "driver-1")
-    assert list(redis_client.scan_iter(match="{d:" + driver + "}:*")) == []
+    assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
 
 
 def _scans(redis_client) -> int:
@@ -268,54 +287,163 @@ def test_erasing_a_driver_erases_every_recommendation_kept_for_them(
     driver = driver_key(fleet[0], "driver-1")
     assert redis_client.zcard(keys.driver_recommendations(driver)) == 3
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
-    assert list(redis_client.scan_iter(match="{d:" + driver + "}:*")) == []
+    assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
 
 
-def test_erasing_a_driver_also_erases_what_an_earlier_release_kept_unkeyed(client, fleet,
-                                                                           redis_client):
-    """Releases before keyed pseudonyms stored a profile (no expiry) under a plain SHA-256."""
-    old = keys.driver_profile(unkeyed_driver_key(fleet[0], "driver-1"))
-    redis_client.hset(old, "preferences", b'{"bar": "never"}')
+def test_a_feedback_set_ends_with_its_recommendation_however_late_the_feedback(
+        client, fleet, mixed_shop, active_model, redis_client):
+    """Renewed at each event, it would outlive the record and the list that names it for an
+    erase; it ends when they do, by Redis's clock."""
+    answer = recommend(client, fleet)
+    rec, offer_id = answer["recommendation_id"], answer["items"][0]["offer_id"]
+    driver = driver_key(fleet[0], "driver-1")
+    served, seen = keys.served(driver, rec), keys.feedback_seen(driver, rec)
+    redis_client.pexpire(served, 50_000)  # as if served long ago: 50 s left
+    redis_client.zadd(keys.driver_recommendations(driver),
+                      {rec: redis_client.pexpiretime(served)})
+    for event in ("impression", "accept", "redeem"):
+        assert feedback(client, fleet, rec, offer_id, event).status_code == 200
+        assert redis_client.pexpiretime(seen) == redis_client.pexpiretime(served)
+
+
+def test_an_erase_inside_feedbacks_transaction_leaves_no_state(
+        client, fleet, mixed_shop, active_model, redis_client, monkeypatch):
+    """The erase lands after feedback read the served record and before it writes: its
+    transaction fails, and it finds nothing when it tries again."""
+    from ranking.learning import LearningLoop
+    answer = recommend(client, fleet)
+    learn = LearningLoop._learn
+    erased = []
+
+    def erase_then_learn(*args):
+        if not erased:
+            erased.append(client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code)
+        return learn(*args)
+
+    monkeypatch.setattr(LearningLoop, "_learn", staticmethod(erase_then_learn))
+    assert feedback(client, fleet, answer["recommendation_id"], answer["items"][0]["offer_id"],
+                    "accept").status_code == 404
+    assert erased == [204] and redis_client.exists(_profile_key(fleet)) == 0
+
+
+def test_a_recommendation_that_read_a_profile_an_erase_then_deleted_keeps_nothing(
+        client, fleet, mixed_shop, active_model, redis_client, monkeypatch):
+    """The erase lands between a recommendation's read of the driver and the write of what it
+    served: the record would hold the erased preferences in its feature rows, and feedback on
+    it would learn a state again."""
+    from ranking.learning import LearningLoop
+    assert client.put("/v1/drivers/driver-1/preferences", json={"bar": "gt8"},
+                      headers=fleet[1]).status_code == 200
+    record = LearningLoop.record_served
+
+    def erase_then_record(*args, **kwargs):
+        assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(LearningLoop, "record_served", erase_then_record)
+    answer = recommend(client, fleet)
+    assert answer["items"]
+    monkeypatch.undo()
+    assert feedback(client, fleet, answer["recommendation_id"], answer["items"][0]["offer_id"],
+                    "accept").status_code == 404
+    driver = driver_key(fleet[0], "driver-1")
+    assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
+    after = recommend(client, fleet)  # read after the erase: kept, and it learns
+    assert feedback(client, fleet, after["recommendation_id"], after["items"][0]["offer_id"],
+                    "accept").status_code == 200
+
+
+def test_erasing_a_driver_also_erases_what_an_earlier_release_kept_unkeyed(
+        client, fleet, mixed_shop, active_model, redis_client):
+    """Releases before keyed pseudonyms kept a profile (no expiry) and recommendations under a
+    plain SHA-256: the profile is erased by name, the recommendations once `offers migrate`
+    has listed them."""
+    from ranking.learning import LearningLoop
+    old = unkeyed_driver_key(fleet[0], "driver-1")
+    redis_client.hset(keys.driver_profile(old), "preferences", b'{"bar": "never"}')
+    redis_client.hset(keys.served(old, "rec_x"), "fleet", fleet[0])
+    redis_client.expire(keys.served(old, "rec_x"), 3600)
+    redis_client.sadd(keys.feedback_seen(old, "rec_x"), "o.m.1|accept")
+    redis_client.expire(keys.feedback_seen(old, "rec_x"), 7200)  # renewed by a late event
+    assert LearningLoop(redis_client).migrate()["listed"] == 1
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
-    assert redis_client.exists(old) == 0
+    assert _left(redis_client, old) == []
+
+
+def test_migrating_lists_what_an_earlier_release_kept_so_erases_find_it_and_feedback_counts(
+        client, fleet, mixed_shop, active_model, redis_client):
+    from ranking.learning import LearningLoop
+    answers = [recommend(client, fleet) for _ in range(2)]
+    driver = driver_key(fleet[0], "driver-1")
+    listed = keys.driver_recommendations(driver)
+    redis_client.delete(listed)  # as an earlier release left them
+    redis_client.set("{d:" + driver + "}:erased", 1.0)  # its erase mark
+    redis_client.sadd(keys.feedback_seen(driver, "rec_gone"), "o.m.1|accept")  # record gone
+    rec = answers[0]["recommendation_id"]
+    assert feedback(client, fleet, rec, answers[0]["items"][0]["offer_id"],
+                    "accept").status_code == 404  # unlisted: no erase could find it
+    assert LearningLoop(redis_client).migrate() == {
+        "listed": 2, "orphaned_feedback_sets": 1, "erase_marks": 1}
+    assert redis_client.zscore(listed, rec) == redis_client.pexpiretime(keys.served(driver, rec))
+    assert feedback(client, fleet, rec, answers[0]["items"][0]["offer_id"],
+                    "accept").status_code == 200
+    assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
 
 
 def test_feedback_racing_an_erase_never_brings_a_state_back(app, fleet, mixed_shop,
                                                            active_model, redis_client, redis_url):
     """Feedback and DELETE sent at once, from two applications (as two workers), again and
     again: whichever lands first, no state is left once both have answered. A recommendation
-    served after the erase learns again."""
+    served after the erase learns again. (The interleavings that matter are pinned down by the
+    two tests above; this one lets the threads find others.)"""
     from api.app import create_app
 
     from .conftest import ADMIN_TOKEN
     other = create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
                         "OFFERS_EXPLORATION": "greedy"}).test_client()
     client = app.test_client()
-    outcomes = set()
+    outcomes, errors = [], []
     for _ in range(30):
         answer = recommend(client, fleet)
         start = threading.Barrier(2)
 
         def send_feedback(answer=answer, start=start):
             start.wait()
-            outcomes.add(feedback(client, fleet, answer["recommendation_id"],
-                                  answer["items"][0]["offer_id"], "accept").status_code)
+            outcomes.append(("feedback", feedback(
+                client, fleet, answer["recommendation_id"], answer["items"][0]["offer_id"],
+                "accept").status_code))
 
         def erase(start=start):
             start.wait()
-            assert other.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+            outcomes.append(("erase", other.delete("/v1/drivers/driver-1",
+                                                   headers=fleet[1]).status_code))
 
-        threads = [threading.Thread(target=send_feedback), threading.Thread(target=erase)]
+        threads = [threading.Thread(target=_reporting(send_feedback, errors)),
+                   threading.Thread(target=_reporting(erase, errors))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert errors == []
         assert redis_client.hget(_profile_key(fleet), "state") is None
-    assert outcomes <= {200, 404}
+    assert len(outcomes) == 60
+    assert {status for kind, status in outcomes if kind == "erase"} == {204}
+    assert {status for kind, status in outcomes if kind == "feedback"} <= {200, 404}
     after = recommend(client, fleet)
     assert feedback(client, fleet, after["recommendation_id"], after["items"][0]["offer_id"],
                     "accept").status_code == 200
     assert redis_client.hget(_profile_key(fleet), "state") is not None
+
+
+def _reporting(target, errors: list):
+    """`target`, its exceptions kept in `errors` (a thread's own would only be a warning)."""
+    def run():
+        try:
+            target()
+        except BaseException as error:  # the test asserts there were none
+            errors.append(error)
+    return run
 
 
 def test_feedback_on_a_recommendation_the_driver_list_does_not_hold_is_404(

@@ -93,3 +93,16 @@ def test_many_rows_are_walked_one_by_one_with_the_same_logits():
     X[rng.random(X.shape) < 0.1] = np.nan
     model = AcceptanceModel(max_iter=20, min_samples_leaf=5).fit(X, (rng.random(len(X)) < 0.5))
     assert np.array_equal(model.serving_logits(X), model.booster_.decision_function(X))
+
+
+def test_training_takes_data_whose_positives_are_all_in_one_fold_of_drivers():
+    """Early logs with rare acceptances: the drivers outside one inner fold answered all one
+    way. That fold's baseline is their base rate; the whole data still trains."""
+    from ranking.training import train
+
+    from .conftest import synthetic_survey
+    data = synthetic_survey(drivers=12, rows=30)
+    data.y[:] = 0
+    data.y[:30][::3] = 1   # only the first driver ever took an offer
+    model = train(data, AcceptanceModel(max_iter=5), inner_folds=3)
+    assert model.info["rows"] == 360 and model.info["positive_rate"] == 10 / 360
