@@ -185,9 +185,9 @@ def driver_recommendations(driver: str) -> str:
 
 
 def driver_erasures(driver: str) -> str:
-    """Counter with a TTL: how many times the driver was erased lately. A recommendation reads
-    it before the profile and keeps what it served only if it has not changed since: one that
-    read a profile an erase then deleted must not bring what it read back."""
+    """String with a TTL: a random token each erase of the driver renews. A recommendation
+    reads it before the profile and keeps what it served only if it has not changed since: one
+    that read a profile an erase then deleted must not bring what it read back."""
     return "{d:" + driver + "}:erasures"
 
 

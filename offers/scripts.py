@@ -15,15 +15,22 @@ def run_pipelined(redis: Redis, scripts: Script | Sequence[Script], commands: li
                   also: Sequence[Callable] = ()) -> list:
     """`commands` (EVALSHA of `scripts`, among others) in one pipelined round trip, then what
     each of `also` queues on the pipeline (reads of other owners sharing the round trip, a
-    command each: their replies come last, one per callable, so `also` is a list, not a
-    generator, as a retry queues them again); the scripts are loaded again, and the round trip
-    repeated, if the server lost them (a restart, SCRIPT FLUSH)."""
-    try:
-        return _pipelined(redis, commands, also)
-    except NoScriptError:
+    command each: their replies come last, one per callable). If the server lost a script (a
+    restart, SCRIPT FLUSH), the scripts are loaded again and only the commands it refused are
+    sent again: the others have run, and a script that appends to a log must not run twice."""
+    replies = _pipelined(redis, commands, also)
+    lost = [i for i, reply in enumerate(replies[:len(commands)])
+            if isinstance(reply, NoScriptError)]
+    if lost:
         for script in [scripts] if isinstance(scripts, Script) else scripts:
             redis.script_load(script.script)
-        return _pipelined(redis, commands, also)
+        for i, reply in zip(lost, _pipelined(redis, [commands[i] for i in lost], ()),
+                            strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def _pipelined(redis: Redis, commands: list[tuple], also: Sequence[Callable]) -> list:
@@ -32,4 +39,4 @@ def _pipelined(redis: Redis, commands: list[tuple], also: Sequence[Callable]) ->
             pipe.execute_command(*command)
         for queue in also:
             queue(pipe)
-        return pipe.execute()
+        return pipe.execute(raise_on_error=False)

@@ -58,7 +58,7 @@ class UnknownRecommendation(NotFound):
 class Profile:
     preferences: dict | None
     state: online.DriverState | None
-    erasures: bytes | None = None  # the driver's erasures counter, read before the rest
+    erasures: bytes | None = None  # the driver's erasure token, read before the rest
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,13 @@ return 0
 """
 
 
-# KEYS: the served record, the driver's list of recommendations, their erasures counter.
-# ARGV: the counter as read before the driver's profile ('' for none), how long the record is
-# kept (milliseconds), the recommendation id, then the record's fields and values. Keeps the
-# record and lists it, both to expire at one time of Redis's own clock (whatever the app
-# hosts' clocks say), and drops ids past their time from the list. Keeps nothing (0) if the
-# driver was erased since the read: what the request read of them is gone, and must not come
-# back with this record.
+# KEYS: the served record, the driver's list of recommendations, their erasure token. ARGV:
+# the token as read before the driver's profile ('' for none), how long the record is kept
+# (milliseconds), the recommendation id, then the record's fields and values. Keeps the record
+# and lists it, both to expire at one time of Redis's own clock (whatever the app hosts'
+# clocks say), drops ids past their time from the list and keeps the list until its last
+# member's time. Keeps nothing (0) if the driver was erased since the read: what the request
+# read of them is gone, and must not come back with this record.
 _KEEP = """
 if (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then return 0 end
 local time = redis.call('TIME')
@@ -126,26 +126,37 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 4, #ARGV))
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[2], expires, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.0f', now))
-redis.call('PEXPIREAT', KEYS[2], expires)
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], last[2])
 return 1
 """
-# An in-flight recommendation lives seconds; the counter only has to outlast those.
+# An in-flight recommendation lives seconds; the token only has to outlast those.
 ERASURES_TTL_S = 3600
 
-# KEYS: a served record, its driver's list, its feedback set. ARGV: the recommendation id.
-# Lists a record an earlier release kept unlisted, to expire when it does, and gives its
-# feedback set the same end (releases before renewed it at each event). 0 if it has no TTL
-# left to list it for.
+# KEYS: a served record, its driver's list, its feedback set. ARGV: the recommendation id, how
+# long a record is kept (milliseconds). Lists a record an earlier release kept (unlisted, or
+# listed in seconds), to expire when it does (one with no expiry from now on), gives its
+# feedback set the same end (releases before renewed it at each event) and keeps the list
+# until its last member's time. 0 if the record is gone.
 _LIST = """
-local left = redis.call('PTTL', KEYS[1])
-if left <= 0 then return 0 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local expires = string.format('%.0f', now + left)
-redis.call('ZADD', KEYS[2], 'NX', expires, ARGV[1])
-if redis.call('PTTL', KEYS[2]) < left then redis.call('PEXPIREAT', KEYS[2], expires) end
+local expires = redis.call('PEXPIRETIME', KEYS[1])
+if expires == -2 then return 0 end
+if expires == -1 then
+  local time = redis.call('TIME')
+  expires = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + tonumber(ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expires))
+end
+expires = string.format('%.0f', expires)
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIREAT', KEYS[3], expires) end
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], last[2])
 return 1
+"""
+# KEYS: a feedback set, its served record. Unlinks the set if the record is gone.
+_DROP_ORPHAN = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+return redis.call('UNLINK', KEYS[1])
 """
 _KEPT_KEY = re.compile(rb"\{d:([0-9a-f]+)\}:(served|feedback):(.+)")
 
@@ -156,13 +167,14 @@ class LearningLoop:
         self._log = redis.register_script(_LOG)
         self._keep = redis.register_script(_KEEP)
         self._list = redis.register_script(_LIST)
+        self._drop_orphan = redis.register_script(_DROP_ORPHAN)
 
     # -- profiles ----------------------------------------------------------------------------
 
     def profile_commands(self, fleet_id: str, driver_id: str) -> list[Callable]:
         """The reads of a driver's profile, a command each (to share a round trip): the
-        erasures counter first, so that a profile read before an erase is always seen with
-        the counter from before it."""
+        erasure token first, so that a profile read before an erase is always seen with the
+        token from before it."""
         driver = driver_key(fleet_id, driver_id)
         return [lambda pipe: pipe.get(keys.driver_erasures(driver)),
                 lambda pipe: pipe.hmget(keys.driver_profile(driver), "preferences", "state")]
@@ -190,16 +202,16 @@ class LearningLoop:
 
         The recommendations are found by name in the driver's own list, not by a scan of the
         keyspace (which grows with every driver and offer), and deleted with the profile in one
-        transaction watching the list, which also counts the erase: a recommendation served
-        meanwhile is deleted too or stays listed for the next erase, one that read the profile
-        before keeps nothing (`_KEEP`), and feedback racing the erase (it watches the served
-        record) either lands before it, and is erased, or finds nothing. Then the same under
-        the unkeyed pseudonym of releases before keyed ones (`offers migrate` lists what they
-        kept)."""
-        self._erase(driver_key(fleet_id, driver_id), counted=True)
-        self._erase(unkeyed_driver_key(fleet_id, driver_id), counted=False)
+        transaction watching the list, which also renews the driver's erasure token: a
+        recommendation served meanwhile is deleted too or stays listed for the next erase, one
+        that read the profile before keeps nothing (`_KEEP`), and feedback racing the erase (it
+        watches the served record) either lands before it, and is erased, or finds nothing.
+        Then the same under the unkeyed pseudonym of releases before keyed ones (`offers
+        migrate` lists what they kept)."""
+        self._erase(driver_key(fleet_id, driver_id), renew_token=True)
+        self._erase(unkeyed_driver_key(fleet_id, driver_id), renew_token=False)
 
-    def _erase(self, driver: str, counted: bool) -> None:
+    def _erase(self, driver: str, renew_token: bool) -> None:
         listed = keys.driver_recommendations(driver)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -207,9 +219,11 @@ class LearningLoop:
                     pipe.watch(listed)
                     kept = [rec.decode() for rec in pipe.zrange(listed, 0, -1)]
                     pipe.multi()
-                    if counted:
-                        pipe.incr(keys.driver_erasures(driver))
-                        pipe.expire(keys.driver_erasures(driver), ERASURES_TTL_S)
+                    if renew_token:
+                        # A fresh token, not a count: a counter that expired would start
+                        # again at a value a request may have read before.
+                        pipe.set(keys.driver_erasures(driver), secrets.token_hex(8),
+                                 ex=ERASURES_TTL_S)
                     pipe.unlink(keys.driver_profile(driver), listed,
                                 *(key for rec in kept for key in (
                                     keys.served(driver, rec), keys.feedback_seen(driver, rec))))
@@ -220,34 +234,44 @@ class LearningLoop:
 
     def migrate(self) -> dict[str, int]:
         """Bring what releases before driver lists kept up to this one (`offers migrate`, once
-        after upgrading; a scan of the keyspace): list every kept recommendation under its
-        driver, so that an erase finds it and feedback takes it; drop the feedback sets whose
-        recommendation is gone (nothing can use them, and no list could name them) and the
-        erase marks releases before left."""
-        listed = orphans = marks = 0
+        after upgrading, before the new release serves: a scan of the keyspace, a round trip
+        per thousand keys): list every kept recommendation under its driver, so that an erase
+        finds it and feedback takes it; drop the feedback sets whose recommendation is gone
+        (nothing can use them, and no list could name them) and the erase marks releases
+        before left."""
+        done = {"listed": 0, "orphaned_feedback_sets": 0, "erase_marks": 0}
+        batch: list[tuple[str, tuple]] = []
         for key in self.redis.scan_iter(match="{d:*}:*", count=1000):
             if key.endswith(b":erased"):
-                marks += self.redis.unlink(key)
-                continue
-            match = _KEPT_KEY.fullmatch(key)
-            if match is None:
-                continue
-            driver, kind, rec = (part.decode() for part in match.groups())
-            if kind == "served":
-                listed += self._list(keys=[key, keys.driver_recommendations(driver),
-                                           keys.feedback_seen(driver, rec)], args=[rec])
-            elif not self.redis.exists(keys.served(driver, rec)):
-                orphans += self.redis.unlink(key)
-        return {"listed": listed, "orphaned_feedback_sets": orphans, "erase_marks": marks}
+                batch.append(("erase_marks", ("UNLINK", key)))
+            elif match := _KEPT_KEY.fullmatch(key):
+                driver, kind, rec = (part.decode() for part in match.groups())
+                served = keys.served(driver, rec)
+                batch.append(("listed", (
+                    "EVALSHA", self._list.sha, 3, served, keys.driver_recommendations(driver),
+                    keys.feedback_seen(driver, rec), rec, SERVED_TTL_S * 1000))
+                    if kind == "served" else ("orphaned_feedback_sets", (
+                        "EVALSHA", self._drop_orphan.sha, 2, key, served)))
+            if len(batch) == 1000:
+                self._migrated(batch, done)
+                batch = []
+        self._migrated(batch, done)
+        return done
+
+    def _migrated(self, batch: list[tuple[str, tuple]], done: dict[str, int]) -> None:
+        replies = run_pipelined(self.redis, (self._list, self._drop_orphan),
+                                [command for _, command in batch])
+        for (kind, _), reply in zip(batch, replies, strict=True):
+            done[kind] += reply
 
     # -- served recommendations ----------------------------------------------------------------
 
     def record_served(self, recommendation_id: str, fleet_id: str, driver_id: str, model: str,
                       policy: str, items: list[ServedItem], decision: Decision | None,
-                      erasures: bytes | None = None) -> None:
+                      erasures: bytes | None) -> None:
         """Keep what was served (for feedback) and log it, in one round trip: a script keeping
-        the driver's record and listing it (`_KEEP`: nothing if the driver's `erasures`
-        counter, as read before their profile, has changed), and one appending to the logs
+        the driver's record and listing it (`_KEEP`: nothing if the driver's erasure token,
+        as read before their profile (`erasures`), has changed), and one appending to the logs
         (which share a hash tag), a command for all, not one per item."""
         driver = driver_key(fleet_id, driver_id)
         now = time.time()

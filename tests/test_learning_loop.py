@@ -290,6 +290,35 @@ def test_erasing_a_driver_erases_every_recommendation_kept_for_them(
     assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
 
 
+def test_what_a_recommendation_keeps_ends_at_one_time_and_the_list_drops_what_is_past(
+        client, fleet, mixed_shop, active_model, redis_client):
+    driver = driver_key(fleet[0], "driver-1")
+    listed = keys.driver_recommendations(driver)
+    redis_client.zadd(listed, {"rec_past": 1000})  # expired in 1970
+    rec = recommend(client, fleet)["recommendation_id"]
+    ends = redis_client.pexpiretime(keys.served(driver, rec))
+    assert abs(ends - (time.time() + 7 * 24 * 3600) * 1000) < 60_000
+    assert redis_client.zrange(listed, 0, -1, withscores=True) == [(rec.encode(), ends)]
+    assert redis_client.pexpiretime(listed) == ends
+    assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    assert 0 < redis_client.ttl(keys.driver_erasures(driver)) <= 3600
+
+
+def test_a_script_the_server_lost_runs_again_alone(client, fleet, mixed_shop, active_model,
+                                                  redis_client):
+    """After a restart or a failover the server may know one of a round trip's scripts and
+    not another (an earlier release loaded the log's): only the refused command is sent again,
+    and the served log gets each item once."""
+    from ranking.learning import _LOG
+    redis_client.script_flush()
+    redis_client.script_load(_LOG)
+    answer = recommend(client, fleet)
+    assert redis_client.xlen(keys.SERVED_LOG) == len(answer["items"]) > 0
+    assert redis_client.xlen(keys.DECISION_LOG) <= 1
+    driver = driver_key(fleet[0], "driver-1")
+    assert redis_client.exists(keys.served(driver, answer["recommendation_id"])) == 1
+
+
 def test_a_feedback_set_ends_with_its_recommendation_however_late_the_feedback(
         client, fleet, mixed_shop, active_model, redis_client):
     """Renewed at each event, it would outlive the record and the list that names it for an
@@ -379,12 +408,22 @@ def test_migrating_lists_what_an_earlier_release_kept_so_erases_find_it_and_feed
     redis_client.delete(listed)  # as an earlier release left them
     redis_client.set("{d:" + driver + "}:erased", 1.0)  # its erase mark
     redis_client.sadd(keys.feedback_seen(driver, "rec_gone"), "o.m.1|accept")  # record gone
-    rec = answers[0]["recommendation_id"]
+    rec, other = answers[0]["recommendation_id"], answers[1]["recommendation_id"]
+    seen = keys.feedback_seen(driver, other)
+    redis_client.sadd(seen, "o.m.1|impression")
+    redis_client.expire(seen, 14 * 24 * 3600)  # renewed by a late event, as releases before did
+    redis_client.persist(keys.served(driver, other))  # kept with no end at all
     assert feedback(client, fleet, rec, answers[0]["items"][0]["offer_id"],
                     "accept").status_code == 404  # unlisted: no erase could find it
     assert LearningLoop(redis_client).migrate() == {
         "listed": 2, "orphaned_feedback_sets": 1, "erase_marks": 1}
-    assert redis_client.zscore(listed, rec) == redis_client.pexpiretime(keys.served(driver, rec))
+    for kept in (rec, other):
+        ends = redis_client.pexpiretime(keys.served(driver, kept))
+        assert 0 < ends <= (time.time() + 7 * 24 * 3600) * 1000 + 1000
+        assert redis_client.zscore(listed, kept) == ends
+    assert redis_client.pexpiretime(seen) == redis_client.zscore(listed, other)
+    assert redis_client.pexpiretime(listed) == max(redis_client.zscore(listed, r)
+                                                   for r in (rec, other))
     assert feedback(client, fleet, rec, answers[0]["items"][0]["offer_id"],
                     "accept").status_code == 200
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204

@@ -106,3 +106,5 @@ def test_training_takes_data_whose_positives_are_all_in_one_fold_of_drivers():
     data.y[:30][::3] = 1   # only the first driver ever took an offer
     model = train(data, AcceptanceModel(max_iter=5), inner_folds=3)
     assert model.info["rows"] == 360 and model.info["positive_rate"] == 10 / 360
+    # Baselines that tell the answers apart, not a made-up base rate that ranks them backwards.
+    assert max(model.info["replayed_auc_by_scale"].values()) >= 0.5
