@@ -15,7 +15,7 @@ from flask_smorest import abort
 from geo.route import RouteError
 from offers.geo_index import ids_of, offer_keys
 from offers.redemptions import driver_key
-from offers.serving import ELSEWHERE, Shortlisted, Trip, best_of_each
+from offers.serving import Trip, best_of_each
 from ranking import Situation
 from ranking.exploration import Thompson, best_first
 from ranking.features import raw_to_features
@@ -87,8 +87,7 @@ def recommend(body: dict):
     if body["one_per_place"]:
         eligible = best_of_each(candidates.place_key, scores)
     # One item per offer too, at its best place: feedback names the offer, not the place.
-    places_of_offers = Alternatives(eligible, offer_keys(records, eligible), scores)
-    eligible = eligible[best_of_each(places_of_offers.offer_key, scores[eligible])]
+    eligible = eligible[best_of_each(offer_keys(records, eligible), scores[eligible])]
     limit = body["limit"]
     batches = _batches(limit)
     draws = (ranker.draws(logits, features, eligible, situation, found.policy.draws + 1,
@@ -100,7 +99,7 @@ def recommend(body: dict):
                                            candidates.eta_s[eligible])
     order = eligible[shown]
     rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
-                                  situation, limit, batches, places_of_offers)
+                                  situation, limit, batches)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation, scores[rows])
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
@@ -118,62 +117,27 @@ def recommend(body: dict):
                           "items": items})
 
 
-class Alternatives:
-    """The candidate rows that could stand for each offer (`rows`, one per place when one item
-    per place is asked: each the best offer at its place), for serving an offer at its next
-    best place when its best was refused for that place's sake (`serving.ELSEWHERE`)."""
-
-    def __init__(self, rows: np.ndarray, offer_key: np.ndarray, scores: np.ndarray):
-        self.rows, self.offer_key, self.scores = rows, offer_key, scores
-
-    def others(self, row: int) -> np.ndarray:
-        """The other rows of `row`'s offer, best score first (the earliest among equals)."""
-        same = self.rows[(self.offer_key == self.offer_key[self.rows == row][0])
-                         & (self.rows != row)]
-        return same[np.argsort(-self.scores[same], kind="stable")]
-
-
-def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches,
-          alternatives: Alternatives):
+def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches):
     """The first `limit` candidates of the policy's order that pass the shortlist check
     (budgets, exact hours), a batch per round trip: their rows, their propensities and what
-    the check read. An offer its best place could not serve (closed at arrival by a dated
-    rule, say) is checked at its other places in one more round trip, and served at the best
-    of them that can, in its position."""
+    the check read."""
     rows, chances, served = [], [], []
     start = 0
     for size in batches:
-        batch = order[start:start + size].copy()
-        chance = propensity[start:start + size]
+        batch = slice(start, start + size)
         start += size
-        if batch.size == 0:
+        if order[batch].size == 0:
             break
-        checks = _checked(found, records, candidates, trip, situation, batch)
-        retry = [(i, alternatives.others(batch[i]))
-                 for i, check in enumerate(checks) if check is ELSEWHERE]
-        retry = [(i, others) for i, others in retry if others.size]
-        if retry:
-            again = iter(_checked(found, records, candidates, trip, situation,
-                                  np.concatenate([others for _, others in retry])))
-            for i, others in retry:
-                answers = [next(again) for _ in others]
-                best = next((k for k, check in enumerate(answers)
-                             if isinstance(check, Shortlisted)), None)
-                if best is not None:
-                    batch[i], checks[i] = others[best], answers[best]
-        for row, p, check in zip(batch, chance, checks, strict=True):
-            if isinstance(check, Shortlisted) and len(rows) < limit:
+        checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
+                                        trip, situation.fleet_id, situation.driver_id)
+        for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
+            if check is not None and len(rows) < limit:
                 rows.append(row)
-                chances.append(p)
+                chances.append(chance)
                 served.append(check)
         if len(rows) == limit:
             break
     return np.array(rows, dtype=np.intp), chances, served
-
-
-def _checked(found, records, candidates, trip, situation, rows: np.ndarray) -> list:
-    return found.serving.servable(records[rows], candidates.eta_s[rows], trip,
-                                  situation.fleet_id, situation.driver_id)
 
 
 def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict:

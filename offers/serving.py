@@ -84,12 +84,6 @@ class Shortlisted:
     place: dict
 
 
-# `servable`'s answer for an offer refused at one place for that place's sake (closed at
-# arrival by a rule the weekly mask could not hold, moved, no longer the offer's): it may
-# still be served at another of its places.
-ELSEWHERE = "elsewhere"
-
-
 class OfferServing:
     def __init__(self, redis: Redis, index: GeoIndex | None = None):
         self.redis = redis
@@ -162,11 +156,10 @@ class OfferServing:
         ), records, found.also
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,
-                 driver_id: str) -> list[Shortlisted | str | None]:
+                 driver_id: str) -> list[Shortlisted | None]:
         """Check a shortlist against the catalogue and the budgets, in one round trip: the
         offer still live at arrival, its place unmoved and open (exactly, for rules a weekly
-        mask cannot hold), and its budget, today's cap and this driver's limit not used up.
-        Per row: what to serve, ELSEWHERE (refused for the place's sake), or None."""
+        mask cannot hold), and its budget, today's cap and this driver's limit not used up."""
         driver = driver_key(fleet_id, driver_id)
         arrivals = [datetime.fromtimestamp(trip.at.timestamp() + eta, UTC) for eta in eta_s]
         offer_ids, place_ids = ids_of(records)
@@ -199,32 +192,28 @@ class OfferServing:
 
 
 def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today: int,
-              mine: int) -> Shortlisted | str | None:
-    if raw_offer is None:
+              mine: int) -> Shortlisted | None:
+    if raw_offer is None or raw_place is None:
         return None
-    offer = orjson.loads(raw_offer)
-    budget, state = offer.get("budget") or {}, offer_state(offer, arrival)
-    if state == "paused" or any(limit and used >= limit for limit, used in (
-            (budget.get("max_redemptions"), total), (offer.get("per_driver_limit"), mine))):
+    offer, place = orjson.loads(raw_offer), orjson.loads(raw_place)
+    if offer_state(offer, arrival) != "active" or place["id"] not in offer["place_ids"]:
         return None
-    # Validity and the day's cap depend on the arrival, which is another at another place.
-    daily = budget.get("daily_max")
-    if state != "active" or (daily and today >= daily) or raw_place is None:
-        return ELSEWHERE
-    place = orjson.loads(raw_place)
-    if place["id"] not in offer["place_ids"]:
-        return ELSEWHERE
     if (place["lat"], place["lng"]) != (record["lat"], record["lng"]):
-        return ELSEWHERE
+        return None
     # The record's hours must be the documents' own: edits racing each other can leave an index
     # record behind the catalogue, and its mask then filtered on other hours or another zone.
     slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
     if record["serving"] != mask_digest(slots) or record["zone"] != zone_id(place["timezone"]):
-        return ELSEWHERE
+        return None
+    budget = offer.get("budget") or {}
+    limits = ((budget.get("max_redemptions"), total), (budget.get("daily_max"), today),
+              (offer.get("per_driver_limit"), mine))
+    if any(limit and used >= limit for limit, used in limits):
+        return None
     if not exact and not (
             is_open_exactly(place.get("opening_hours"), place["timezone"], arrival)
             and is_open_exactly(offer.get("schedule"), place["timezone"], arrival)):
-        return ELSEWHERE
+        return None
     return Shortlisted(offer, place)
 
 

@@ -190,27 +190,6 @@ def test_an_offer_at_several_places_is_one_item_at_the_best_of_them(client, merc
     assert answer["items"][0]["place_id"] == first_place
 
 
-def test_an_offer_its_best_place_cannot_serve_is_served_at_the_next_that_can(client, merchant,
-                                                                          fleet, shop):
-    """The two nearest places are closed on Christmas Day (a dated rule, which the index's
-    weekly mask cannot hold, so only the final check sees it): the offer is served at the
-    third, not dropped. Closed everywhere, it is not served."""
-    _, headers = merchant
-    christmas = "2026-12-25T08:00:00-07:00"
-    nearest, offer_id = shop(2, place={"opening_hours": "Mo-Su 00:00-24:00; Dec 25 off"})
-    later = [client.post("/v1/places", headers=headers, json={
-        **CAFE, "lat": 39.746, "lng": east_of_start(km), "opening_hours": hours}).json["id"]
-        for km, hours in ((4, "Mo-Su 00:00-24:00; Dec 25 off"), (6, None))]
-    assert client.patch(f"/v1/offers/{offer_id}", headers=headers,
-                        json={"place_ids": [nearest, *later]}).status_code == 200
-    assert recommend(client, fleet)["items"][0]["place_id"] == nearest  # a Wednesday
-    answer = recommend(client, fleet, at=christmas)
-    assert offer_ids(answer) == [offer_id] and answer["items"][0]["place_id"] == later[1]
-    client.patch(f"/v1/places/{later[1]}", headers=headers,
-                 json={"opening_hours": "Mo-Su 00:00-24:00; Dec 25 off"})
-    assert recommend(client, fleet, at=christmas)["items"] == []
-
-
 def test_max_detour_categories_and_limit(client, fleet, shop):
     shop(2, place={"lat": 39.76})  # 1.7 km off the route
     _, on_route = shop(3)
