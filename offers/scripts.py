@@ -27,8 +27,12 @@ def run_pipelined(redis: Redis, scripts: Script | Sequence[Script], commands: li
         for i, reply in zip(lost, _pipelined(redis, [commands[i] for i in lost], ()),
                             strict=True):
             replies[i] = reply
-    for reply in replies:
+    for number, reply in enumerate(replies, 1):
         if isinstance(reply, Exception):
+            # What redis-py says of a pipeline's error when it raises it itself.
+            name = commands[number - 1][0] if number <= len(commands) else "a read"
+            reply.args = (f"Command # {number} ({name}) of pipeline caused error: "
+                          f"{reply.args[0] if reply.args else ''}", *reply.args[1:])
             raise reply
     return replies
 

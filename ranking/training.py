@@ -170,17 +170,15 @@ class RankingModel:
 
 
 def out_of_fold_logits(estimator: AcceptanceModel, features: np.ndarray, y: np.ndarray,
-                       groups: np.ndarray, folds: int,
-                       whole: AcceptanceModel | None = None) -> np.ndarray:
-    """Each row's global logit from a model fitted without its driver's rows; where the other
-    drivers answered all one way (every positive among one fold's drivers, as early logs with
-    rare acceptances can be), from `whole`, the model fitted on every row: nothing fitted
-    without those drivers could tell their answers apart."""
+                       groups: np.ndarray, folds: int) -> np.ndarray | None:
+    """Each row's global logit from a model fitted without its driver's rows; None when, for
+    some fold, the other drivers answered all one way (every positive among one fold's
+    drivers, as early logs with rare acceptances can be): nothing fitted without those drivers
+    could tell their answers apart."""
     logits = np.zeros(len(y))
     for train_rows, test_rows in GroupKFold(folds).split(features, y, groups):
-        if len(np.unique(y[train_rows])) < 2 and whole is not None:
-            logits[test_rows] = whole.decision_function(features[test_rows])
-            continue
+        if len(np.unique(y[train_rows])) < 2:
+            return None
         fitted = clone(estimator).fit(features[train_rows], y[train_rows])
         logits[test_rows] = fitted.decision_function(features[test_rows])
     return logits
@@ -268,7 +266,10 @@ def train(data: Dataset, estimator: AcceptanceModel | None = None, inner_folds: 
             "positive_rate": float(y.mean()), "estimator": repr(estimator)}
     if n_drivers < max(inner_folds, 2):   # too few drivers to learn how drivers differ
         return RankingModel(fitted, np.eye(online.N_TERMS), info, shortlist)
-    logits = out_of_fold_logits(estimator, features, y, groups, inner_folds, fitted)
+    logits = out_of_fold_logits(estimator, features, y, groups, inner_folds)
+    if logits is None:  # how drivers differ cannot be told from these answers
+        info["prior"] = "identity: an inner fold's other drivers answered all one way"
+        return RankingModel(fitted, np.eye(online.N_TERMS), info, shortlist)
     terms = online.driver_terms(features)
     covariance = fit_prior_covariance(terms, logits, y, groups)
     scores = {}

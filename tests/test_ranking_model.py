@@ -97,7 +97,10 @@ def test_many_rows_are_walked_one_by_one_with_the_same_logits():
 
 def test_training_takes_data_whose_positives_are_all_in_one_fold_of_drivers():
     """Early logs with rare acceptances: the drivers outside one inner fold answered all one
-    way. That fold's baseline is their base rate; the whole data still trains."""
+    way, so no baseline fitted without a driver's own rows can tell theirs apart. The global
+    model still trains on every row; how drivers differ is not fitted (the identity prior,
+    as for too few drivers), and the model says why."""
+    from ranking import online
     from ranking.training import train
 
     from .conftest import synthetic_survey
@@ -106,5 +109,5 @@ def test_training_takes_data_whose_positives_are_all_in_one_fold_of_drivers():
     data.y[:30][::3] = 1   # only the first driver ever took an offer
     model = train(data, AcceptanceModel(max_iter=5), inner_folds=3)
     assert model.info["rows"] == 360 and model.info["positive_rate"] == 10 / 360
-    # Baselines that tell the answers apart, not a made-up base rate that ranks them backwards.
-    assert max(model.info["replayed_auc_by_scale"].values()) >= 0.5
+    assert np.array_equal(model.prior_covariance, np.eye(online.N_TERMS))
+    assert model.info["prior"].startswith("identity")
