@@ -30,6 +30,7 @@ from .training import RankingModel
 MODEL_FILES = ("global.skops", "model.json")
 HISTORY_LENGTH = 100
 LOADED_VERSIONS = 4
+FAILED_LOAD_RETRY_S = 30.0
 
 
 class UnknownModel(NotFound):
@@ -43,6 +44,7 @@ class ModelRegistry:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._loaded: dict[str, LearnedRanker] = {}
+        self._failed: dict[str, tuple[float, Exception]] = {}  # pointer -> (when, why)
 
     def publish(self, directory: str | Path, note: str = "") -> str:
         """Store a trained model directory as a new version (not yet active); its name."""
@@ -142,12 +144,25 @@ class ModelRegistry:
 
     def ranker(self, pointer: str) -> LearnedRanker:
         """The ranker a pointer names (`v3@<digest>`, or a bare version), loaded once per
-        process."""
+        process. One that cannot be loaded is tried again only after FAILED_LOAD_RETRY_S: a
+        version an earlier release activated, which this one cannot load, would otherwise
+        cost every request a fetch of its files and a failed load."""
         ranker = self._loaded.get(pointer)
         if ranker is None:
-            ranker = self._load(version_of(pointer))
-            if pointer not in (ranker.pointer, ranker.version):
-                raise ValueError(f"the files of {ranker.version} are not the ones activated")
+            failed = self._failed.get(pointer)
+            if failed is not None and time.monotonic() - failed[0] < FAILED_LOAD_RETRY_S:
+                raise failed[1]
+            try:
+                ranker = self._load(version_of(pointer))
+                if pointer not in (ranker.pointer, ranker.version):
+                    raise ValueError(
+                        f"the files of {ranker.version} are not the ones activated")
+            except (ValueError, UnknownModel) as error:
+                if len(self._failed) >= LOADED_VERSIONS:
+                    self._failed.pop(next(iter(self._failed)))
+                self._failed[pointer] = (time.monotonic(), error)
+                raise
+            self._failed.pop(pointer, None)
             self._keep(pointer, ranker)
         return ranker
 

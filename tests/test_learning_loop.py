@@ -107,6 +107,25 @@ def test_a_version_an_earlier_release_activated_serves_during_a_rolling_upgrade(
     assert registry.active_pointer() == second
 
 
+def test_a_version_that_cannot_load_is_not_fetched_again_by_every_request(
+        client, fleet, mixed_shop, model_dir, redis_client, monkeypatch):
+    """Activated by an earlier release, damaged in Redis: the baseline serves, and the files
+    are fetched and tried once per FAILED_LOAD_RETRY_S, not by every request."""
+    from ranking import registry as registry_module
+    version = ModelRegistry(redis_client).publish(model_dir)
+    redis_client.hset(keys.MODEL_FILES, f"{version}/global.skops", b"not a zip archive")
+    redis_client.set(keys.MODEL_ACTIVE, version)
+    loads = []
+    load = registry_module.ModelRegistry._load
+    monkeypatch.setattr(registry_module.ModelRegistry, "_load",
+                        lambda self, v: (loads.append(v), load(self, v))[1])
+    assert all(recommend(client, fleet)["model"] == "baseline-1" for _ in range(5))
+    assert loads == [version]
+    monkeypatch.setattr(registry_module, "FAILED_LOAD_RETRY_S", 0.0)
+    recommend(client, fleet)
+    assert loads == [version, version]
+
+
 def test_rolling_back_again_goes_further_back(client, redis_client, model_dir, admin):
     """As an undo: after v1, v2 and v3 were activated, rollbacks give v2, then v1, then a
     404 (nothing before); activating again starts a new turn."""
