@@ -110,24 +110,33 @@ return 0
 """
 
 
+# Lua shared by the scripts below: `now`, Redis's own clock in epoch milliseconds; and the
+# driver's list (KEYS[2]) kept until its last member's time, never shorter.
+_NOW_MS = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+"""
+_LIST_UNTIL_LAST = """
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], last[2])
+"""
+
 # KEYS: the served record, the driver's list of recommendations, their erasure token. ARGV:
 # the token as read before the driver's profile ('' for none), how long the record is kept
 # (milliseconds), the recommendation id, then the record's fields and values. Keeps the record
 # and lists it, both to expire at one time of Redis's own clock (whatever the app hosts'
-# clocks say), drops ids past their time from the list and keeps the list until its last
-# member's time. Keeps nothing (0) if the driver was erased since the read: what the request
-# read of them is gone, and must not come back with this record.
+# clocks say), and drops ids past their time from the list. Keeps nothing (0) if the driver
+# was erased since the read: what the request read of them is gone, and must not come back
+# with this record.
 _KEEP = """
 if (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then return 0 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+""" + _NOW_MS + """
 local expires = string.format('%.0f', now + tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, #ARGV))
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[2], expires, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.0f', now))
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[2], last[2])
+""" + _LIST_UNTIL_LAST + """
 return 1
 """
 # An in-flight recommendation lives seconds; the token only has to outlast those.
@@ -135,22 +144,21 @@ ERASURES_TTL_S = 3600
 
 # KEYS: a served record, its driver's list, its feedback set. ARGV: the recommendation id, how
 # long a record is kept (milliseconds). Lists a record an earlier release kept (unlisted, or
-# listed in seconds), to expire when it does (one with no expiry from now on), gives its
-# feedback set the same end (releases before renewed it at each event) and keeps the list
-# until its last member's time. 0 if the record is gone.
+# listed in seconds), to expire when it does (one with no expiry from now on), and gives its
+# feedback set the same end (releases before renewed it at each event). 0 if the record is
+# gone.
 _LIST = """
 local expires = redis.call('PEXPIRETIME', KEYS[1])
 if expires == -2 then return 0 end
+""" + _NOW_MS + """
 if expires == -1 then
-  local time = redis.call('TIME')
-  expires = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + tonumber(ARGV[2])
+  expires = now + tonumber(ARGV[2])
   redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expires))
 end
 expires = string.format('%.0f', expires)
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIREAT', KEYS[3], expires) end
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[2], last[2])
+""" + _LIST_UNTIL_LAST + """
 return 1
 """
 # KEYS: a feedback set, its served record. Unlinks the set if the record is gone.
