@@ -7,8 +7,10 @@ compiled loops. A slot is set if the rule is open at any moment of it. A rule th
 express exactly is marked inexact: one that depends on the date (anything but weekdays and
 times: months, days of the month, nth weekdays, weeks, holidays, sun events, years) or that
 changes state off the quarter hour. Its mask still never drops an open moment (the union of
-its weeks over 2024-2035, every slot for a rule naming a year), and the few such items that
-reach a shortlist are checked with the library at their exact arrival time.
+its weeks over 2024-2035; every slot for a rule naming a year or a sun event, whose times
+depend on where the place is; for a rule with fallbacks (`||`), the union of its parts'), and
+the few such items that reach a shortlist are checked with the library at their exact arrival
+time, with the place's position (its country's public holidays, its sunrise and sunset).
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ _YEAR = re.compile(r"(?<![\d:])\d{4}(?![\d:])")
 # A date-dependent rule's mask is the union of its weeks from 2024 to 2035: every day of the
 # year falls on every weekday in those years (the leap day on Thursday, Tuesday and Sunday).
 _DATED_FROM, _DATED_UNTIL = datetime(2024, 1, 1), datetime(2036, 1, 1)
+# Sun events move with the place's latitude and longitude, which a rule's mask does not know
+# (without them the library takes a fixed 06:00-18:00).
+_SUN_EVENT = re.compile(r"sunrise|sunset|dawn|dusk", re.IGNORECASE)
+# `||` outside a quoted comment: the rule's fallbacks.
+_FALLBACK = re.compile(r'\|\|(?=(?:[^"]*"[^"]*")*[^"]*$)')
 
 
 def _weekly(rule: str) -> bool:
@@ -77,13 +84,27 @@ def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
     an open moment: serving checks the shortlisted ones with the library at arrival."""
     if not rule:
         return np.packbits(ALWAYS).tobytes(), True
+    parts = _FALLBACK.split(rule)
+    if len(parts) > 1:
+        # The library's intervals() stop at the first day of a rule with fallbacks
+        # (opening-hours-py 2.1.4: "Mo-Fr 08:00-18:00 || ..." came out closed from Monday
+        # 18:00 on). A moment's state is that of the part that applies to it, so the union of
+        # the parts' masks holds every open moment.
+        try:
+            masks = [np.unpackbits(np.frombuffer(weekly_slots(part.strip())[0], np.uint8))
+                     for part in parts]
+        except SyntaxError:  # a part that is no rule on its own: keep every slot
+            return np.packbits(ALWAYS).tobytes(), False
+        return np.packbits(np.logical_or.reduce(masks)).tobytes(), False
     if _weekly(rule):
         # One week would do; three, compared, guard the classification (once per rule).
         weeks, aligned = zip(*(_open_slots(rule, monday, monday + timedelta(days=7))
                                for monday in _REFERENCE_MONDAYS), strict=True)
         exact = all((week == weeks[0]).all() for week in weeks[1:]) and all(aligned)
         return np.packbits(np.logical_or.reduce(weeks)).tobytes(), exact
-    if _YEAR.search(rule):  # open in some years only, perhaps none of the years folded
+    if _YEAR.search(rule) or _SUN_EVENT.search(rule):
+        # Open in some years only (perhaps none of the years folded), or at times that depend
+        # on where the place is.
         return np.packbits(ALWAYS).tobytes(), False
     slots, _ = _open_slots(rule, _DATED_FROM, _DATED_UNTIL)
     return np.packbits(slots).tobytes(), False
@@ -175,9 +196,17 @@ def _open_at(masks, rows, slots):
     return out
 
 
-def is_open_exactly(rule: str | None, timezone: str, moment: datetime) -> bool:
-    """The library's own answer at one moment, for the few shortlisted inexact rules."""
+def is_open_exactly(rule: str | None, timezone: str, moment: datetime,
+                    position: tuple[float, float] | None = None) -> bool:
+    """The library's own answer at one moment, for the few shortlisted inexact rules; with the
+    place's (lat, lng), public holidays (`PH`) are its country's and sun events its own."""
     if not rule:
         return True
-    local = moment.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
-    return not opening_hours.OpeningHours(rule).is_closed(local)
+    return not _rule_at(rule, timezone, position).is_closed(moment.astimezone(ZoneInfo(timezone)))
+
+
+@lru_cache(maxsize=4096)
+def _rule_at(rule: str, timezone: str, position: tuple[float, float] | None):
+    # The zone given is the place's own; the position gives the country (its holidays) and
+    # the sun's times (the library ignores it for them when told not to look up a zone).
+    return opening_hours.OpeningHours(rule, timezone=ZoneInfo(timezone), coords=position)

@@ -177,8 +177,12 @@ class Redemptions:
         # The schedule is the offer's own terms: outside it the offer is not on, whatever the
         # car was shown earlier. In the place's local time, as serving reads it; the script
         # refuses after its own checks (a paused offer answers "paused" at any hour).
-        outside = bool(offer.get("schedule")) and not is_open_exactly(
-            offer["schedule"], self.catalogue.get_place(merchant_id, place_id)["timezone"], now)
+        if offer.get("schedule"):
+            place = self.catalogue.get_place(merchant_id, place_id)
+            outside = not is_open_exactly(offer["schedule"], place["timezone"], now,
+                                          (place["lat"], place["lng"]))
+        else:
+            outside = False
         day = now.astimezone(ZoneInfo(offer["timezone"])).date().isoformat()
         outcome, redemption_id = self._redeem(
             keys=[

@@ -210,9 +210,10 @@ def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today
               (offer.get("per_driver_limit"), mine))
     if any(limit and used >= limit for limit, used in limits):
         return None
+    position = (place["lat"], place["lng"])
     if not exact and not (
-            is_open_exactly(place.get("opening_hours"), place["timezone"], arrival)
-            and is_open_exactly(offer.get("schedule"), place["timezone"], arrival)):
+            is_open_exactly(place.get("opening_hours"), place["timezone"], arrival, position)
+            and is_open_exactly(offer.get("schedule"), place["timezone"], arrival, position)):
         return None
     return Shortlisted(offer, place)
 

@@ -100,3 +100,47 @@ def test_local_slot_follows_daylight_saving_across_a_change():
     slots = local_slot(np.array([zone_id("Europe/Helsinki")] * 2), np.array([before, after]))
     sunday_0330 = 6 * 96 + 3 * 4 + 2
     assert list(slots) == [sunday_0330, sunday_0330]
+
+
+FALLBACKS = ['Mo-Fr 08:00-18:00 || "by appointment"',
+             'Mo-Fr 08:00-18:00; Sa,Su 10:00-14:00 || "by appointment"',
+             'Mo-Fr 09:00-17:00 || unknown "call"', 'Mo-Fr 08:00-12:00 || Sa 09:00-11:00',
+             'Mo-Fr 08:00-18:00 || "closed || on request"']
+
+
+@pytest.mark.parametrize("rule", FALLBACKS)
+def test_a_rule_with_fallbacks_is_inexact_and_its_mask_drops_no_open_moment(rule):
+    """The library's intervals() stop after the first day of such a rule (it had these
+    places closed from Monday evening on), so the mask is the union of the rule's parts."""
+    mask, exact = weekly_slots(rule)
+    assert not exact
+    zone = "UTC"
+    monday = datetime(2026, 11, 30, tzinfo=UTC)
+    moments = [monday + timedelta(minutes=15 * i + 7) for i in range(672)]
+    opened = [m for m in moments if is_open_exactly(rule, zone, m)]
+    assert any(m.weekday() == 1 for m in opened), "open on Tuesday, by the library"
+    slots = local_slot(np.full(len(opened), zone_id(zone)),
+                       np.array([m.timestamp() for m in opened]))
+    rows = np.frombuffer(mask, np.uint8).reshape(1, MASK_BYTES)
+    assert open_at(np.repeat(rows, len(opened), axis=0), slots).all()
+
+
+HELSINKI = (60.1699, 24.9384)
+
+
+def test_sun_events_follow_the_place_and_their_mask_keeps_every_slot():
+    mask, exact = weekly_slots("sunrise-sunset")
+    assert not exact and np.frombuffer(mask, np.uint8).min() == 255
+    zone = "Europe/Helsinki"
+    before_sunrise = datetime(2026, 12, 1, 5, 30, tzinfo=UTC)  # 07:30 local; sunrise ~09:10
+    noon = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    evening = datetime(2026, 12, 1, 14, 30, tzinfo=UTC)       # 16:30 local; sunset ~15:15
+    assert [is_open_exactly("sunrise-sunset", zone, m, HELSINKI)
+            for m in (before_sunrise, noon, evening)] == [False, True, False]
+
+
+def test_public_holidays_are_those_of_the_places_country():
+    rule, zone = "Mo-Su 08:00-20:00; PH off", "Europe/Helsinki"
+    christmas, eve = (datetime(2026, 12, day, 10, 0, tzinfo=UTC) for day in (25, 23))
+    assert not is_open_exactly(rule, zone, christmas, HELSINKI)
+    assert is_open_exactly(rule, zone, eve, HELSINKI)

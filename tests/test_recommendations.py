@@ -356,3 +356,14 @@ def test_each_places_best_offer_is_found_as_by_sorting_ids():
     assert best_of_each(np.zeros(0, "S35"), np.zeros(0)).size == 0
     one_place = ids[[0, 0, 0]]
     assert best_of_each(one_place, np.array([np.nan, 1.0, 5.0])).tolist() == [2]
+
+
+def test_a_place_whose_hours_have_a_fallback_is_served_all_week(client, fleet, shop):
+    _, offer = shop(2, place={"opening_hours": 'Mo-Fr 07:00-18:00 || "by appointment"'})
+    assert offer_ids(recommend(client, fleet)) == [offer]  # Wednesday, not only Monday
+
+
+def test_a_place_closed_on_its_countrys_holidays_is_not_served_on_them(client, fleet, shop):
+    _, offer = shop(2, place={"opening_hours": "Mo-Su 06:00-20:00; PH off"})
+    assert offer_ids(recommend(client, fleet)) == [offer]
+    assert offer_ids(recommend(client, fleet, at="2026-12-25T08:00:00-07:00")) == []

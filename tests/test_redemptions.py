@@ -209,6 +209,18 @@ def test_outside_the_offers_weekly_schedule_is_409_in_the_places_local_time(
     assert (again.id, again.replayed) == (counted.id, True)
 
 
+def test_a_schedule_off_on_public_holidays_is_off_on_the_places_countrys(redis_client, fleet,
+                                                                         offer_at):
+    fleet_id, _ = fleet
+    offer, place = offer_at(schedule="Mo-Su 08:00-20:00; PH off")  # in Helsinki
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    with pytest.raises(Conflict, match="not served at this time"):  # Christmas Day, noon
+        redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k1",
+                           now=datetime(2026, 12, 25, 10, 0, tzinfo=UTC))
+    assert redemptions.redeem(fleet_id, offer["id"], "a", place["id"], "k2",
+                              now=datetime(2026, 12, 23, 10, 0, tzinfo=UTC)).id
+
+
 def test_a_paused_offer_says_paused_even_outside_its_schedule(redis_client, fleet, offer_at):
     fleet_id, _ = fleet
     offer, place = offer_at(schedule="Mo-Fr 08:00-10:00", status="paused")
