@@ -223,6 +223,10 @@ class OfferSchema(ma.Schema):
     state = Text(dump_only=True, metadata={
         "description": "active, paused, scheduled (before valid_from) or expired"})
     redemptions = fields.Integer(dump_only=True, metadata={"description": "Counted so far"})
+    used_up_until = IsoDateTime(dump_only=True, metadata={
+        "description": "Set once its budget or a day's cap was used up: when it can be redeemed "
+                       "again, and is served again (9999-12-31T23:59:59+00:00: its budget is "
+                       "used up for good); in the past once that time has come"})
     created_at = IsoDateTime(dump_only=True)
     updated_at = IsoDateTime(dump_only=True)
 
@@ -309,7 +313,8 @@ class RedemptionSchema(ma.Schema):
         "description": "True when an earlier request with this idempotency key counted it"})
 
 
-READ_ONLY_FIELDS = ("id", "merchant_id", "created_at", "updated_at", "state", "redemptions")
+READ_ONLY_FIELDS = ("id", "merchant_id", "created_at", "updated_at", "state", "redemptions",
+                    "used_up_until")
 
 
 def apply_patch(schema: ma.Schema, stored: dict, patch: dict) -> dict:

@@ -21,7 +21,8 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import orjson
 from redis import Redis
@@ -37,6 +38,12 @@ MAX_PAGE = 1000
 # writer that died holding it.
 WRITER_LEASE_S = 60.0
 WRITER_WAIT_S = 10.0  # well inside a worker's timeout (gunicorn's default: 30 s)
+# An offer whose budget or today's cap is used up keeps its document and counters but leaves
+# the geo index until it can be redeemed again (`used_up_until` in its document: written by the
+# catalogue, never by merchants). Left in, it would hold its rank in every corridor while the
+# final check refused it, crowding servable offers out of the few a shortlist checks, and with
+# one item per place, hiding its place's other offers.
+USED_UP_FOREVER = "9999-12-31T23:59:59+00:00"
 
 
 def utc_now() -> datetime:
@@ -71,6 +78,20 @@ def offer_state(offer: dict, now: datetime) -> str:
     if until and datetime.fromisoformat(until) <= now:
         return "expired"
     return "active"
+
+
+def used_up_until(offer: dict, total: int, today: int, now: datetime) -> str | None:
+    """When the offer can next be redeemed, if at `now` its budget is used up (never again)
+    or today's cap is (the next midnight in its timezone, where daily caps roll over); None if
+    neither. `total` and `today` are its redemptions in all and on `now`'s local day."""
+    budget = offer.get("budget") or {}
+    if budget.get("max_redemptions") and total >= budget["max_redemptions"]:
+        return USED_UP_FOREVER
+    if budget.get("daily_max") and today >= budget["daily_max"]:
+        zone = ZoneInfo(offer["timezone"])
+        tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+        return _iso(datetime.combine(tomorrow, time(), zone))
+    return None
 
 
 def schedule_digest(offer: dict) -> str:
@@ -244,6 +265,7 @@ class Catalogue:
             doc = _changed(old, change)
             places = self._require_places(pipe, merchant_id, doc)
             places.update(self._places(pipe, merchant_id, old["place_ids"]))
+            doc = self._with_used_up(pipe, merchant_id, doc, utc_now())  # a budget raised
             pipe.multi()
             self._put_offer(pipe, merchant_id, doc)
             return old, doc, places
@@ -252,6 +274,43 @@ class Catalogue:
                                                   value_from_callable=True)
         self.index.apply(offer_entries(old, places, remove=True), offer_entries(doc, places))
         return doc
+
+    @_one_writer_at_a_time
+    def file_used_up(self, merchant_id: str, offer_id: str, now: datetime) -> None:
+        """After a redemption used up the offer's budget or today's cap (or was refused for
+        it): take the offer out of the geo index until it can be redeemed again. Derived from
+        its counters and stored terms here, under the writer lock, so that a budget raised
+        meanwhile wins; nothing is written if the document already says so."""
+        offers_key = keys.offers(merchant_id)
+
+        def write(pipe: Pipeline) -> tuple | None:
+            raw = pipe.hget(offers_key, offer_id)
+            if raw is None:
+                return None
+            old = orjson.loads(raw)
+            doc = self._with_used_up(pipe, merchant_id, old, now)
+            if doc == old:
+                return None
+            places = self._places(pipe, merchant_id, old["place_ids"])
+            pipe.multi()
+            pipe.hset(offers_key, offer_id, orjson.dumps(doc))
+            return old, doc, places
+
+        found = self.redis.transaction(write, offers_key, keys.places(merchant_id),
+                                       value_from_callable=True)
+        if found is not None:
+            old, doc, places = found
+            self.index.apply(offer_entries(old, places, remove=True), offer_entries(doc, places))
+
+    @staticmethod
+    def _with_used_up(pipe: Pipeline, merchant_id: str, doc: dict, now: datetime) -> dict:
+        """`doc` with `used_up_until` as its counters say at `now` (read on `pipe`)."""
+        day = now.astimezone(ZoneInfo(doc["timezone"])).date().isoformat()
+        total, today = pipe.mget(keys.offer_redeemed(merchant_id, doc["id"]),
+                                 keys.offer_redeemed_on(merchant_id, doc["id"], day))
+        until = used_up_until(doc, int(total or 0), int(today or 0), now)
+        doc = {k: v for k, v in doc.items() if k != "used_up_until"}
+        return doc if until is None else {**doc, "used_up_until": until}
 
     @_one_writer_at_a_time
     def delete_offer(self, merchant_id: str, offer_id: str) -> None:

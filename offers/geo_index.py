@@ -273,8 +273,12 @@ def place_entry(place: dict, remove: bool = False) -> Entry:
 
 
 def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) -> list[Entry]:
-    """One entry per place of the offer; a paused offer's entries are removals."""
-    remove = remove or offer["status"] != "active"
+    """One entry per place of the offer; a paused offer's entries are removals, and so are
+    those of an offer used up for good. One used up for today is filed as valid from when it
+    can be redeemed again (`catalogue.used_up_until`)."""
+    valid_from = max(_epoch(offer["valid_from"], 0.0), _epoch(offer.get("used_up_until"), 0.0))
+    valid_until = _epoch(offer.get("valid_until"), np.inf)
+    remove = remove or offer["status"] != "active" or valid_from >= valid_until
     discount = offer["discount"]
     entries = []
     for place_id in offer["place_ids"]:
@@ -284,8 +288,8 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
         if not remove:
             slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
             record = np.array([(
-                *identity, place["lat"], place["lng"], _epoch(offer["valid_from"], 0.0),
-                _epoch(offer.get("valid_until"), np.inf), brand_key(place.get("brand")),
+                *identity, place["lat"], place["lng"], valid_from, valid_until,
+                brand_key(place.get("brand")),
                 offer.get("value_estimate") or 0.0, discount["value"],
                 CATEGORIES.index(offer["category"]), DISCOUNT_KINDS.index(discount["kind"]),
                 (place.get("attributes") or {}).get("price_level") or 0, exact,

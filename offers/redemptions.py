@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from .catalogue import Catalogue, schedule_digest, utc_now
 from .errors import Conflict, Invalid, NotFound
 from .hours import is_open_exactly
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 DAY_COUNTER_TTL_S = 3 * 24 * 3600  # a local day plus any timezone offset, with room to spare
 REDEMPTION_LOG_MAXLEN = 1_000_000
@@ -35,6 +37,8 @@ REDEMPTION_LOG_RETENTION_S = 90 * 24 * 3600
 #       log_maxlen, offer_id, the digest of the schedule the caller checked `now` against, and
 #       '1' if `now` is outside it (the script has no opening-hours parser), the oldest log id
 #       kept
+# Returns the outcome and the redemption id, and once counted, '1' if this redemption used up
+# the offer's budget or today's cap.
 _REDEEM = """
 local prior = redis.call('GET', KEYS[5])
 if prior then
@@ -66,7 +70,10 @@ redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'redemption_id', ARGV[4
            'offer_id', ARGV[10], 'place_id', ARGV[5],
            'fleet_id', ARGV[6], 'driver', ARGV[2], 'at', ARGV[1])
 redis.call('XTRIM', KEYS[6], 'MINID', ARGV[13])
-return {'counted', ARGV[4]}
+local used_up = '0'
+if (tonumber(t[4]) > 0 and total + 1 >= tonumber(t[4]))
+    or (tonumber(t[5]) > 0 and today + 1 >= tonumber(t[5])) then used_up = '1' end
+return {'counted', ARGV[4], used_up}
 """
 
 _REFUSALS = {
@@ -184,7 +191,7 @@ class Redemptions:
         else:
             outside = False
         day = now.astimezone(ZoneInfo(offer["timezone"])).date().isoformat()
-        outcome, redemption_id = self._redeem(
+        outcome, redemption_id, *used_up = self._redeem(
             keys=[
                 keys.offer_terms(merchant_id, offer_id),
                 keys.offer_redeemed(merchant_id, offer_id),
@@ -200,6 +207,8 @@ class Redemptions:
                   _oldest_kept(now.timestamp())],
         )
         outcome = outcome.decode()
+        if used_up == [b"1"] or outcome in ("budget_exhausted", "daily_cap_reached"):
+            self._file_used_up(merchant_id, offer_id, now)
         if outcome == "gone":
             raise NotFound(f"offer {offer_id} not found")
         if outcome == "idempotency_key_reused":
@@ -208,6 +217,16 @@ class Redemptions:
             raise Conflict(_REFUSALS[outcome], {"offer_id": [outcome]})
         return Redemption(id=redemption_id.decode(), offer_id=offer_id, place_id=place_id,
                           driver_id=driver_id, replayed=outcome == "replayed")
+
+
+    def _file_used_up(self, merchant_id: str, offer_id: str, now: datetime) -> None:
+        """Take a used-up offer out of serving (`Catalogue.file_used_up`). The redemption
+        stands whatever happens here: the final check before serving refuses used-up offers
+        anyway, this only keeps them from taking the places of servable ones."""
+        try:
+            self.catalogue.file_used_up(merchant_id, offer_id, now)
+        except Conflict:  # the merchant's writer lock stayed busy: the next refusal retries
+            log.warning("offer %s is used up but stays filed for now: catalogue busy", offer_id)
 
 
 def _oldest_kept(now: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -14,8 +15,10 @@ from api.schemas import RecommendationSchema, RecommendedSchema
 from geo.cells import cell_of
 from geo.route import WGS84
 from offers import keys
+from offers.catalogue import Catalogue
 from offers.geo_index import PLACE_KEY, GeoIndex, mask_digest
 from offers.hours import serving_slots
+from offers.redemptions import Redemptions
 from offers.serving import best_of_each
 
 from .conftest import CAFE
@@ -367,3 +370,51 @@ def test_a_place_closed_on_its_countrys_holidays_is_not_served_on_them(client, f
     _, offer = shop(2, place={"opening_hours": "Mo-Su 06:00-20:00; PH off"})
     assert offer_ids(recommend(client, fleet)) == [offer]
     assert offer_ids(recommend(client, fleet, at="2026-12-25T08:00:00-07:00")) == []
+
+
+def _redeem(client, fleet, place_id, offer_id, driver="someone-else"):
+    _, headers = fleet
+    response = client.post("/v1/redemptions", headers=headers, json={
+        "offer_id": offer_id, "place_id": place_id, "driver_id": driver,
+        "idempotency_key": uuid.uuid4().hex})
+    assert response.status_code == 201, response.json
+
+
+def test_used_up_offers_leave_serving_and_never_crowd_out_servable_ones(client, fleet, shop):
+    # More used-up offers, ranked above, than the shortlist's rounds check (16 for a limit
+    # of 2): they leave the index when used up, so the servable ones still fill the answer.
+    for km in range(20):
+        _redeem(client, fleet, *shop(1 + km / 20, value_estimate=50,
+                                     budget={"max_redemptions": 1}))
+    fallback = [shop(km, value_estimate=1)[1] for km in (5, 6)]
+    assert offer_ids(recommend(client, fleet, limit=2)) == fallback
+
+
+def test_a_capped_offer_hides_its_places_other_offers_only_until_used_up(
+        client, merchant, fleet, shop, redis_client):
+    _, headers = merchant
+    place, capped = shop(2, value_estimate=50, budget={"daily_max": 1})
+    other = client.post("/v1/offers", headers=headers, json={
+        "place_ids": [place], "title": "Small", "category": "cafe", "value_estimate": 1,
+        "discount": {"kind": "percent", "value": 5}, "valid_from": "2026-01-01T00:00:00Z"})
+    assert offer_ids(recommend(client, fleet)) == [capped]  # one item per place: the best
+    fleet_id, _ = fleet
+    Redemptions(redis_client, Catalogue(redis_client)).redeem(
+        fleet_id, capped, "someone-else", place, "k1", now=datetime(2026, 12, 2, 14, tzinfo=UTC))
+    assert offer_ids(recommend(client, fleet)) == [other.json["id"]]  # the same day
+    stored = client.get(f"/v1/offers/{capped}", headers=headers).json
+    assert stored["used_up_until"] == "2026-12-03T00:00:00-07:00"  # Denver's next midnight
+    assert offer_ids(recommend(client, fleet, at="2026-12-03T08:00:00-07:00")) == [capped]
+
+
+def test_raising_a_used_up_budget_serves_the_offer_again(client, merchant, fleet, shop):
+    _, headers = merchant
+    place, offer = shop(2, budget={"max_redemptions": 1})
+    _redeem(client, fleet, place, offer)
+    assert offer_ids(recommend(client, fleet)) == []
+    assert client.get(f"/v1/offers/{offer}", headers=headers).json["used_up_until"] == \
+        "9999-12-31T23:59:59+00:00"
+    patched = client.patch(f"/v1/offers/{offer}", headers=headers,
+                           json={"budget": {"max_redemptions": 2}})
+    assert patched.status_code == 200 and "used_up_until" not in patched.json
+    assert offer_ids(recommend(client, fleet)) == [offer]
