@@ -66,10 +66,11 @@ def recommend(body: dict):
                 heading_deg=position.get("heading_deg"), speed_kmh=position.get("speed_kmh"))
     found = services()
     fleet_id, driver_id = g.principal.id, body["driver_id"]
+    driver = driver_key(fleet_id, driver_id)
     # The driver and the model serving now are read in the index read's round trip.
     candidates, records, driver_replies = found.serving.candidates(
         trip, body.get("categories"), body.get("max_detour_s"),
-        also=found.driver_reads(fleet_id, driver_id))
+        also=found.driver_reads(fleet_id, driver_id), driver=driver)
     profile, ranker = found.driver_and_ranker(driver_replies)
     situation = Situation(driver_id=driver_id, fleet_id=fleet_id, context=body["context"],
                           preferences=profile.preferences, state=profile.state)
@@ -104,7 +105,7 @@ def recommend(body: dict):
     reasons = ranker.reasons(picked, situation, scores[rows])
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
              for i, shortlisted in enumerate(served)]
-    recommendation_id = new_recommendation_id(driver_key(fleet_id, driver_id))
+    recommendation_id = new_recommendation_id(driver)
     if items:  # nothing served, nothing to keep for feedback or to log: no round trip
         found.learning.record_served(
             recommendation_id, fleet_id, driver_id, ranker.version, found.policy.name,

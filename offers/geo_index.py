@@ -68,9 +68,10 @@ OFFER_RECORD = np.dtype([
     ("place", PLACE_KEY), ("offer", "<u8"),
     ("lat", "<f8"), ("lng", "<f8"), ("valid_from", "<f8"), ("valid_until", "<f8"),
     ("brand", "<u8"), ("value_estimate", "<f4"), ("discount_value", "<f4"),
-    # hours_exact: no longer read (serving's final check derives it from the documents it
-    # reads, `serving._servable`); kept so that the record layout, v5, needs no reindex
-    ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("hours_exact", "u1"),
+    # driver_limit: the offer's per-driver limit if 1-255, else 0 (none, or too large to say
+    # here), which a driver's used-up offers are compared with (`serving`). Records filed by
+    # releases before it held whether the hours were exact (0 or 1) in this byte.
+    ("category", "u1"), ("discount_kind", "u1"), ("price_level", "u1"), ("driver_limit", "u1"),
     ("zone", "<u4"), ("cap_zone", "<u4"),
     ("serving", "<u8"),  # its weekly serving mask's digest (`GeoIndex.open_at`)
 ])
@@ -241,6 +242,16 @@ def offer_keys(records: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out.view(f"S{OFFER_KEY.itemsize}")
 
 
+def offer_key_of(offer_id: str) -> bytes | None:
+    """An offer id as `offer_keys` gives it for its records; None for anything else."""
+    parts = keys.id_parts(offer_id)
+    if parts is None or parts[0] != "o":
+        return None
+    key = np.zeros(1, OFFER_KEY)
+    key["merchant"], key["offer"] = parts[1], parts[3]
+    return key.view(f"S{OFFER_KEY.itemsize}")[0]
+
+
 def ids_of(records: np.ndarray) -> tuple[list[str], list[str]]:
     """The offer ids and place ids of offer records (a shortlist's: a Python loop)."""
     place = records["place"]
@@ -281,18 +292,20 @@ def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) ->
     remove = remove or offer["status"] != "active" or valid_from >= valid_until
     discount = offer["discount"]
     entries = []
+    driver_limit = offer.get("per_driver_limit") or 0
     for place_id in offer["place_ids"]:
         place = places[place_id]
         identity = offer_identity(offer["id"], place_id)
         record = slots = None
         if not remove:
-            slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
+            slots, _ = serving_slots(place.get("opening_hours"), offer.get("schedule"))
             record = np.array([(
                 *identity, place["lat"], place["lng"], valid_from, valid_until,
                 brand_key(place.get("brand")),
                 offer.get("value_estimate") or 0.0, discount["value"],
                 CATEGORIES.index(offer["category"]), DISCOUNT_KINDS.index(discount["kind"]),
-                (place.get("attributes") or {}).get("price_level") or 0, exact,
+                (place.get("attributes") or {}).get("price_level") or 0,
+                driver_limit if driver_limit <= 255 else 0,
                 zone_id(place["timezone"]), zone_id(offer["timezone"]), mask_digest(slots),
             )], dtype=OFFER_RECORD).tobytes()
         entries.append(Entry(_cell_key(keys.cell_offers, place),

@@ -184,6 +184,13 @@ def driver_recommendations(driver: str) -> str:
     return "{d:" + driver + "}:recommendations"
 
 
+def driver_used_up(driver: str) -> str:
+    """Hash with a TTL (`redemptions.DRIVER_USED_UP_TTL_S`, renewed by each write): offer id →
+    the per-driver limit this driver has used up of it, so that serving leaves those offers out
+    before ranking (`serving.OfferServing.candidates`) while the offer's limit is still that."""
+    return "{d:" + driver + "}:used_up"
+
+
 def driver_erasures(driver: str) -> str:
     """String with a TTL: a random token each erase of the driver renews. A recommendation
     reads it before the profile and keeps what it served only if it has not changed since: one

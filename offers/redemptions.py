@@ -31,14 +31,18 @@ REDEMPTION_LOG_MAXLEN = 1_000_000
 # Each entry says where and when a (pseudonymous) driver redeemed: a location history, kept for
 # a merchant's monthly reconciliation with some room, then trimmed (the counters stay).
 REDEMPTION_LOG_RETENTION_S = 90 * 24 * 3600
+# Which offers a driver has used up says what they redeemed: kept as long as the log, renewed
+# by each one used up. Past it, the final check before serving still refuses them.
+DRIVER_USED_UP_TTL_S = REDEMPTION_LOG_RETENTION_S
 
 # KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
 # ARGV: now, driver_key, fingerprint, redemption_id, place_id, fleet_id, idem_ttl, day_ttl,
 #       log_maxlen, offer_id, the digest of the schedule the caller checked `now` against, and
 #       '1' if `now` is outside it (the script has no opening-hours parser), the oldest log id
 #       kept
-# Returns the outcome and the redemption id, and once counted, '1' if this redemption used up
-# the offer's budget or today's cap.
+# Returns the outcome and the redemption id; once counted, '1' if this redemption used up the
+# offer's budget or today's cap, and the per-driver limit if it used that up ('0' if not),
+# which a refusal for that limit returns too.
 _REDEEM = """
 local prior = redis.call('GET', KEYS[5])
 if prior then
@@ -60,7 +64,9 @@ if tonumber(t[4]) > 0 and total >= tonumber(t[4]) then return {'budget_exhausted
 local today = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(t[5]) > 0 and today >= tonumber(t[5]) then return {'daily_cap_reached', ''} end
 local mine = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
-if tonumber(t[6]) > 0 and mine >= tonumber(t[6]) then return {'driver_limit_reached', ''} end
+if tonumber(t[6]) > 0 and mine >= tonumber(t[6]) then
+  return {'driver_limit_reached', '', '0', t[6]}
+end
 redis.call('INCR', KEYS[2])
 redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
@@ -70,10 +76,11 @@ redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'redemption_id', ARGV[4
            'offer_id', ARGV[10], 'place_id', ARGV[5],
            'fleet_id', ARGV[6], 'driver', ARGV[2], 'at', ARGV[1])
 redis.call('XTRIM', KEYS[6], 'MINID', ARGV[13])
-local used_up = '0'
+local used_up, driver_used_up = '0', '0'
 if (tonumber(t[4]) > 0 and total + 1 >= tonumber(t[4]))
     or (tonumber(t[5]) > 0 and today + 1 >= tonumber(t[5])) then used_up = '1' end
-return {'counted', ARGV[4], used_up}
+if tonumber(t[6]) > 0 and mine + 1 >= tonumber(t[6]) then driver_used_up = t[6] end
+return {'counted', ARGV[4], used_up, driver_used_up}
 """
 
 _REFUSALS = {
@@ -207,8 +214,14 @@ class Redemptions:
                   _oldest_kept(now.timestamp())],
         )
         outcome = outcome.decode()
-        if used_up == [b"1"] or outcome in ("budget_exhausted", "daily_cap_reached"):
+        offer_used_up, driver_limit = used_up or (b"0", b"0")
+        if offer_used_up == b"1" or outcome in ("budget_exhausted", "daily_cap_reached"):
             self._file_used_up(merchant_id, offer_id, now)
+        if driver_limit != b"0":  # serving leaves the offer out for this driver from now on
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(keys.driver_used_up(driver), offer_id, driver_limit)
+                pipe.expire(keys.driver_used_up(driver), DRIVER_USED_UP_TTL_S)
+                pipe.execute()
         if outcome == "gone":
             raise NotFound(f"offer {offer_id} not found")
         if outcome == "idempotency_key_reused":

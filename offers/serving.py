@@ -25,10 +25,13 @@ from . import geo_index, keys
 from .catalogue import offer_state
 from .geo_index import (
     CATEGORIES,
+    OFFER_KEY,
     PLACE_KEY,
     GeoIndex,
     ids_of,
     mask_digest,
+    offer_key_of,
+    offer_keys,
     take,
 )
 from .hours import is_open_exactly, local_slot, serving_slots, zone_id, zone_name
@@ -92,10 +95,14 @@ class OfferServing:
 
     def candidates(self, trip: Trip, categories: list[str] | None = None,
                    max_detour_s: float | None = None, also: Sequence[Callable] = (),
-                   ) -> tuple[Candidates, np.ndarray, list]:
+                   driver: str | None = None) -> tuple[Candidates, np.ndarray, list]:
         """Every live offer record the car could be shown, with its geo measures, the index
         records behind them (row for row), and the replies to `also`: other reads queued on
-        the index read's round trip (`GeoIndex.offers_by_cell`)."""
+        the index read's round trip (`GeoIndex.offers_by_cell`). With the `driver`'s key,
+        without the offers whose per-driver limit they have used up (read on that round trip
+        too)."""
+        if driver is not None:
+            also = [*also, lambda pipe: pipe.hgetall(keys.driver_used_up(driver))]
         if trip.route is not None:
             found = self.index.offers_by_cell(corridor_cells(trip.route, trip.corridor_m), also)
             records = found.records
@@ -125,6 +132,11 @@ class OfferServing:
                                           records["lng"], records["lat"])
                 turn = np.abs((azimuth - trip.heading_deg + 180.0) % 360.0 - 180.0)
                 keep &= (turn <= 90.0) | (distance < 50.0)
+        replies = found.also
+        if driver is not None:
+            replies, used_up = replies[:-1], replies[-1]
+            if used_up:
+                keep &= ~_used_up_by(records, used_up)
         if categories:
             keep &= np.isin(records["category"], [CATEGORIES.index(c) for c in categories])
         detour_s = detour / DETOUR_SPEED_MS
@@ -153,7 +165,7 @@ class OfferServing:
             price_level=records["price_level"].astype(np.intp), distance_m=distance,
             along_m=along[rows], detour_s=detour_s[rows], eta_s=eta[rows],
             expires_in_s=records["valid_until"] - arrival[rows], arrival_slot=slot,
-        ), records, found.also
+        ), records, replies
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,
                  driver_id: str) -> list[Shortlisted | None]:
@@ -189,6 +201,25 @@ class OfferServing:
         return [_servable(record, arrivals[i], offer, place, *(int(c or 0) for c in counts))
                 for i, (record, (offer, place, *counts)) in enumerate(
                     zip(records, replies, strict=True))]  # the shortlist only: a few dozen rows
+
+
+def _used_up_by(records: np.ndarray, used_up: dict[bytes, bytes]) -> np.ndarray:
+    """Rows whose offer the driver has used up: listed in their `used_up` (offer id → the
+    per-driver limit they reached) with the record's limit at most that (a limit raised since
+    serves the offer again; records without a limit they can say, `driver_limit` 0, are left to
+    the final check)."""
+    listed = {offer_key_of(offer.decode()): int(limit) for offer, limit in used_up.items()}
+    listed.pop(None, None)
+    if not listed:
+        return np.zeros(len(records), bool)
+    wanted = np.array(list(listed), f"S{OFFER_KEY.itemsize}")
+    reached = np.array(list(listed.values()))
+    order = np.argsort(wanted)
+    wanted, reached = wanted[order], reached[order]
+    offers = offer_keys(records, np.arange(len(records)))
+    at = np.searchsorted(wanted, offers).clip(max=len(wanted) - 1)
+    limit = records["driver_limit"]
+    return (wanted[at] == offers) & (limit > 0) & (limit <= reached[at])
 
 
 def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today: int,

@@ -205,8 +205,9 @@ class LearningLoop:
 
     def forget(self, fleet_id: str, driver_id: str) -> None:
         """Erase what the engine holds on a driver under their key: preferences, what it
-        learned, and the recommendations kept for feedback (so a late feedback event cannot
-        bring a state back). The bounded logs keep their pseudonymous entries until trimmed.
+        learned, the offers they used up, and the recommendations kept for feedback (so a late
+        feedback event cannot bring a state back). The bounded logs keep their pseudonymous
+        entries until trimmed.
 
         The recommendations are found by name in the driver's own list, not by a scan of the
         keyspace (which grows with every driver and offer), and deleted with the profile in one
@@ -232,7 +233,7 @@ class LearningLoop:
                         # again at a value a request may have read before.
                         pipe.set(keys.driver_erasures(driver), secrets.token_hex(8),
                                  ex=ERASURES_TTL_S)
-                    pipe.unlink(keys.driver_profile(driver), listed,
+                    pipe.unlink(keys.driver_profile(driver), listed, keys.driver_used_up(driver),
                                 *(key for rec in kept for key in (
                                     keys.served(driver, rec), keys.feedback_seen(driver, rec))))
                     pipe.execute()

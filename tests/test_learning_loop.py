@@ -305,6 +305,7 @@ def test_erasing_a_driver_erases_every_recommendation_kept_for_them(
              "dismiss")
     driver = driver_key(fleet[0], "driver-1")
     assert redis_client.zcard(keys.driver_recommendations(driver)) == 3
+    redis_client.hset(keys.driver_used_up(driver), "o.m_x.0000000000000001", 1)  # redeemed
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
     assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
 

@@ -418,3 +418,28 @@ def test_raising_a_used_up_budget_serves_the_offer_again(client, merchant, fleet
                            json={"budget": {"max_redemptions": 2}})
     assert patched.status_code == 200 and "used_up_until" not in patched.json
     assert offer_ids(recommend(client, fleet)) == [offer]
+
+
+def test_an_offer_a_driver_used_up_leaves_their_answers_not_its_places_other_offers(
+        client, merchant, fleet, shop):
+    _, headers = merchant
+    place, first_visit = shop(2, value_estimate=50, per_driver_limit=1)
+    other = client.post("/v1/offers", headers=headers, json={
+        "place_ids": [place], "title": "Small", "category": "cafe", "value_estimate": 1,
+        "discount": {"kind": "percent", "value": 5}, "valid_from": "2026-01-01T00:00:00Z"})
+    _redeem(client, fleet, place, first_visit, driver="driver-1")
+    assert offer_ids(recommend(client, fleet)) == [other.json["id"]]
+    assert offer_ids(recommend(client, fleet, driver_id="driver-2")) == [first_visit]
+    # A limit raised since serves it again; a limit lowered keeps it out.
+    for limit, shown in ((2, first_visit), (1, other.json["id"])):
+        assert client.patch(f"/v1/offers/{first_visit}", headers=headers,
+                            json={"per_driver_limit": limit}).status_code == 200
+        assert offer_ids(recommend(client, fleet)) == [shown]
+
+
+def test_many_offers_a_driver_used_up_never_crowd_out_the_rest(client, fleet, shop):
+    for km in range(20):
+        _redeem(client, fleet, *shop(1 + km / 20, value_estimate=50, per_driver_limit=1),
+                driver="driver-1")
+    fallback = [shop(km, value_estimate=1)[1] for km in (5, 6)]
+    assert offer_ids(recommend(client, fleet, limit=2)) == fallback
