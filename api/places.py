@@ -75,13 +75,15 @@ def get_place(place_id: str):
 def update_place(_checked: dict, place_id: str):
     """Change some fields of a place
 
-    Each field sent replaces the stored one. Moving a place without sending a timezone
-    infers the timezone again from the new position."""
+    Each field sent replaces the stored one, and the attributes' fields replace theirs.
+    Moving a place without sending a timezone infers the timezone again from the new
+    position."""
     patch = request.get_json()
 
     def change(stored: dict) -> dict:
         keep_unchanged(stored, patch, "external_id", "it is what re-imports match the place by")
-        if ("lat" in patch or "lng" in patch) and "timezone" not in patch:
+        moved = any(field in patch and patch[field] != stored[field] for field in ("lat", "lng"))
+        if moved and "timezone" not in patch:
             stored = {k: v for k, v in stored.items() if k != "timezone"}
         return apply_patch(PlaceSchema(), stored, patch)
 

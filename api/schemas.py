@@ -308,7 +308,11 @@ class RedemptionSchema(ma.Schema):
     driver_id = _driver_id(required=True, metadata={
         "description": "The fleet's pseudonymous driver id; stored only as a one-way hash"})
     place_id = _text(100, required=True)
-    idempotency_key = _text(128, required=True, load_only=True)
+    idempotency_key = _text(128, required=True, load_only=True, metadata={
+        "description": "Kept 7 days per fleet and merchant (each merchant's counters live "
+                       "apart): a retry of the same redemption counts once, and the same key "
+                       "for another offer, driver or place of that merchant is refused. Use a "
+                       "new key (e.g. a UUID) per redemption"})
     replayed = fields.Boolean(dump_only=True, metadata={
         "description": "True when an earlier request with this idempotency key counted it"})
 
@@ -318,10 +322,16 @@ READ_ONLY_FIELDS = ("id", "merchant_id", "created_at", "updated_at", "state", "r
 
 
 def apply_patch(schema: ma.Schema, stored: dict, patch: dict) -> dict:
-    """The stored document with the patch's top-level fields replaced, validated as a whole so
-    that rules across fields (valid_until after valid_from) hold after every change."""
+    """The stored document with the patch applied, validated as a whole so that rules across
+    fields (valid_until after valid_from) hold after every change. Each field sent replaces the
+    stored one, but an object sent for a stored object (an offer's budget or discount, a place's
+    attributes) changes only the fields it names, as in a JSON merge patch (RFC 7396): raising
+    a daily cap must not drop the total budget beside it."""
     base = {k: v for k, v in stored.items() if k not in READ_ONLY_FIELDS}
-    return schema.load({**base, **patch})
+    merged = {field: {**base[field], **value}
+              if isinstance(value, dict) and isinstance(base.get(field), dict) else value
+              for field, value in patch.items()}
+    return schema.load({**base, **merged})
 
 
 def keep_unchanged(stored: dict, patch: dict, field: str, why: str) -> None:

@@ -96,7 +96,8 @@ _REFUSALS = {
 
 
 _KEY_REUSED = Invalid("idempotency key already used for a different redemption",
-                      {"idempotency_key": ["already used with another offer, driver or place"]})
+                      {"idempotency_key": ["already used with another offer, driver or place "
+                                           "of this merchant"]})
 
 
 @dataclass(frozen=True)

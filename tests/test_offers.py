@@ -80,6 +80,21 @@ def test_patch_is_checked_against_the_whole_offer(client, merchant, places, redi
     assert redis_snapshot(redis_client) == before
 
 
+def test_a_patch_of_one_budget_field_keeps_the_other(client, merchant, places):
+    _, headers = merchant
+    offer = publish(client, headers, offer_body(
+        places, budget={"max_redemptions": 100, "daily_max": 5}))
+    raised = client.patch(f"/v1/offers/{offer['id']}", headers=headers,
+                          json={"budget": {"daily_max": 10}})
+    assert raised.json["budget"] == {"max_redemptions": 100, "daily_max": 10}
+    cleared = client.patch(f"/v1/offers/{offer['id']}", headers=headers,
+                           json={"budget": {"max_redemptions": None}})
+    assert cleared.json["budget"] == {"max_redemptions": None, "daily_max": 10}
+    too_high = client.patch(f"/v1/offers/{offer['id']}", headers=headers,
+                            json={"budget": {"daily_max": 1000, "max_redemptions": 50}})
+    assert too_high.status_code == 422  # checked as the whole budget
+
+
 def test_listing_shows_the_merchants_offers(client, merchant, places):
     _, headers = merchant
     ids = {publish(client, headers, offer_body(places))["id"] for _ in range(3)}

@@ -43,6 +43,23 @@ def test_moving_a_place_infers_its_new_timezone(client, merchant):
     assert moved.json["timezone"] == "Europe/Monaco"
 
 
+def test_a_patch_repeating_the_position_keeps_the_timezone_set(client, merchant):
+    _, headers = merchant
+    place = create(client, headers, {**CAFE, "timezone": "Europe/Tallinn"})  # set by hand
+    same = client.patch(f"/v1/places/{place['id']}", headers=headers,
+                        json={"name": "Renamed", "lat": place["lat"], "lng": place["lng"]})
+    assert same.status_code == 200 and same.json["timezone"] == "Europe/Tallinn"
+
+
+def test_a_patch_of_attributes_changes_only_the_ones_sent(client, merchant):
+    _, headers = merchant
+    place = create(client, headers, {**CAFE, "attributes": {"cuisine": ["coffee"],
+                                                            "price_level": 2}})
+    patched = client.patch(f"/v1/places/{place['id']}", headers=headers,
+                           json={"attributes": {"price_level": 3}})
+    assert patched.json["attributes"] == {"cuisine": ["coffee"], "price_level": 3}
+
+
 def test_delete_removes_the_place(client, merchant):
     _, headers = merchant
     place = create(client, headers)
