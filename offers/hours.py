@@ -33,14 +33,19 @@ _REFERENCE_MONDAYS = (datetime(2024, 1, 1), datetime(2024, 7, 1), datetime(2024,
 ALWAYS = np.ones(SLOTS_PER_WEEK, dtype=bool)
 
 
-def _open_slots(rule: str, start: datetime, end: datetime) -> tuple[np.ndarray, bool]:
+def _open_slots(rule: str, start: datetime, end: datetime,
+                max_intervals: int | None = None) -> tuple[np.ndarray, bool]:
     """Slots of the week open at any moment from `start` (a Monday 00:00) to `end`, folded
     onto one week, and whether every change of state falls on a slot boundary (if not, a set
-    slot may be partly closed)."""
+    slot may be partly closed). Past `max_intervals` of the rule, every slot (and not
+    aligned): the mask may hold more, never less."""
     slots = np.zeros(SLOTS_PER_WEEK, dtype=bool)
     week_s, slot_s = 7 * 24 * 3600, SLOT_MINUTES * 60
     aligned = True
-    for begin, stop, state, _ in opening_hours.OpeningHours(rule).intervals(start, end):
+    intervals = opening_hours.OpeningHours(rule).intervals(start, end)
+    for count, (begin, stop, state, _) in enumerate(intervals):
+        if max_intervals is not None and count == max_intervals:
+            return ALWAYS.copy(), False
         # "unknown" (e.g. "Mo-Fr 08:00-18:00 unknown") is not a promise of closing: keep it.
         if state == opening_hours.State.CLOSED:
             continue
@@ -66,6 +71,10 @@ _YEAR = re.compile(r"(?<![\d:])\d{4}(?![\d:])")
 # A date-dependent rule's mask is the union of its weeks from 2024 to 2035: every day of the
 # year falls on every weekday in those years (the leap day on Thursday, Tuesday and Sunday).
 _DATED_FROM, _DATED_UNTIL = datetime(2024, 1, 1), datetime(2036, 1, 1)
+# Twelve years of a typical dated rule are 300-13,000 intervals; a rule of many short openings a
+# day would be hundreds of thousands (seconds of a writer's time, holding the merchant's lock):
+# past this many its mask keeps every slot, and the final check decides.
+_DATED_MAX_INTERVALS = 40_000
 # Sun events move with the place's latitude and longitude, which a rule's mask does not know
 # (without them the library takes a fixed 06:00-18:00).
 _SUN_EVENT = re.compile(r"sunrise|sunset|dawn|dusk", re.IGNORECASE)
@@ -106,7 +115,7 @@ def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
         # Open in some years only (perhaps none of the years folded), or at times that depend
         # on where the place is.
         return np.packbits(ALWAYS).tobytes(), False
-    slots, _ = _open_slots(rule, _DATED_FROM, _DATED_UNTIL)
+    slots, _ = _open_slots(rule, _DATED_FROM, _DATED_UNTIL, _DATED_MAX_INTERVALS)
     return np.packbits(slots).tobytes(), False
 
 

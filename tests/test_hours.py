@@ -144,3 +144,11 @@ def test_public_holidays_are_those_of_the_places_country():
     christmas, eve = (datetime(2026, 12, day, 10, 0, tzinfo=UTC) for day in (25, 23))
     assert not is_open_exactly(rule, zone, christmas, HELSINKI)
     assert is_open_exactly(rule, zone, eve, HELSINKI)
+
+
+def test_a_dated_rule_of_very_many_openings_keeps_every_slot():
+    openings = ",".join(f"{h:02d}:{m:02d}-{h:02d}:{m + 5:02d}"
+                        for h in range(7, 19) for m in (0, 20, 40))
+    rule = f"Jan-Dec {openings}"  # 36 openings a day, every day of twelve years
+    mask, exact = weekly_slots(rule)
+    assert not exact and np.frombuffer(mask, np.uint8).min() == 255
