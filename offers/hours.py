@@ -34,17 +34,17 @@ ALWAYS = np.ones(SLOTS_PER_WEEK, dtype=bool)
 
 
 def _open_slots(rule: str, start: datetime, end: datetime,
-                max_intervals: int | None = None) -> tuple[np.ndarray, bool]:
+                budget: list[int]) -> tuple[np.ndarray, bool]:
     """Slots of the week open at any moment from `start` (a Monday 00:00) to `end`, folded
     onto one week, and whether every change of state falls on a slot boundary (if not, a set
-    slot may be partly closed). Past `max_intervals` of the rule, every slot (and not
-    aligned): the mask may hold more, never less."""
+    slot may be partly closed). `budget[0]`: how many more intervals the library may list
+    for the rule; past it, every slot (and not aligned): the mask may hold more, never less."""
     slots = np.zeros(SLOTS_PER_WEEK, dtype=bool)
     week_s, slot_s = 7 * 24 * 3600, SLOT_MINUTES * 60
     aligned = True
-    intervals = opening_hours.OpeningHours(rule).intervals(start, end)
-    for count, (begin, stop, state, _) in enumerate(intervals):
-        if max_intervals is not None and count == max_intervals:
+    for begin, stop, state, _ in opening_hours.OpeningHours(rule).intervals(start, end):
+        budget[0] -= 1
+        if budget[0] < 0:
             return ALWAYS.copy(), False
         # "unknown" (e.g. "Mo-Fr 08:00-18:00 unknown") is not a promise of closing: keep it.
         if state == opening_hours.State.CLOSED:
@@ -73,8 +73,11 @@ _YEAR = re.compile(r"(?<![\d:])\d{4}(?![\d:])")
 _DATED_FROM, _DATED_UNTIL = datetime(2024, 1, 1), datetime(2036, 1, 1)
 # Twelve years of a typical dated rule are 300-13,000 intervals; a rule of many short openings a
 # day would be hundreds of thousands (seconds of a writer's time, holding the merchant's lock):
-# past this many its mask keeps every slot, and the final check decides.
-_DATED_MAX_INTERVALS = 40_000
+# past this many, over all its parts, its mask keeps every slot, and the final check decides.
+_MAX_INTERVALS = 40_000
+# Public and school holidays are the place's country's, which a rule's mask does not know
+# (without one the library never takes a day for a holiday).
+_HOLIDAY = re.compile(r"\b(?:PH|SH)\b(?:\s*[+-]\s*\d+\s*days?\b)?")
 # Sun events move with the place's latitude and longitude, which a rule's mask does not know
 # (without them the library takes a fixed 06:00-18:00).
 _SUN_EVENT = re.compile(r"sunrise|sunset|dawn|dusk", re.IGNORECASE)
@@ -93,30 +96,45 @@ def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
     an open moment: serving checks the shortlisted ones with the library at arrival."""
     if not rule:
         return np.packbits(ALWAYS).tobytes(), True
+    try:
+        slots, exact = _rule_slots(rule, [_MAX_INTERVALS])
+    except SyntaxError:  # a part of a rule that is no rule on its own: keep every slot
+        return np.packbits(ALWAYS).tobytes(), False
+    return np.packbits(slots).tobytes(), exact
+
+
+def _rule_slots(rule: str, budget: list[int]) -> tuple[np.ndarray, bool]:
+    """`weekly_slots` unpacked, with the intervals the library may still list (`budget[0]`)
+    shared by the rule's parts."""
     parts = _FALLBACK.split(rule)
     if len(parts) > 1:
         # The library's intervals() stop at the first day of a rule with fallbacks
         # (opening-hours-py 2.1.4: "Mo-Fr 08:00-18:00 || ..." came out closed from Monday
         # 18:00 on). A moment's state is that of the part that applies to it, so the union of
         # the parts' masks holds every open moment.
-        try:
-            masks = [np.unpackbits(np.frombuffer(weekly_slots(part.strip())[0], np.uint8))
-                     for part in parts]
-        except SyntaxError:  # a part that is no rule on its own: keep every slot
-            return np.packbits(ALWAYS).tobytes(), False
-        return np.packbits(np.logical_or.reduce(masks)).tobytes(), False
+        return np.logical_or.reduce([_rule_slots(part.strip(), budget)[0]
+                                     for part in parts]), False
+    if _HOLIDAY.search(rule):
+        # Open on some day either as if it were no holiday (the library without a country)
+        # or as if it were one: the same rule with every day a holiday.
+        every_day = _HOLIDAY.sub("Mo-Su", rule)
+        return _plain_slots(rule, budget)[0] | _rule_slots(every_day, budget)[0], False
+    return _plain_slots(rule, budget)
+
+
+def _plain_slots(rule: str, budget: list[int]) -> tuple[np.ndarray, bool]:
+    """The slots of a rule with no fallbacks, whose holidays (if any) are never taken."""
     if _weekly(rule):
         # One week would do; three, compared, guard the classification (once per rule).
-        weeks, aligned = zip(*(_open_slots(rule, monday, monday + timedelta(days=7))
+        weeks, aligned = zip(*(_open_slots(rule, monday, monday + timedelta(days=7), budget)
                                for monday in _REFERENCE_MONDAYS), strict=True)
         exact = all((week == weeks[0]).all() for week in weeks[1:]) and all(aligned)
-        return np.packbits(np.logical_or.reduce(weeks)).tobytes(), exact
+        return np.logical_or.reduce(weeks), exact
     if _YEAR.search(rule) or _SUN_EVENT.search(rule):
         # Open in some years only (perhaps none of the years folded), or at times that depend
         # on where the place is.
-        return np.packbits(ALWAYS).tobytes(), False
-    slots, _ = _open_slots(rule, _DATED_FROM, _DATED_UNTIL, _DATED_MAX_INTERVALS)
-    return np.packbits(slots).tobytes(), False
+        return ALWAYS.copy(), False
+    return _open_slots(rule, _DATED_FROM, _DATED_UNTIL, budget)[0], False
 
 
 @lru_cache(maxsize=4096)  # serving's final check asks for every shortlisted offer

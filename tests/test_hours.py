@@ -152,3 +152,36 @@ def test_a_dated_rule_of_very_many_openings_keeps_every_slot():
     rule = f"Jan-Dec {openings}"  # 36 openings a day, every day of twelve years
     mask, exact = weekly_slots(rule)
     assert not exact and np.frombuffer(mask, np.uint8).min() == 255
+
+
+HOLIDAY_RULES = ["Mo-Fr 16:00-22:00; PH 10:00-22:00", "Mo-Fr 08:00-18:00; PH off",
+                 "Mo-Sa 09:00-17:00; Su,PH off", "Mo-Fr 16:00-22:00; PH,SH 10:00-14:00",
+                 'Mo-Fr 16:00-20:00; PH 09:00-12:00 || "on call"']
+
+
+@pytest.mark.parametrize("rule", HOLIDAY_RULES)
+@pytest.mark.parametrize("zone, position", [("Europe/Helsinki", HELSINKI),
+                                            ("America/Denver", (39.74, -104.99))])
+def test_a_rule_with_holidays_keeps_every_moment_open_on_the_places_holidays(rule, zone,
+                                                                             position):
+    """The mask cannot know the place's country; the final check asks with its position.
+    Every quarter hour of Christmas week and New Year's Day it is open in must be in it."""
+    mask, exact = weekly_slots(rule)
+    assert not exact
+    start = datetime(2026, 12, 21, tzinfo=UTC)
+    moments = [start + timedelta(minutes=15 * i + 7) for i in range(12 * 96)]
+    opened = [m for m in moments if is_open_exactly(rule, zone, m, position)]
+    assert opened
+    slots = local_slot(np.full(len(opened), zone_id(zone)),
+                       np.array([m.timestamp() for m in opened]))
+    rows = np.frombuffer(mask, np.uint8).reshape(1, MASK_BYTES)
+    assert open_at(np.repeat(rows, len(opened), axis=0), slots).all()
+
+
+def test_a_rule_of_many_dated_fallbacks_shares_one_cap():
+    openings = ",".join(f"{h:02d}:{m:02d}-{h:02d}:{m + 5:02d}"
+                        for h in range(8, 12) for m in (0, 20, 40))
+    rule = " || ".join(f"{month} {openings}" for month in ("Jan", "Feb", "Mar", "Apr", "May",
+                                                           "Jun", "Jul", "Aug"))
+    mask, exact = weekly_slots(rule)  # each part alone stays under the cap; all together not
+    assert not exact and np.frombuffer(mask, np.uint8).min() == 255
