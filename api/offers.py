@@ -62,8 +62,8 @@ def get_offer(offer_id: str):
 def update_offer(_checked: dict, offer_id: str):
     """Change some fields of an offer (pause it, extend it, raise its budget...)
 
-    Each field sent replaces the stored one, and an object's fields (budget, discount) replace
-    theirs (null clears one); budgets already spent stay spent."""
+    Each field sent replaces the stored one; in the budget, only the fields sent (null clears
+    one). Budgets already spent stay spent."""
     patch = request.get_json()
 
     def change(stored: dict) -> dict:

@@ -321,15 +321,21 @@ READ_ONLY_FIELDS = ("id", "merchant_id", "created_at", "updated_at", "state", "r
                     "used_up_until")
 
 
+# Objects whose fields a PATCH changes one by one, as in a JSON merge patch (RFC 7396): raising
+# a daily cap must not drop the total budget beside it. A discount is replaced whole: its kind
+# decides which other fields it has.
+MERGED_OBJECTS = ("budget", "attributes")
+
+
 def apply_patch(schema: ma.Schema, stored: dict, patch: dict) -> dict:
     """The stored document with the patch applied, validated as a whole so that rules across
     fields (valid_until after valid_from) hold after every change. Each field sent replaces the
-    stored one, but an object sent for a stored object (an offer's budget or discount, a place's
-    attributes) changes only the fields it names, as in a JSON merge patch (RFC 7396): raising
-    a daily cap must not drop the total budget beside it."""
+    stored one, but in an offer's budget and a place's attributes (`MERGED_OBJECTS`) only the
+    fields sent are replaced."""
     base = {k: v for k, v in stored.items() if k not in READ_ONLY_FIELDS}
     merged = {field: {**base[field], **value}
-              if isinstance(value, dict) and isinstance(base.get(field), dict) else value
+              if field in MERGED_OBJECTS and isinstance(value, dict)
+              and isinstance(base.get(field), dict) else value
               for field, value in patch.items()}
     return schema.load({**base, **merged})
 

@@ -31,7 +31,7 @@ from redis.exceptions import LockError
 
 from . import keys
 from .errors import Conflict, Invalid, NotFound
-from .geo_index import GeoIndex, offer_entries, place_entry
+from .geo_index import USED_UP_FOREVER, GeoIndex, offer_entries, place_entry
 
 MAX_PAGE = 1000
 # A write of 10,000 places holds the lock for seconds; the lease outlives any write but not a
@@ -40,10 +40,10 @@ WRITER_LEASE_S = 60.0
 WRITER_WAIT_S = 10.0  # well inside a worker's timeout (gunicorn's default: 30 s)
 # An offer whose budget or today's cap is used up keeps its document and counters but leaves
 # the geo index until it can be redeemed again (`used_up_until` in its document: written by the
-# catalogue, never by merchants). Left in, it would hold its rank in every corridor while the
-# final check refused it, crowding servable offers out of the few a shortlist checks, and with
-# one item per place, hiding its place's other offers.
-USED_UP_FOREVER = "9999-12-31T23:59:59+00:00"
+# catalogue, never by merchants; `geo_index.USED_UP_FOREVER` for a budget used up). Left in, it
+# would hold its rank in every corridor while the final check refused it, crowding servable
+# offers out of the few a shortlist checks, and with one item per place, hiding its place's
+# other offers.
 
 
 def utc_now() -> datetime:
@@ -304,10 +304,14 @@ class Catalogue:
 
     @staticmethod
     def _with_used_up(pipe: Pipeline, merchant_id: str, doc: dict, now: datetime) -> dict:
-        """`doc` with `used_up_until` as its counters say at `now` (read on `pipe`)."""
+        """`doc` with `used_up_until` as its counters say at `now`, read on `pipe` and watched
+        with it: a redemption counted meanwhile (under the terms before this write, so it
+        could not tell it used the offer up) makes the transaction read them again."""
         day = now.astimezone(ZoneInfo(doc["timezone"])).date().isoformat()
-        total, today = pipe.mget(keys.offer_redeemed(merchant_id, doc["id"]),
-                                 keys.offer_redeemed_on(merchant_id, doc["id"], day))
+        counters = (keys.offer_redeemed(merchant_id, doc["id"]),
+                    keys.offer_redeemed_on(merchant_id, doc["id"], day))
+        pipe.watch(*counters)
+        total, today = pipe.mget(*counters)
         until = used_up_until(doc, int(total or 0), int(today or 0), now)
         doc = {k: v for k, v in doc.items() if k != "used_up_until"}
         return doc if until is None else {**doc, "used_up_until": until}

@@ -283,13 +283,19 @@ def place_entry(place: dict, remove: bool = False) -> Entry:
                  record)
 
 
+# `used_up_until` of an offer whose budget is used up (`catalogue.used_up_until`).
+USED_UP_FOREVER = "9999-12-31T23:59:59+00:00"
+
+
 def offer_entries(offer: dict, places: dict[str, dict], remove: bool = False) -> list[Entry]:
     """One entry per place of the offer; a paused offer's entries are removals, and so are
     those of an offer used up for good. One used up for today is filed as valid from when it
     can be redeemed again (`catalogue.used_up_until`)."""
-    valid_from = max(_epoch(offer["valid_from"], 0.0), _epoch(offer.get("used_up_until"), 0.0))
+    used_up = offer.get("used_up_until")
+    valid_from = max(_epoch(offer["valid_from"], 0.0), _epoch(used_up, 0.0))
     valid_until = _epoch(offer.get("valid_until"), np.inf)
-    remove = remove or offer["status"] != "active" or valid_from >= valid_until
+    remove = (remove or offer["status"] != "active" or used_up == USED_UP_FOREVER
+              or valid_from >= valid_until)
     discount = offer["discount"]
     entries = []
     driver_limit = offer.get("per_driver_limit") or 0

@@ -185,8 +185,9 @@ def driver_recommendations(driver: str) -> str:
 
 
 def driver_used_up(driver: str) -> str:
-    """Hash with a TTL (`redemptions.DRIVER_USED_UP_TTL_S`, renewed by each write): offer id →
-    the per-driver limit this driver has used up of it, so that serving leaves those offers out
+    """Hash with a TTL (`redemptions.DRIVER_USED_UP_TTL_S`, renewed by each write, which drops
+    the entries past their own): offer id → the per-driver limit this driver has used up of it
+    and until when that is kept (`<limit>:<epoch s>`), so that serving leaves those offers out
     before ranking (`serving.OfferServing.candidates`) while the offer's limit is still that."""
     return "{d:" + driver + "}:used_up"
 

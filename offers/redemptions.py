@@ -83,6 +83,23 @@ if tonumber(t[6]) > 0 and mine + 1 >= tonumber(t[6]) then driver_used_up = t[6] 
 return {'counted', ARGV[4], used_up, driver_used_up}
 """
 
+# KEYS: the driver's used-up offers, their erasure token. ARGV: the token as read before the
+# redemption, offer id, the per-driver limit used up, now (epoch seconds), how long to keep it.
+# Nothing if the driver was erased since (the record of what they redeemed must not come back);
+# entries past their time are dropped, so each lasts its own time, not the newest one's.
+_NOTE_USED_UP = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+local now, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
+local noted = redis.call('HGETALL', KEYS[1])
+for i = 1, #noted, 2 do
+  local ends = tonumber(string.match(noted[i + 1], ':(%d+)$') or '0')
+  if ends <= now then redis.call('HDEL', KEYS[1], noted[i]) end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. ':' .. (now + keep))
+redis.call('EXPIRE', KEYS[1], keep)
+return 1
+"""
+
 _REFUSALS = {
     "paused": "the offer is paused",
     "not_yet_valid": "the offer is not valid yet",
@@ -165,6 +182,7 @@ class Redemptions:
         self.redis = redis
         self.catalogue = catalogue
         self._redeem = redis.register_script(_REDEEM)
+        self._note_used_up = redis.register_script(_NOTE_USED_UP)
 
     def redeem(self, fleet_id: str, offer_id: str, driver_id: str, place_id: str,
                idempotency_key: str, now: datetime | None = None) -> Redemption:
@@ -179,7 +197,12 @@ class Redemptions:
         idempotency = keys.redemption_idempotency(merchant_id, fleet_id, idempotency_key)
         # A retry answers as the first request did, even if the offer changed since; the script
         # checks again atomically, this read only spares the retry the checks below.
-        prior = self.redis.get(idempotency)
+        # The driver's erasure token too: what they used up is noted only if no erase came
+        # in between (`_NOTE_USED_UP`).
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(idempotency)
+            pipe.get(keys.driver_erasures(driver))
+            prior, erasures = pipe.execute()
         if prior is not None:
             redemption_id, _, prior_fingerprint = prior.decode().partition("|")
             if prior_fingerprint != fingerprint:
@@ -216,13 +239,15 @@ class Redemptions:
         )
         outcome = outcome.decode()
         offer_used_up, driver_limit = used_up or (b"0", b"0")
-        if offer_used_up == b"1" or outcome in ("budget_exhausted", "daily_cap_reached"):
+        held = offer.get("used_up_until")  # as read above: no writer's lock for a known case
+        if offer_used_up == b"1" or (outcome in ("budget_exhausted", "daily_cap_reached")
+                                     and not (held and datetime.fromisoformat(held) > now)):
             self._file_used_up(merchant_id, offer_id, now)
         if driver_limit != b"0":  # serving leaves the offer out for this driver from now on
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.driver_used_up(driver), offer_id, driver_limit)
-                pipe.expire(keys.driver_used_up(driver), DRIVER_USED_UP_TTL_S)
-                pipe.execute()
+            self._note_used_up(
+                keys=[keys.driver_used_up(driver), keys.driver_erasures(driver)],
+                args=[erasures or b"", offer_id, driver_limit, int(now.timestamp()),
+                      DRIVER_USED_UP_TTL_S])
         if outcome == "gone":
             raise NotFound(f"offer {offer_id} not found")
         if outcome == "idempotency_key_reused":
@@ -231,7 +256,6 @@ class Redemptions:
             raise Conflict(_REFUSALS[outcome], {"offer_id": [outcome]})
         return Redemption(id=redemption_id.decode(), offer_id=offer_id, place_id=place_id,
                           driver_id=driver_id, replayed=outcome == "replayed")
-
 
     def _file_used_up(self, merchant_id: str, offer_id: str, now: datetime) -> None:
         """Take a used-up offer out of serving (`Catalogue.file_used_up`). The redemption

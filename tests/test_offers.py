@@ -93,6 +93,13 @@ def test_a_patch_of_one_budget_field_keeps_the_other(client, merchant, places):
     too_high = client.patch(f"/v1/offers/{offer['id']}", headers=headers,
                             json={"budget": {"daily_max": 1000, "max_redemptions": 50}})
     assert too_high.status_code == 422  # checked as the whole budget
+    # A discount is replaced whole: its kind decides which other fields it has.
+    amount = {"kind": "amount", "value": 3, "currency": "EUR"}
+    assert client.patch(f"/v1/offers/{offer['id']}", headers=headers,
+                        json={"discount": amount}).json["discount"] == amount
+    assert client.patch(f"/v1/offers/{offer['id']}", headers=headers, json={
+        "discount": {"kind": "percent", "value": 10}}).json["discount"] == {"kind": "percent",
+                                                                              "value": 10}
 
 
 def test_listing_shows_the_merchants_offers(client, merchant, places):

@@ -16,7 +16,7 @@ from geo.cells import cell_of
 from geo.route import WGS84
 from offers import keys
 from offers.catalogue import Catalogue
-from offers.geo_index import PLACE_KEY, GeoIndex, mask_digest
+from offers.geo_index import PLACE_KEY, GeoIndex, mask_digest, offer_entries
 from offers.hours import serving_slots
 from offers.redemptions import Redemptions
 from offers.serving import best_of_each
@@ -407,11 +407,16 @@ def test_a_capped_offer_hides_its_places_other_offers_only_until_used_up(
     assert offer_ids(recommend(client, fleet, at="2026-12-03T08:00:00-07:00")) == [capped]
 
 
-def test_raising_a_used_up_budget_serves_the_offer_again(client, merchant, fleet, shop):
-    _, headers = merchant
-    place, offer = shop(2, budget={"max_redemptions": 1})
+def test_raising_a_used_up_budget_serves_the_offer_again(client, merchant, fleet, shop,
+                                                         redis_client):
+    merchant_id, headers = merchant
+    place, offer = shop(2, budget={"max_redemptions": 1})  # no valid_until
     _redeem(client, fleet, place, offer)
     assert offer_ids(recommend(client, fleet)) == []
+    catalogue = Catalogue(redis_client)  # used up for good: no record left in the index
+    entries = offer_entries(catalogue.get_offer(merchant_id, offer),
+                            {place: catalogue.get_place(merchant_id, place)})
+    assert [entry.record for entry in entries] == [None]
     assert client.get(f"/v1/offers/{offer}", headers=headers).json["used_up_until"] == \
         "9999-12-31T23:59:59+00:00"
     patched = client.patch(f"/v1/offers/{offer}", headers=headers,
@@ -443,3 +448,31 @@ def test_many_offers_a_driver_used_up_never_crowd_out_the_rest(client, fleet, sh
                 driver="driver-1")
     fallback = [shop(km, value_estimate=1)[1] for km in (5, 6)]
     assert offer_ids(recommend(client, fleet, limit=2)) == fallback
+
+
+def test_a_redemption_counted_while_a_patch_lowers_the_budget_still_takes_it_out(
+        client, merchant, fleet, shop, redis_client, monkeypatch):
+    """The PATCH reads the counters, then a redemption counts under the old terms (so it cannot
+    tell it used the offer up), then the PATCH writes: it must notice and read them again."""
+    _, headers = merchant
+    place, capped = shop(2, value_estimate=50, budget={"max_redemptions": 10})
+    other = client.post("/v1/offers", headers=headers, json={
+        "place_ids": [place], "title": "Small", "category": "cafe", "value_estimate": 1,
+        "discount": {"kind": "percent", "value": 5}, "valid_from": "2026-01-01T00:00:00Z"})
+    for n in range(4):
+        _redeem(client, fleet, place, capped, driver=f"driver-{n}")
+    read_counters = Catalogue._with_used_up
+    racing = Redemptions(redis_client, Catalogue(redis_client))
+
+    def then_a_redemption(pipe, merchant_id, doc, now):
+        found = read_counters(pipe, merchant_id, doc, now)
+        if not racing.redis.exists("raced"):
+            racing.redis.set("raced", 1)
+            racing.redeem(fleet[0], capped, "driver-9", place, "k-race")
+        return found
+
+    monkeypatch.setattr(Catalogue, "_with_used_up", staticmethod(then_a_redemption))
+    patched = client.patch(f"/v1/offers/{capped}", headers=headers,
+                           json={"budget": {"max_redemptions": 5}})
+    assert patched.json["redemptions"] == 5 and "used_up_until" in patched.json
+    assert offer_ids(recommend(client, fleet)) == [other.json["id"]]

@@ -12,7 +12,7 @@ import pytest
 from offers import keys
 from offers.catalogue import Catalogue
 from offers.errors import Conflict
-from offers.redemptions import REDEMPTION_LOG_RETENTION_S, Redemptions
+from offers.redemptions import REDEMPTION_LOG_RETENTION_S, Redemptions, driver_key
 
 from .conftest import CAFE, redis_snapshot, years_from_now
 
@@ -296,3 +296,34 @@ def test_the_idempotency_record_holds_no_raw_driver_id(client, fleet, offer_at, 
     [stored] = [redis_client.get(k) for k in redis_client.scan_iter("*:idem:*")]
     raw = hashlib.sha256(f"{offer['id']}|drv-8f3a|{place['id']}".encode()).hexdigest()
     assert raw.encode() not in stored
+
+
+def test_a_driver_erased_during_a_redemption_has_no_used_up_offers_noted_after(
+        app, client, fleet, offer_at, redis_client, monkeypatch):
+    offer, place = offer_at(per_driver_limit=1)
+    redemptions = app.extensions["offers"].redemptions
+    script = redemptions._redeem
+
+    def counted_then_erased(*args, **kwargs):
+        counted = script(*args, **kwargs)
+        assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+        return counted
+
+    monkeypatch.setattr(redemptions, "_redeem", counted_then_erased)
+    assert redeem(client, fleet[1], offer, place).status_code == 201
+    with app.app_context():
+        used_up = keys.driver_used_up(driver_key(fleet[0], "driver-1"))
+    assert redis_client.exists(used_up) == 0
+
+
+def test_each_used_up_offer_is_kept_its_own_time(redis_client, fleet, offer_at):
+    fleet_id, _ = fleet
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    first, place = offer_at(per_driver_limit=1)
+    second, _ = offer_at(per_driver_limit=1)
+    redemptions.redeem(fleet_id, first["id"], "d", place["id"], "k1",
+                       now=datetime(2026, 1, 5, 10, tzinfo=UTC))
+    redemptions.redeem(fleet_id, second["id"], "d", place["id"], "k2",
+                       now=datetime(2026, 6, 5, 10, tzinfo=UTC))  # 151 days later
+    noted = redis_client.hgetall(keys.driver_used_up(driver_key(fleet_id, "d")))
+    assert list(noted) == [second["id"].encode()]  # the first one's 90 days are over
