@@ -149,7 +149,9 @@ class PlaceSchema(ma.Schema):
     timezone = Text(validate=_valid_timezone,
                              metadata={"description": "IANA name; inferred from lat/lng "
                                                       "when absent"})
-    attributes = fields.Nested(PlaceAttributesSchema, load_default=dict)
+    attributes = fields.Nested(PlaceAttributesSchema, load_default=dict, allow_none=True,
+                               metadata={"description": "A PATCH changes only the fields it "
+                                                        "sends; null clears them all"})
     external_id = _text(200, allow_none=True, metadata={
         "description": "Your own or the source's id (e.g. osm:node/123): a place imported "
                        "again with the same external_id is updated, not duplicated"})

@@ -98,7 +98,9 @@ def weekly_slots(rule: str | None) -> tuple[bytes, bool]:
         return np.packbits(ALWAYS).tobytes(), True
     try:
         slots, exact = _rule_slots(rule, [_MAX_INTERVALS])
-    except SyntaxError:  # a part of a rule that is no rule on its own: keep every slot
+    except (SyntaxError, opening_hours.ParserError):
+        # A part the library does not take on its own (a fallback, the rule with every day a
+        # holiday): keep every slot. A mask must never fail a write.
         return np.packbits(ALWAYS).tobytes(), False
     return np.packbits(slots).tobytes(), exact
 
@@ -114,11 +116,22 @@ def _rule_slots(rule: str, budget: list[int]) -> tuple[np.ndarray, bool]:
         # the parts' masks holds every open moment.
         return np.logical_or.reduce([_rule_slots(part.strip(), budget)[0]
                                      for part in parts]), False
-    if _HOLIDAY.search(rule):
+    holidays = {re.sub(r"\s", "", term) for term in _HOLIDAY.findall(rule)}
+    if len(holidays) > 1:
+        # A day is one kind of holiday or another (PH, SH, the day after PH): with every day
+        # all of them, the later rules would hide the earlier ones' hours.
+        return ALWAYS.copy(), False
+    if holidays:
         # Open on some day either as if it were no holiday (the library without a country)
-        # or as if it were one: the same rule with every day a holiday.
-        every_day = _HOLIDAY.sub("Mo-Su", rule)
-        return _plain_slots(rule, budget)[0] | _rule_slots(every_day, budget)[0], False
+        # or as if it were one: the same rule with every day a holiday, the holiday written
+        # as every day ("Su,PH off") or left out where a weekday follows ("PH Sa,Su off").
+        for every_day in (_HOLIDAY.sub("Mo-Su", rule), _HOLIDAY.sub("", rule)):
+            try:
+                as_holiday = _rule_slots(every_day, budget)[0]
+            except (SyntaxError, opening_hours.ParserError):
+                continue
+            return _plain_slots(rule, budget)[0] | as_holiday, False
+        return ALWAYS.copy(), False
     return _plain_slots(rule, budget)
 
 

@@ -156,7 +156,14 @@ def test_a_dated_rule_of_very_many_openings_keeps_every_slot():
 
 HOLIDAY_RULES = ["Mo-Fr 16:00-22:00; PH 10:00-22:00", "Mo-Fr 08:00-18:00; PH off",
                  "Mo-Sa 09:00-17:00; Su,PH off", "Mo-Fr 16:00-22:00; PH,SH 10:00-14:00",
-                 'Mo-Fr 16:00-20:00; PH 09:00-12:00 || "on call"']
+                 'Mo-Fr 16:00-20:00; PH 09:00-12:00 || "on call"',
+                 # kinds of holiday mixed: a day is one or the other
+                 "Mo-Fr 09:00-17:00; PH 10:00-16:00; SH off",
+                 "Mo-Fr 09:00-17:00; PH +1 day 12:00-17:00; PH off",
+                 "Mo-Sa 08:00-18:00; PH 10:00-14:00; PH +1 day off",
+                 # a holiday with a weekday selector: "every day" cannot be written as Mo-Su
+                 "Mo-Fr 08:00-18:00; SH Mo-Fr 09:00-12:00", "Mo-Su 08:00-18:00; PH Mo-Fr off",
+                 "PH Sa,Su off; Mo-Su 08:00-12:00"]
 
 
 @pytest.mark.parametrize("rule", HOLIDAY_RULES)

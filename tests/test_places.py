@@ -58,6 +58,12 @@ def test_a_patch_of_attributes_changes_only_the_ones_sent(client, merchant):
     patched = client.patch(f"/v1/places/{place['id']}", headers=headers,
                            json={"attributes": {"price_level": 3}})
     assert patched.json["attributes"] == {"cuisine": ["coffee"], "price_level": 3}
+    cleared = client.patch(f"/v1/places/{place['id']}", headers=headers,
+                           json={"attributes": None})
+    assert cleared.status_code == 200 and not cleared.json.get("attributes")
+    again = client.patch(f"/v1/places/{place['id']}", headers=headers,
+                         json={"attributes": {"price_level": 1}})
+    assert again.json["attributes"] == {"price_level": 1}
 
 
 def test_delete_removes_the_place(client, merchant):

@@ -476,3 +476,11 @@ def test_a_redemption_counted_while_a_patch_lowers_the_budget_still_takes_it_out
                            json={"budget": {"max_redemptions": 5}})
     assert patched.json["redemptions"] == 5 and "used_up_until" in patched.json
     assert offer_ids(recommend(client, fleet)) == [other.json["id"]]
+
+
+@pytest.mark.parametrize("schedule", ["Mo-Fr 06:00-20:00; PH Sa,Su off",
+                                      "Mo-Fr 08:00-18:00; SH Mo-Fr 07:00-12:00"])
+def test_an_offer_whose_holiday_rule_the_mask_cannot_fold_is_still_filed_and_served(
+        client, fleet, shop, schedule):
+    _, offer = shop(2, schedule=schedule)  # 201, not a 500 after the offer was stored
+    assert offer_ids(recommend(client, fleet)) == [offer]
