@@ -232,15 +232,15 @@ class Catalogue:
                "created_at": now, "updated_at": now}
         places_key = keys.places(merchant_id)
 
-        def write(pipe: Pipeline) -> dict:
+        def write(pipe: Pipeline) -> list:
             places = self._require_places(pipe, merchant_id, doc)
+            filed = offer_entries(doc, places)  # before the write: failing, it writes nothing
             pipe.multi()
             self._put_offer(pipe, merchant_id, doc)
             pipe.zadd(keys.offer_ids(merchant_id), {doc["id"]: 0})
-            return places
+            return filed
 
-        places = self.redis.transaction(write, places_key, value_from_callable=True)
-        self.index.apply([], offer_entries(doc, places))
+        self.index.apply([], self.redis.transaction(write, places_key, value_from_callable=True))
         return doc
 
     def get_offer(self, merchant_id: str, offer_id: str) -> dict:
@@ -266,13 +266,15 @@ class Catalogue:
             places = self._require_places(pipe, merchant_id, doc)
             places.update(self._places(pipe, merchant_id, old["place_ids"]))
             doc = self._with_used_up(pipe, merchant_id, doc, utc_now())  # a budget raised
+            # Before the write: failing, it writes nothing.
+            filed = offer_entries(old, places, remove=True), offer_entries(doc, places)
             pipe.multi()
             self._put_offer(pipe, merchant_id, doc)
-            return old, doc, places
+            return doc, filed
 
-        old, doc, places = self.redis.transaction(write, offers_key, places_key,
-                                                  value_from_callable=True)
-        self.index.apply(offer_entries(old, places, remove=True), offer_entries(doc, places))
+        doc, filed = self.redis.transaction(write, offers_key, places_key,
+                                            value_from_callable=True)
+        self.index.apply(*filed)
         return doc
 
     @_one_writer_at_a_time
@@ -292,15 +294,15 @@ class Catalogue:
             if doc == old:
                 return None
             places = self._places(pipe, merchant_id, old["place_ids"])
+            filed = offer_entries(old, places, remove=True), offer_entries(doc, places)
             pipe.multi()
             pipe.hset(offers_key, offer_id, orjson.dumps(doc))
-            return old, doc, places
+            return filed
 
-        found = self.redis.transaction(write, offers_key, keys.places(merchant_id),
+        filed = self.redis.transaction(write, offers_key, keys.places(merchant_id),
                                        value_from_callable=True)
-        if found is not None:
-            old, doc, places = found
-            self.index.apply(offer_entries(old, places, remove=True), offer_entries(doc, places))
+        if filed is not None:
+            self.index.apply(*filed)
 
     @staticmethod
     def _with_used_up(pipe: Pipeline, merchant_id: str, doc: dict, now: datetime) -> dict:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from offers import catalogue
+
 from .conftest import CAFE, FUEL, redis_snapshot, years_from_now
 
 
@@ -100,6 +102,32 @@ def test_a_patch_of_one_budget_field_keeps_the_other(client, merchant, places):
     assert client.patch(f"/v1/offers/{offer['id']}", headers=headers, json={
         "discount": {"kind": "percent", "value": 10}}).json["discount"] == {"kind": "percent",
                                                                               "value": 10}
+
+
+@pytest.mark.parametrize("write", ["create", "patch"])
+def test_an_offer_whose_index_records_cannot_be_made_is_not_written(
+        client, merchant, places, redis_client, monkeypatch, write):
+    """The documents and the index are written apart: the index records are made first, so a
+    failure there leaves nothing behind (not an offer stored and never served)."""
+    _, headers = merchant
+    offer = publish(client, headers, offer_body(places))
+    made = catalogue.offer_entries
+
+    def failing(doc, *args, **kwargs):
+        if doc["title"] == "cannot be filed":
+            raise RuntimeError("no records for this one")
+        return made(doc, *args, **kwargs)
+
+    monkeypatch.setattr(catalogue, "offer_entries", failing)
+    before = redis_snapshot(redis_client)
+    if write == "create":
+        response = client.post("/v1/offers", headers=headers,
+                               json=offer_body(places, title="cannot be filed"))
+    else:
+        response = client.patch(f"/v1/offers/{offer['id']}", headers=headers,
+                                json={"title": "cannot be filed"})
+    assert response.status_code == 500  # a fault of ours, as the error says
+    assert redis_snapshot(redis_client) == before
 
 
 def test_listing_shows_the_merchants_offers(client, merchant, places):
