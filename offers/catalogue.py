@@ -38,12 +38,6 @@ MAX_PAGE = 1000
 # writer that died holding it.
 WRITER_LEASE_S = 60.0
 WRITER_WAIT_S = 10.0  # well inside a worker's timeout (gunicorn's default: 30 s)
-# An offer whose budget or today's cap is used up keeps its document and counters but leaves
-# the geo index until it can be redeemed again (`used_up_until` in its document: written by the
-# catalogue, never by merchants; `geo_index.USED_UP_FOREVER` for a budget used up). Left in, it
-# would hold its rank in every corridor while the final check refused it, crowding servable
-# offers out of the few a shortlist checks, and with one item per place, hiding its place's
-# other offers.
 
 
 def utc_now() -> datetime:
@@ -80,6 +74,12 @@ def offer_state(offer: dict, now: datetime) -> str:
     return "active"
 
 
+# An offer whose budget or today's cap is used up keeps its document and counters but leaves
+# the geo index until it can be redeemed again (`used_up_until` in its document: written by the
+# catalogue, never by merchants; `geo_index.USED_UP_FOREVER` for a budget used up). Left in, it
+# would hold its rank in every corridor while the final check refused it, crowding servable
+# offers out of the few a shortlist checks, and with one item per place, hiding its place's
+# other offers.
 def used_up_until(offer: dict, total: int, today: int, now: datetime) -> str | None:
     """When the offer can next be redeemed, if at `now` its budget is used up (never again)
     or today's cap is (the next midnight in its timezone, where daily caps roll over); None if

@@ -31,8 +31,8 @@ REDEMPTION_LOG_MAXLEN = 1_000_000
 # Each entry says where and when a (pseudonymous) driver redeemed: a location history, kept for
 # a merchant's monthly reconciliation with some room, then trimmed (the counters stay).
 REDEMPTION_LOG_RETENTION_S = 90 * 24 * 3600
-# Which offers a driver has used up says what they redeemed: kept as long as the log, renewed
-# by each one used up. Past it, the final check before serving still refuses them.
+# Which offers a driver has used up says what they redeemed: each kept as long as the log.
+# Past it, the final check before serving still refuses them.
 DRIVER_USED_UP_TTL_S = REDEMPTION_LOG_RETENTION_S
 
 # KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
