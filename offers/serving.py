@@ -206,9 +206,8 @@ class OfferServing:
 def _used_up_by(records: np.ndarray, used_up: dict[bytes, bytes]) -> np.ndarray:
     """Rows whose offer the driver has used up: listed in their `used_up` (offer id → the
     per-driver limit they reached, then `:` and until when it is kept) with the record's limit
-    at most that (a limit raised since
-    serves the offer again; records without a limit they can say, `driver_limit` 0, are left to
-    the final check)."""
+    at most that. A limit raised since serves the offer again; records without a limit they
+    can say (`driver_limit` 0) are left to the final check."""
     listed = {offer_key_of(offer.decode()): int(noted.partition(b":")[0])
               for offer, noted in used_up.items()}
     listed.pop(None, None)
