@@ -7,6 +7,7 @@ RAISE default), NaN and infinities are rejected, and times must carry a UTC offs
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 
@@ -111,14 +112,50 @@ def _driver_id(**kwargs) -> Text:
 _ABOVE_MINIMUM = {"exclusiveMinimum": True}
 
 
-def _count(low: int, high: int, **kwargs) -> fields.Integer:
-    """A whole number: 10.9 is refused, not truncated to 10."""
-    return fields.Integer(strict=True, validate=validate.Range(low, high), **kwargs)
+# Numbers as JSON writes them. marshmallow's own number fields also read strings, through
+# float() and int(), which take "１２", "١٢", "1_000" and " 5" for numbers: a body's number must
+# be a JSON number (as a route's coordinates must), and a query string's value must be written
+# in JSON's number syntax, in ASCII digits.
+_NUMBER_SYNTAX = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_WHOLE_SYNTAX = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+class Number(fields.Float):
+    """A JSON number; `in_query`: a query string's text in JSON's number syntax."""
+
+    def __init__(self, *, in_query: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_query = in_query
+
+    def _validated(self, value) -> float:
+        if isinstance(value, str) and not (self.in_query and _NUMBER_SYNTAX.fullmatch(value)):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+class Whole(fields.Integer):
+    """A whole JSON number: 10.9 is refused, not truncated to 10; `in_query`: a query string's
+    text of ASCII digits."""
+
+    def __init__(self, *, in_query: bool = False, **kwargs):
+        super().__init__(strict=True, **kwargs)
+        self.in_query = in_query
+
+    def _validated(self, value) -> int:
+        if isinstance(value, str):
+            if not (self.in_query and _WHOLE_SYNTAX.fullmatch(value)):
+                raise self.make_error("invalid", input=value)
+            value = int(value)
+        return super()._validated(value)
+
+
+def _count(low: int, high: int, **kwargs) -> Whole:
+    return Whole(validate=validate.Range(low, high), **kwargs)
 
 
 class EvConnectorSchema(ma.Schema):
     type = Text(required=True, validate=validate.OneOf(EV_CONNECTORS))
-    power_kw = fields.Float(validate=validate.Range(0, 1000, min_inclusive=False),
+    power_kw = Number(validate=validate.Range(0, 1000, min_inclusive=False),
                             metadata=_ABOVE_MINIMUM)
     count = _count(1, 1000)
 
@@ -137,9 +174,9 @@ class PlaceSchema(ma.Schema):
     name = _text(200, required=True)
     category = Text(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
     brand = _text(100, allow_none=True)
-    lat = fields.Float(required=True, validate=validate.Range(-90, 90),
+    lat = Number(required=True, validate=validate.Range(-90, 90),
                        metadata={"description": "WGS84 latitude, degrees"})
-    lng = fields.Float(required=True, validate=validate.Range(-180, 180),
+    lng = Number(required=True, validate=validate.Range(-180, 180),
                        metadata={"description": "WGS84 longitude, degrees"})
     address = _text(500, allow_none=True)
     opening_hours = Text(
@@ -167,7 +204,7 @@ class PlaceSchema(ma.Schema):
 
 class DiscountSchema(ma.Schema):
     kind = Text(required=True, validate=validate.OneOf(("percent", "amount", "per_unit")))
-    value = fields.Float(required=True, validate=validate.Range(0, 1e6, min_inclusive=False),
+    value = Number(required=True, validate=validate.Range(0, 1e6, min_inclusive=False),
                          metadata=_ABOVE_MINIMUM)
     currency = Text(validate=validate.Regexp(r"^[A-Z]{3}$"),
                              metadata={"description": "ISO 4217 code; required unless percent"})
@@ -206,7 +243,7 @@ class OfferSchema(ma.Schema):
     description = Text(validate=validate.Length(max=2000), allow_none=True)
     category = Text(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
     discount = fields.Nested(DiscountSchema, required=True)
-    value_estimate = fields.Float(validate=validate.Range(0, 1e6), allow_none=True, metadata={
+    value_estimate = Number(validate=validate.Range(0, 1e6), allow_none=True, metadata={
         "description": "What the offer is worth to a driver, in the discount's currency"})
     valid_from = IsoDateTime(
         load_default=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
@@ -224,7 +261,7 @@ class OfferSchema(ma.Schema):
         "description": "Where the daily cap's days start; defaults to the first place's"})
     state = Text(dump_only=True, metadata={
         "description": "active, paused, scheduled (before valid_from) or expired"})
-    redemptions = fields.Integer(dump_only=True, metadata={"description": "Counted so far"})
+    redemptions = Whole(dump_only=True, metadata={"description": "Counted so far"})
     used_up_until = IsoDateTime(dump_only=True, metadata={
         "description": "Set once its budget or a day's cap was used up: when it can be redeemed "
                        "again, and is served again (9999-12-31T23:59:59+00:00: its budget is "
@@ -243,7 +280,7 @@ class OfferSchema(ma.Schema):
 
 
 class PageArgsSchema(ma.Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))  # query: "10" ok
+    limit = _count(1, 1000, in_query=True, load_default=100)
     cursor = Text(validate=validate.Length(1, 200), metadata={
         "description": "`next_cursor` from the previous page"})
 
@@ -354,30 +391,30 @@ MAX_RADIUS_M = 50_000
 MAX_CORRIDOR_M = 5_000
 
 
-def _latitude(**kwargs) -> fields.Float:
-    return fields.Float(validate=validate.Range(-90, 90),
+def _latitude(**kwargs) -> Number:
+    return Number(validate=validate.Range(-90, 90),
                         metadata={"description": "WGS84 latitude, degrees"}, **kwargs)
 
 
-def _longitude(**kwargs) -> fields.Float:
-    return fields.Float(validate=validate.Range(-180, 180),
+def _longitude(**kwargs) -> Number:
+    return Number(validate=validate.Range(-180, 180),
                         metadata={"description": "WGS84 longitude, degrees"}, **kwargs)
 
 
 class NearbyArgsSchema(ma.Schema):
-    lat = _latitude(required=True)
-    lng = _longitude(required=True)
-    radius_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_RADIUS_M))
+    lat = _latitude(required=True, in_query=True)
+    lng = _longitude(required=True, in_query=True)
+    radius_m = Number(in_query=True, load_default=1000, validate=validate.Range(1, MAX_RADIUS_M))
     category = DelimitedList(Text(validate=validate.OneOf(PLACE_CATEGORIES)), metadata={
         "description": "Comma-separated categories to keep"})
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    limit = _count(1, 1000, in_query=True, load_default=100)
 
 
 class PositionSchema(ma.Schema):
     lat = _latitude(required=True)
     lng = _longitude(required=True)
-    heading_deg = fields.Float(validate=validate.Range(0, 360))
-    speed_kmh = fields.Float(validate=validate.Range(0, 400))
+    heading_deg = Number(validate=validate.Range(0, 360))
+    speed_kmh = Number(validate=validate.Range(0, 400))
 
 
 class LineStringSchema(ma.Schema):
@@ -416,13 +453,13 @@ class RouteInputSchema(ma.Schema):
 
 
 class AlongRouteSchema(RouteInputSchema):
-    corridor_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
+    corridor_m = Number(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
     position = fields.Nested(PositionSchema, metadata={
         "description": "Where the car is: only places ahead of it count"})
     categories = fields.List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
                              validate=validate.Length(max=len(PLACE_CATEGORIES)))
     brands = fields.List(_text(100), validate=validate.Length(max=100))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    limit = _count(1, 1000, load_default=100)
 
     @ma.validates_schema
     def require_route(self, data: dict, **kwargs) -> None:
@@ -435,21 +472,21 @@ class PlaceHitSchema(ma.Schema):
     name = Text()
     category = Text()
     brand = Text(allow_none=True)
-    lat = fields.Float()
-    lng = fields.Float()
-    distance_m = fields.Float(metadata={"description": "Geodesic distance from the point"})
+    lat = Number()
+    lng = Number()
+    distance_m = Number(metadata={"description": "Geodesic distance from the point"})
 
 
 class RouteHitSchema(PlaceHitSchema):
     class Meta:
         exclude = ("distance_m",)
 
-    distance_along_route_m = fields.Float(metadata={
+    distance_along_route_m = Number(metadata={
         "description": "Along the route, from its start or from `position`"})
-    offset_m = fields.Float(metadata={"description": "Geodesic distance to the route"})
+    offset_m = Number(metadata={"description": "Geodesic distance to the route"})
     side = Text(metadata={"description": "left or right of the direction of travel"})
-    detour_m = fields.Float(metadata={"description": "Estimated extra distance to visit"})
-    detour_s = fields.Float(metadata={"description": "Estimated extra time to visit"})
+    detour_m = Number(metadata={"description": "Estimated extra distance to visit"})
+    detour_s = Number(metadata={"description": "Estimated extra time to visit"})
 
 
 class NearbyPageSchema(ma.Schema):
@@ -467,24 +504,24 @@ class ContextSchema(ma.Schema):
     """What a car knows about the moment. Never demographics."""
 
     weather = Text(validate=validate.OneOf(WEATHER))
-    temperature_c = fields.Float(validate=validate.Range(-60, 60))
+    temperature_c = Number(validate=validate.Range(-60, 60))
     passengers = Text(validate=validate.OneOf(PASSENGERS))
     trip_purpose = Text(validate=validate.OneOf(TRIP_PURPOSES))
-    fuel_level_pct = fields.Float(validate=validate.Range(0, 100))
-    battery_level_pct = fields.Float(validate=validate.Range(0, 100))
+    fuel_level_pct = Number(validate=validate.Range(0, 100))
+    battery_level_pct = Number(validate=validate.Range(0, 100))
 
 
 class RecommendationRequestSchema(RouteInputSchema):
     driver_id = _driver_id(required=True, metadata={
         "description": "The fleet's pseudonymous driver id"})
     position = fields.Nested(PositionSchema, required=True)
-    corridor_m = fields.Float(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
-    radius_m = fields.Float(load_default=2000, validate=validate.Range(1, MAX_RADIUS_M),
+    corridor_m = Number(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
+    radius_m = Number(load_default=2000, validate=validate.Range(1, MAX_RADIUS_M),
                             metadata={"description": "Search radius when there is no route"})
-    max_detour_s = fields.Float(validate=validate.Range(0, 24 * 3600))
+    max_detour_s = Number(validate=validate.Range(0, 24 * 3600))
     categories = fields.List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
                              validate=validate.Length(max=len(PLACE_CATEGORIES)))
-    limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
+    limit = _count(1, 50, load_default=10)
     one_per_place = fields.Boolean(load_default=True, metadata={
         "description": "At most one offer per place (the best)"})
     at = Moment(metadata={"description": "Defaults to now; from 1970 to the end of 9998, with a "
@@ -499,13 +536,13 @@ class RecommendedSchema(ma.Schema):
     category = Text()
     brand = Text(allow_none=True)
     place_name = Text()
-    lat = fields.Float()
-    lng = fields.Float()
-    distance_m = fields.Float(metadata={"description": "Straight-line distance from the car"})
-    distance_along_route_m = fields.Float(allow_none=True)
-    detour_s = fields.Float()
-    eta_s = fields.Float(metadata={"description": "Estimated time until arrival"})
-    score = fields.Float()
+    lat = Number()
+    lng = Number()
+    distance_m = Number(metadata={"description": "Straight-line distance from the car"})
+    distance_along_route_m = Number(allow_none=True)
+    detour_s = Number()
+    eta_s = Number(metadata={"description": "Estimated time until arrival"})
+    score = Number()
     reasons = fields.List(Text())
 
 
@@ -545,7 +582,7 @@ class FeedbackSchema(ma.Schema):
 
 class ModelSchema(ma.Schema):
     version = Text()
-    published_at = fields.Float(metadata={"description": "Epoch seconds"})
+    published_at = Number(metadata={"description": "Epoch seconds"})
     note = Text()
     info = fields.Dict()
     active = fields.Boolean()

@@ -315,6 +315,10 @@ INVALID = {
     "offset with seconds": ({"at": "2026-12-02T08:00:00-06:59:56"}, "at"),
     # DELETE /v1/drivers/{id} could never name it to erase what was learned
     "driver id with a slash": ({"driver_id": "emp/1042"}, "driver_id"),
+    # a JSON number, as a route's coordinates must be
+    "lat as a string": ({"position": {"lat": "39.745", "lng": -105.1}}, "position"),
+    "limit as a string": ({"limit": "10"}, "limit"),
+    "limit not whole": ({"limit": 10.5}, "limit"),
 }
 
 

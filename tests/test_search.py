@@ -273,11 +273,23 @@ def test_unservable_route_searches_are_422(client, fleet, body, field):
 @pytest.mark.parametrize("query", [
     {"lat": 91, "lng": 0}, {"lat": 0, "lng": 0, "radius_m": 50_001},
     {"lat": 0, "lng": 0, "category": "casino"}, {"lat": "nan", "lng": 0}, {"lng": 0},
+    # float() and int() read these as numbers; a query's numbers are written as JSON's
+    {"lat": "\uff11\uff12", "lng": 0}, {"lat": 0, "lng": "\u0661"},
+    {"lat": 0, "lng": 0, "radius_m": "1_000"}, {"lat": " 5", "lng": 0},
+    {"lat": 0, "lng": 0, "limit": "10.0"}, {"lat": 0, "lng": 0, "limit": "+10"},
 ])
 def test_invalid_nearby_queries_are_422(client, fleet, query):
     _, headers = fleet
-    assert client.get("/v1/places/nearby", query_string=query,
-                      headers=headers).status_code == 422
+    response = client.get("/v1/places/nearby", query_string=query, headers=headers)
+    assert response.status_code == 422
+    assert set(response.json["errors"]) & {"lat", "lng", "radius_m", "limit", "category"}
+
+
+def test_nearby_query_numbers_in_json_syntax_are_read(client, fleet):
+    _, headers = fleet
+    response = client.get("/v1/places/nearby", headers=headers, query_string={
+        "lat": "-1.5e1", "lng": "0", "radius_m": "2.5E3", "limit": "7"})
+    assert response.status_code == 200, response.json
 
 
 def test_searches_need_a_key(client):
