@@ -165,12 +165,14 @@ class Catalogue:
             if raw is not None:
                 previous[doc["id"]] = orjson.loads(raw)
                 doc["created_at"] = previous[doc["id"]]["created_at"]
+        # Before the write: failing, it writes nothing (the writer lock keeps offers as read).
+        filed = self._place_entries(merchant_id, previous, {p["id"]: p for p in stored})
         with self.redis.pipeline(transaction=True) as pipe:
             for chunk in _chunks(stored, 1000):
                 pipe.hset(key, mapping={p["id"]: orjson.dumps(p) for p in chunk})
                 pipe.zadd(keys.place_ids(merchant_id), {p["id"]: 0 for p in chunk})
             pipe.execute()
-        self._reindex_places(merchant_id, previous, {p["id"]: p for p in stored})
+        self.index.apply(*filed)
         return stored
 
     def get_place(self, merchant_id: str, place_id: str) -> dict:
@@ -194,12 +196,15 @@ class Catalogue:
                 raise NotFound(f"place {place_id} not found")
             old = orjson.loads(raw)
             doc = _changed(old, change)
+            # Before the write: failing, it writes nothing.
+            filed = self._place_entries(merchant_id, {place_id: old}, {place_id: doc}, pipe)
             pipe.multi()
             pipe.hset(key, place_id, orjson.dumps(doc))
-            return old, doc
+            return doc, filed
 
-        old, doc = self.redis.transaction(write, key, value_from_callable=True)
-        self._reindex_places(merchant_id, {place_id: old}, {place_id: doc})
+        doc, filed = self.redis.transaction(write, key, keys.offers(merchant_id),
+                                            value_from_callable=True)
+        self.index.apply(*filed)
         return doc
 
     @_one_writer_at_a_time
@@ -384,21 +389,24 @@ class Catalogue:
             offer["timezone"] = places[offer["place_ids"][0]]["timezone"]
         return places
 
-    def _reindex_places(self, merchant_id: str, old: dict[str, dict],
-                        new: dict[str, dict]) -> None:
-        """File changed places under their new cells, with the records of every offer that
-        names them (an offer record carries its place's position, hours and timezone)."""
+    def _place_entries(self, merchant_id: str, old: dict[str, dict], new: dict[str, dict],
+                       redis: Redis | Pipeline | None = None) -> tuple[list, list]:
+        """The index entries to remove and add as places change from `old` to `new` (by id):
+        the places' own, and the records of every offer that names them (an offer record
+        carries its place's position, hours and timezone). Read on `redis` (a watching
+        pipeline's immediate reads), by default this catalogue's client."""
+        redis = redis or self.redis
         removals = [place_entry(doc, remove=True) for doc in old.values()]
         additions = [place_entry(doc) for doc in new.values()]
         if old:
-            offers = [o for o in map(orjson.loads, self.redis.hvals(keys.offers(merchant_id)))
+            offers = [o for o in map(orjson.loads, redis.hvals(keys.offers(merchant_id)))
                       if not old.keys().isdisjoint(o["place_ids"])]
             named = {pid for offer in offers for pid in offer["place_ids"]}
-            current = self._places(self.redis, merchant_id, sorted(named))
+            current = self._places(redis, merchant_id, sorted(named))
             for offer in offers:
                 removals += offer_entries(offer, {**current, **old}, remove=True)
                 additions += offer_entries(offer, {**current, **new})
-        self.index.apply(removals, additions)
+        return removals, additions
 
     def _page(self, ids_key: str, docs_key: str, cursor: str | None,
               limit: int) -> tuple[list[dict], str | None]:

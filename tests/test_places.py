@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from offers import catalogue
+
 from .conftest import CAFE, FUEL, redis_snapshot
 
 
@@ -205,6 +207,36 @@ def test_invalid_patch_changes_nothing(client, merchant, redis_client):
     before = redis_snapshot(redis_client)
     response = client.patch(f"/v1/places/{place['id']}", json={"lat": 100}, headers=headers)
     assert response.status_code == 422
+    assert redis_snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("write", ["bulk", "patch"])
+def test_a_place_whose_offers_cannot_be_filed_is_not_written(client, merchant, redis_client,
+                                                             monkeypatch, write):
+    """The documents and the index are written apart: the index records of the place's offers
+    are made first, so a failure there leaves the place as it was (not moved in its document
+    while its offers stay filed where it was)."""
+    _, headers = merchant
+    place = create(client, headers, {**CAFE, "external_id": "ext-1"})
+    client.post("/v1/offers", headers=headers, json={
+        "place_ids": [place["id"]], "title": "Free coffee", "category": "cafe",
+        "discount": {"kind": "percent", "value": 100}})
+    made = catalogue.offer_entries
+
+    def failing(offer, places, *args, **kwargs):
+        if places[place["id"]]["name"] == "cannot be filed":
+            raise RuntimeError("no records for this one")
+        return made(offer, places, *args, **kwargs)
+
+    monkeypatch.setattr(catalogue, "offer_entries", failing)
+    before = redis_snapshot(redis_client)
+    if write == "bulk":
+        response = client.post("/v1/places/bulk", headers=headers, json={"items": [
+            {**CAFE, "external_id": "ext-1", "name": "cannot be filed", "lat": 60.2}]})
+    else:
+        response = client.patch(f"/v1/places/{place['id']}", headers=headers,
+                                json={"name": "cannot be filed", "lat": 60.2})
+    assert response.status_code == 500  # a fault of ours, as the error says
     assert redis_snapshot(redis_client) == before
 
 
