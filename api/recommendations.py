@@ -87,7 +87,9 @@ def recommend(body: dict):
     eligible = np.arange(len(candidates))
     if body["one_per_place"]:
         eligible = best_of_each(candidates.place_key, scores)
-    # One item per offer too, at its best place: feedback names the offer, not the place.
+    # One item per offer too, at its best place that passes the final check: feedback names
+    # the offer, not the place.
+    next_places = _NextPlaces(records, eligible, scores)
     eligible = eligible[best_of_each(offer_keys(records, eligible), scores[eligible])]
     limit = body["limit"]
     batches = _batches(limit)
@@ -100,7 +102,7 @@ def recommend(body: dict):
                                            candidates.eta_s[eligible])
     order = eligible[shown]
     rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
-                                  situation, limit, batches)
+                                  situation, limit, batches, next_places)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation, scores[rows])
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
@@ -118,27 +120,56 @@ def recommend(body: dict):
                           "items": items})
 
 
-def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches):
-    """The first `limit` candidates of the policy's order that pass the shortlist check
-    (budgets, exact hours), a batch per round trip: their rows, their propensities and what
-    the check read."""
-    rows, chances, served = [], [], []
+def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches,
+          next_places):
+    """The first `limit` offers of the policy's order that pass the shortlist check (budgets,
+    exact hours), a batch per round trip: their rows, their propensities and what the check
+    read. An offer whose place fails (closed there by its exact hours, say) is tried at its
+    next place on the next round trip, keeping its position in the order."""
+    passed: dict[int, tuple[int, object]] = {}  # position in the order -> row, what it read
+    retry: dict[int, int] = {}  # position -> the row of the offer's next place
     start = 0
     for size in batches:
-        batch = slice(start, start + size)
+        fresh = order[start:start + size]
+        positions = [*retry, *range(start, start + len(fresh))]
         start += size
-        if order[batch].size == 0:
+        if not positions:
             break
-        checks = found.serving.servable(records[order[batch]], candidates.eta_s[order[batch]],
-                                        trip, situation.fleet_id, situation.driver_id)
-        for row, chance, check in zip(order[batch], propensity[batch], checks, strict=True):
-            if check is not None and len(rows) < limit:
-                rows.append(row)
-                chances.append(chance)
-                served.append(check)
-        if len(rows) == limit:
+        tried = np.concatenate([np.fromiter(retry.values(), np.intp, len(retry)), fresh])
+        checks = found.serving.servable(records[tried], candidates.eta_s[tried], trip,
+                                        situation.fleet_id, situation.driver_id)
+        retry = {}
+        for position, row, check in zip(positions, tried.tolist(), checks, strict=True):
+            if check is not None:
+                passed[position] = (row, check)
+            elif (other := next_places.after(row)) is not None:
+                retry[position] = other
+        first = sorted(passed)[:limit]
+        if len(first) == limit and (not retry or first[-1] < min(retry)):
             break
-    return np.array(rows, dtype=np.intp), chances, served
+    first = sorted(passed)[:limit]
+    return (np.array([passed[p][0] for p in first], dtype=np.intp),
+            [propensity[p] for p in first], [passed[p][1] for p in first])
+
+
+class _NextPlaces:
+    """Each offer's rows among `rows` in turn, best score first: where to try an offer next
+    when its place fails the final check. Worked out only when one does (rarely)."""
+
+    def __init__(self, records: np.ndarray, rows: np.ndarray, scores: np.ndarray):
+        self._given, self._next = (records, rows, scores), None
+
+    def after(self, row: int) -> int | None:
+        if self._next is None:
+            records, rows, scores = self._given
+            offers = offer_keys(records, rows)
+            # By offer, then best score first: stable, so among equal scores the earliest row
+            # first, the one `best_of_each` picks (an unknown score, nan, sorts last).
+            ranked = np.lexsort((-scores[rows], offers))
+            rows, offers = rows[ranked], offers[ranked]
+            same = np.flatnonzero(offers[1:] == offers[:-1])
+            self._next = dict(zip(rows[same].tolist(), rows[same + 1].tolist(), strict=True))
+        return self._next.get(row)
 
 
 def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict:
@@ -157,8 +188,9 @@ def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict
 def _decision(records, features, scores, eta_s, eligible, rows, chances,
               order) -> Decision | None:
     """The first choice and the logging policy's top candidates, for off-policy evaluation;
-    none when the policy's first pick was not servable (the first item shown then came from a
-    later position, whose propensity is not that of being chosen first)."""
+    none when the policy's first pick was not servable there (the first item shown then came
+    from a later position, whose propensity is not that of being chosen first, or from
+    another place of the offer)."""
     if len(rows) == 0 or rows[0] != order[0]:
         return None
     top = eligible[best_first(scores[eligible], DECISION_CANDIDATES, eta_s[eligible])]

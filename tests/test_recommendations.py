@@ -177,20 +177,43 @@ def test_one_item_per_place_unless_asked_otherwise(client, merchant, fleet, shop
     assert offer_ids(recommend(client, fleet, one_per_place=False)) == [first, second]
 
 
-def test_an_offer_at_several_places_is_one_item_at_the_best_of_them(client, merchant, fleet,
-                                                                     shop):
-    """Feedback names the offer, not the place: the answer shows each offer once."""
+def chain_offer(client, merchant, shop, first_place=None):
+    """An offer at places 2, 4 and 6 km along (the first with `first_place`'s fields), and
+    another offer at 8 km: their ids and the three places'."""
     _, headers = merchant
-    first_place, offer_id = shop(2)
+    nearest, offer_id = shop(2, place=first_place)
     later = [client.post("/v1/places", headers=headers, json={
         **CAFE, "lat": 39.746, "lng": east_of_start(km), "opening_hours": None}).json["id"]
         for km in (4, 6)]
     client.patch(f"/v1/offers/{offer_id}", headers=headers,
-                 json={"place_ids": [first_place, *later]})
+                 json={"place_ids": [nearest, *later]})
     _, other = shop(8)
+    return offer_id, other, [nearest, *later]
+
+
+def test_an_offer_at_several_places_is_one_item_at_the_best_of_them(client, merchant, fleet,
+                                                                     shop):
+    """Feedback names the offer, not the place: the answer shows each offer once."""
+    offer_id, other, places = chain_offer(client, merchant, shop)
     answer = recommend(client, fleet)
     assert offer_ids(answer) == [offer_id, other]
-    assert answer["items"][0]["place_id"] == first_place
+    assert answer["items"][0]["place_id"] == places[0]
+
+
+def test_an_offer_whose_best_place_fails_the_final_check_is_shown_at_the_next(
+        client, merchant, fleet, shop):
+    """Closed by its exact hours at the nearest of its places (a rule the weekly mask cannot
+    hold, so the final check decides), the offer is still shown, at the next place, in its
+    own position; a third place is not needed."""
+    offer_id, other, places = chain_offer(client, merchant, shop, {
+        "opening_hours": "Mo-Fr 06:00-10:00; Dec 02 off"})
+    answer = recommend(client, fleet)
+    assert offer_ids(answer) == [offer_id, other]
+    assert answer["items"][0]["place_id"] == places[1]
+    assert answer["items"][0]["distance_along_route_m"] == pytest.approx(4000, abs=5)
+    next_day = recommend(client, fleet, at="2026-12-03T08:00:00-07:00")
+    assert offer_ids(next_day) == [offer_id, other]
+    assert next_day["items"][0]["place_id"] == places[0]  # open there that day
 
 
 def test_max_detour_categories_and_limit(client, fleet, shop):
