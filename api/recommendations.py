@@ -6,6 +6,7 @@ rules) -> ranking (scores) -> offers (the shortlist's budgets) -> ranking (reaso
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -15,7 +16,7 @@ from flask_smorest import abort
 from geo.route import RouteError
 from offers.geo_index import ids_of, offer_keys
 from offers.redemptions import driver_key
-from offers.serving import Trip, best_of_each
+from offers.serving import Refused, Shortlisted, Trip, best_of_each
 from ranking import Situation
 from ranking.exploration import Thompson, best_first
 from ranking.features import raw_to_features
@@ -101,7 +102,7 @@ def recommend(body: dict):
     shown, propensity = found.policy.order(scores[eligible], sum(batches), found.rng, draws,
                                            candidates.eta_s[eligible])
     order = eligible[shown]
-    rows, chances, served = _fill(found, order, propensity, records, candidates, trip,
+    rows, chances, served = _fill(found, order, propensity, scores, records, candidates, trip,
                                   situation, limit, batches, next_places)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation, scores[rows])
@@ -120,36 +121,56 @@ def recommend(body: dict):
                           "items": items})
 
 
-def _fill(found, order, propensity, records, candidates, trip, situation, limit, batches,
-          next_places):
+def _fill(found, order, propensity, scores, records, candidates, trip, situation, limit,
+          batches, next_places):
     """The first `limit` offers of the policy's order that pass the shortlist check (budgets,
     exact hours), a batch per round trip: their rows, their propensities and what the check
-    read. An offer whose place fails (closed there by its exact hours, say) is tried at its
-    next place on the next round trip, keeping its position in the order."""
-    passed: dict[int, tuple[int, object]] = {}  # position in the order -> row, what it read
-    retry: dict[int, int] = {}  # position -> the row of the offer's next place
+    read. An offer refused at its place alone (closed there at the arrival, say) is tried at
+    its next place on the next round trip, placed by that place's own score: before the first
+    offer after it in the order that scores less."""
+    order_scores = scores[order]
+    passed: dict[tuple, tuple] = {}  # sort key -> row, the offer's position, what was read
+    retry: dict[tuple, tuple[int, int]] = {}  # sort key -> row, the offer's position
     start = 0
     for size in batches:
-        fresh = order[start:start + size]
-        positions = [*retry, *range(start, start + len(fresh))]
-        start += size
-        if not positions:
+        # Fresh positions only while fewer than `limit` passed ahead of them.
+        ahead = sum(key < _in_order(start) for key in passed)
+        fresh = order[start:start + size] if ahead < limit else order[:0]
+        entries = [*retry.items(), *((_in_order(position), (row, position)) for position, row
+                                     in enumerate(fresh.tolist(), start))]
+        start += len(fresh)
+        if not entries:
             break
-        tried = np.concatenate([np.fromiter(retry.values(), np.intp, len(retry)), fresh])
+        tried = np.array([row for _, (row, _) in entries], dtype=np.intp)
         checks = found.serving.servable(records[tried], candidates.eta_s[tried], trip,
                                         situation.fleet_id, situation.driver_id)
         retry = {}
-        for position, row, check in zip(positions, tried.tolist(), checks, strict=True):
-            if check is not None:
-                passed[position] = (row, check)
-            elif (other := next_places.after(row)) is not None:
-                retry[position] = other
+        for (key, (row, position)), check in zip(entries, checks, strict=True):
+            if isinstance(check, Shortlisted):
+                passed[key] = (row, position, check)
+            elif check is Refused.PLACE and (other := next_places.after(row)) is not None:
+                retry[_after_better(order_scores, position, scores[other])] = (other, position)
         first = sorted(passed)[:limit]
-        if len(first) == limit and (not retry or first[-1] < min(retry)):
+        pending = [*retry, *([_in_order(start)] if start < len(order) else [])]
+        if len(first) == limit and (not pending or first[-1] < min(pending)):
             break
-    first = sorted(passed)[:limit]
-    return (np.array([passed[p][0] for p in first], dtype=np.intp),
-            [propensity[p] for p in first], [passed[p][1] for p in first])
+    first = [passed[key] for key in sorted(passed)[:limit]]
+    return (np.array([row for row, _, _ in first], dtype=np.intp),
+            [propensity[position] for _, position, _ in first],
+            [check for _, _, check in first])
+
+
+def _in_order(position: int) -> tuple:
+    """The sort key of the order's `position`th offer at its best place."""
+    return position, 1, 0.0, position
+
+
+def _after_better(order_scores: np.ndarray, position: int, score: float) -> tuple:
+    """The sort key of the offer at `position` tried at another place scoring `score`: just
+    before the first offer after it in the order that scores less (the end if none does)."""
+    lower = np.flatnonzero(order_scores[position + 1:] < score)
+    slot = position + 1 + int(lower[0]) if lower.size else len(order_scores)
+    return slot, 0, -score if score == score else math.inf, position
 
 
 class _NextPlaces:

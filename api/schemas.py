@@ -145,7 +145,10 @@ class Whole(fields.Integer):
         if isinstance(value, str):
             if not (self.in_query and _WHOLE_SYNTAX.fullmatch(value)):
                 raise self.make_error("invalid", input=value)
-            value = int(value)
+            try:
+                value = int(value)
+            except ValueError:  # more digits than Python converts (4,300)
+                raise self.make_error("too_large", input=value) from None
         return super()._validated(value)
 
 

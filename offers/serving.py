@@ -5,6 +5,7 @@ of a shortlist against the catalogue and the budget counters is one pipelined ro
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,16 @@ return out
 class Shortlisted:
     offer: dict
     place: dict
+
+
+class Refused(enum.Enum):
+    """Why the final check refused a record: its offer, wherever it is (gone, paused, its
+    budget, today's cap or this driver's limit used up), or the offer at this place (the place
+    gone or moved, closed or the offer not valid at the arrival there, the record behind the
+    documents), where another of its places may pass."""
+
+    OFFER = "offer"
+    PLACE = "place"
 
 
 class OfferServing:
@@ -168,7 +179,7 @@ class OfferServing:
         ), records, replies
 
     def servable(self, records: np.ndarray, eta_s: np.ndarray, trip: Trip, fleet_id: str,
-                 driver_id: str) -> list[Shortlisted | None]:
+                 driver_id: str) -> list[Shortlisted | Refused]:
         """Check a shortlist against the catalogue and the budgets, in one round trip: the
         offer still live at arrival, its place unmoved and open (exactly, for rules a weekly
         mask cannot hold), and its budget, today's cap and this driver's limit not used up."""
@@ -224,29 +235,34 @@ def _used_up_by(records: np.ndarray, used_up: dict[bytes, bytes]) -> np.ndarray:
 
 
 def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today: int,
-              mine: int) -> Shortlisted | None:
-    if raw_offer is None or raw_place is None:
-        return None
+              mine: int) -> Shortlisted | Refused:
+    if raw_offer is None:
+        return Refused.OFFER
+    if raw_place is None:
+        return Refused.PLACE
     offer, place = orjson.loads(raw_offer), orjson.loads(raw_place)
-    if offer_state(offer, arrival) != "active" or place["id"] not in offer["place_ids"]:
-        return None
+    state = offer_state(offer, arrival)
+    if state == "paused":
+        return Refused.OFFER
+    if state != "active" or place["id"] not in offer["place_ids"]:
+        return Refused.PLACE  # not valid at this arrival, or no longer offered here
     if (place["lat"], place["lng"]) != (record["lat"], record["lng"]):
-        return None
+        return Refused.PLACE
     # The record's hours must be the documents' own: edits racing each other can leave an index
     # record behind the catalogue, and its mask then filtered on other hours or another zone.
     slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
     if record["serving"] != mask_digest(slots) or record["zone"] != zone_id(place["timezone"]):
-        return None
+        return Refused.PLACE
     budget = offer.get("budget") or {}
     limits = ((budget.get("max_redemptions"), total), (budget.get("daily_max"), today),
               (offer.get("per_driver_limit"), mine))
     if any(limit and used >= limit for limit, used in limits):
-        return None
+        return Refused.OFFER
     position = (place["lat"], place["lng"])
     if not exact and not (
             is_open_exactly(place.get("opening_hours"), place["timezone"], arrival, position)
             and is_open_exactly(offer.get("schedule"), place["timezone"], arrival, position)):
-        return None
+        return Refused.PLACE
     return Shortlisted(offer, place)
 
 

@@ -11,15 +11,16 @@ import numpy as np
 import orjson
 import pytest
 
+from api.recommendations import _batches, _fill, _NextPlaces
 from api.schemas import RecommendationSchema, RecommendedSchema
 from geo.cells import cell_of
 from geo.route import WGS84
 from offers import keys
 from offers.catalogue import Catalogue
-from offers.geo_index import PLACE_KEY, GeoIndex, mask_digest, offer_entries
+from offers.geo_index import OFFER_RECORD, PLACE_KEY, GeoIndex, mask_digest, offer_entries
 from offers.hours import serving_slots
 from offers.redemptions import Redemptions
-from offers.serving import best_of_each
+from offers.serving import Refused, Shortlisted, best_of_each
 
 from .conftest import CAFE
 
@@ -177,9 +178,9 @@ def test_one_item_per_place_unless_asked_otherwise(client, merchant, fleet, shop
     assert offer_ids(recommend(client, fleet, one_per_place=False)) == [first, second]
 
 
-def chain_offer(client, merchant, shop, first_place=None):
+def chain_offer(client, merchant, shop, first_place=None, other_km=8):
     """An offer at places 2, 4 and 6 km along (the first with `first_place`'s fields), and
-    another offer at 8 km: their ids and the three places'."""
+    another offer at `other_km`: their ids and the three places'."""
     _, headers = merchant
     nearest, offer_id = shop(2, place=first_place)
     later = [client.post("/v1/places", headers=headers, json={
@@ -187,7 +188,7 @@ def chain_offer(client, merchant, shop, first_place=None):
         for km in (4, 6)]
     client.patch(f"/v1/offers/{offer_id}", headers=headers,
                  json={"place_ids": [nearest, *later]})
-    _, other = shop(8)
+    _, other = shop(other_km)
     return offer_id, other, [nearest, *later]
 
 
@@ -200,20 +201,72 @@ def test_an_offer_at_several_places_is_one_item_at_the_best_of_them(client, merc
     assert answer["items"][0]["place_id"] == places[0]
 
 
+@pytest.mark.parametrize("other_km, first", [(8, "chain"), (3, "other")])
 def test_an_offer_whose_best_place_fails_the_final_check_is_shown_at_the_next(
-        client, merchant, fleet, shop):
+        client, merchant, fleet, shop, other_km, first):
     """Closed by its exact hours at the nearest of its places (a rule the weekly mask cannot
-    hold, so the final check decides), the offer is still shown, at the next place, in its
-    own position; a third place is not needed."""
+    hold, so the final check decides), the offer is still shown, at the next place, ranked by
+    its score there: after an offer at 3 km, before one at 8 km."""
     offer_id, other, places = chain_offer(client, merchant, shop, {
-        "opening_hours": "Mo-Fr 06:00-10:00; Dec 02 off"})
+        "opening_hours": "Mo-Fr 06:00-10:00; Dec 02 off"}, other_km)
     answer = recommend(client, fleet)
-    assert offer_ids(answer) == [offer_id, other]
-    assert answer["items"][0]["place_id"] == places[1]
-    assert answer["items"][0]["distance_along_route_m"] == pytest.approx(4000, abs=5)
+    expected = [offer_id, other] if first == "chain" else [other, offer_id]
+    assert offer_ids(answer) == expected
+    chain = answer["items"][expected.index(offer_id)]
+    assert chain["place_id"] == places[1]
+    assert chain["distance_along_route_m"] == pytest.approx(4000, abs=5)
+    assert [item["score"] for item in answer["items"]] == sorted(
+        (item["score"] for item in answer["items"]), reverse=True)
     next_day = recommend(client, fleet, at="2026-12-03T08:00:00-07:00")
-    assert offer_ids(next_day) == [offer_id, other]
+    assert offer_ids(next_day)[0] == offer_id
     assert next_day["items"][0]["place_id"] == places[0]  # open there that day
+
+
+class StandInServing:
+    """The final check's answers by row, counting its round trips."""
+
+    def __init__(self, refused: dict[int, Refused]):
+        self.refused, self.round_trips = refused, []
+
+    def servable(self, records, eta_s, trip, fleet_id, driver_id):
+        rows = records["valid_from"].astype(int).tolist()  # each record's row, put there below
+        self.round_trips.append(rows)
+        return [self.refused.get(row, Shortlisted({}, {})) for row in rows]
+
+
+# Rows: offer X at places A (0.9), B (0.2) and C (0.75); offers Y (0.8) and Z (0.7).
+CHAIN_ROWS = {"offer": [1, 2, 3, 1, 1], "score": [0.9, 0.8, 0.7, 0.2, 0.75]}
+
+
+@pytest.mark.parametrize("refused, limit, rows, round_trips", [
+    ({}, 3, [0, 1, 2], 1),
+    # refused at A: X is shown at C, its next place, after Y (0.8), before Z (0.7)
+    ({0: Refused.PLACE}, 3, [1, 4, 2], 2),
+    ({0: Refused.PLACE}, 2, [1, 4], 2),
+    # at A and C: at B, last (0.2); with a limit of 2 the answer is known once C is refused
+    ({0: Refused.PLACE, 4: Refused.PLACE}, 3, [1, 2, 3], 3),
+    ({0: Refused.PLACE, 4: Refused.PLACE}, 2, [1, 2], 2),
+    # refused for the offer (a budget used up): its other places are not tried
+    ({0: Refused.OFFER}, 3, [1, 2], 1),
+])
+def test_the_shortlist_tries_an_offer_refused_at_its_place_at_the_next(refused, limit, rows,
+                                                                        round_trips):
+    records = np.zeros(5, OFFER_RECORD)
+    records["offer"], records["valid_from"] = CHAIN_ROWS["offer"], np.arange(5)
+    scores = np.array(CHAIN_ROWS["score"])
+    order = np.array([0, 1, 2])  # one row per offer (its best place), best first
+    serving = StandInServing(refused)
+    found = type("Found", (), {"serving": serving})
+    situation = type("Situation", (), {"fleet_id": "f", "driver_id": "d"})
+    candidates = type("Candidates", (), {"eta_s": np.zeros(5)})
+    served, chances, checks = _fill(found, order, np.array([0.5, 0.3, 0.2]), scores, records,
+                                    candidates, None, situation, limit, _batches(limit),
+                                    _NextPlaces(records, np.arange(5), scores))
+    assert served.tolist() == rows
+    assert len(serving.round_trips) == round_trips
+    # an item's propensity is its offer's: the policy chose the offer, the check its place
+    assert chances == [{0: 0.5, 1: 0.3, 2: 0.2, 3: 0.5, 4: 0.5}[row] for row in rows]
+    assert len(checks) == len(rows)
 
 
 def test_max_detour_categories_and_limit(client, fleet, shop):

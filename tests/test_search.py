@@ -277,6 +277,7 @@ def test_unservable_route_searches_are_422(client, fleet, body, field):
     {"lat": "\uff11\uff12", "lng": 0}, {"lat": 0, "lng": "\u0661"},
     {"lat": 0, "lng": 0, "radius_m": "1_000"}, {"lat": " 5", "lng": 0},
     {"lat": 0, "lng": 0, "limit": "10.0"}, {"lat": 0, "lng": 0, "limit": "+10"},
+    {"lat": 0, "lng": 0, "limit": "9" * 5000},  # more digits than int() reads: was a 500
 ])
 def test_invalid_nearby_queries_are_422(client, fleet, query):
     _, headers = fleet
