@@ -85,11 +85,17 @@ return {'counted', ARGV[4], used_up, driver_used_up}
 
 # KEYS: the driver's used-up offers, their erasure token. ARGV: the token as read before the
 # redemption, offer id, the per-driver limit used up, now (epoch seconds), how long to keep it.
-# Nothing if the driver was erased since (the record of what they redeemed must not come back);
-# entries past their time are dropped, so each lasts its own time, not the newest one's.
+# Nothing if the driver was erased since (the record of what they redeemed must not come back),
+# nor if the offer is noted already at that limit (a refusal then changes nothing); entries past
+# their time are dropped, so each lasts its own time, not the newest one's.
 _NOTE_USED_UP = """
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
 local now, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
+local held = redis.call('HGET', KEYS[1], ARGV[2])
+if held then
+  local limit, ends = string.match(held, '^(%d+):(%d+)$')
+  if limit == ARGV[3] and tonumber(ends) > now then return 0 end
+end
 local noted = redis.call('HGETALL', KEYS[1])
 for i = 1, #noted, 2 do
   local ends = tonumber(string.match(noted[i + 1], ':(%d+)$') or '0')

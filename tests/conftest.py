@@ -85,8 +85,17 @@ def fleet(new_account):
 
 
 def redis_snapshot(client: redis.Redis) -> dict:
-    """Every key's serialized value: equal snapshots mean nothing was written."""
-    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+    """Every key's type, contents and expiry time: equal snapshots mean nothing was written.
+    Contents rather than DUMP's bytes, which a read can reorder (it moves a hash's incremental
+    rehash along) and which leave the expiry out."""
+    contents = {b"string": client.get, b"hash": client.hgetall, b"set": client.smembers,
+                b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+                b"list": lambda key: client.lrange(key, 0, -1), b"stream": client.xrange}
+    snapshot = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        snapshot[key] = kind, contents[kind](key), client.pexpiretime(key)
+    return snapshot
 
 
 CAFE = {"name": "Café Aalto", "category": "cafe", "lat": 60.1699, "lng": 24.9384,

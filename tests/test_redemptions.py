@@ -107,6 +107,27 @@ def test_per_driver_limit_is_409_for_that_driver_only(client, fleet, offer_at):
     assert redeem(client, headers, offer, place, driver="b").status_code == 201
 
 
+def test_a_refusal_for_a_used_up_driver_limit_writes_nothing(redis_client, fleet, offer_at):
+    """The first redemption at the limit notes the offer used up for the driver; refusals
+    after it leave Redis as it is, unless the note has gone (then they write it again)."""
+    fleet_id, _ = fleet
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    offer, place = offer_at(per_driver_limit=1)
+    start = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    redemptions.redeem(fleet_id, offer["id"], "d", place["id"], "k1", now=start)
+    before = redis_snapshot(redis_client)
+    with pytest.raises(Conflict, match="per-driver limit"):
+        redemptions.redeem(fleet_id, offer["id"], "d", place["id"], "k2",
+                           now=start.replace(minute=5))
+    assert redis_snapshot(redis_client) == before
+    noted = keys.driver_used_up(driver_key(fleet_id, "d"))
+    redis_client.delete(noted)
+    with pytest.raises(Conflict, match="per-driver limit"):
+        redemptions.redeem(fleet_id, offer["id"], "d", place["id"], "k3",
+                           now=start.replace(minute=10))
+    assert list(redis_client.hgetall(noted)) == [offer["id"].encode()]
+
+
 @pytest.mark.parametrize("terms, reason", [
     ({"status": "paused"}, "paused"),
     ({"valid_from": years_from_now(2)}, "not_yet_valid"),
