@@ -52,7 +52,7 @@ _SOCKETS = {
     "chademo": "chademo", "tesla_supercharger": "nacs", "nacs": "nacs", "schuko": "schuko",
 }
 _WKB = WKBFactory()
-_KILOWATTS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*kw\s*$", re.IGNORECASE)
+_KILOWATTS = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*kw\s*$", re.IGNORECASE)
 
 # Plain string properties / columns copied onto the place as they are.
 _TEXT_FIELDS = ("name", "category", "brand", "address", "opening_hours", "timezone",
@@ -187,8 +187,9 @@ def _osm_connectors(tags: dict[str, str]) -> list[dict]:
         if value == "no" or value == "0":
             continue
         connector: dict[str, Any] = {"type": _SOCKETS[socket[1]]}
-        if value.isdigit():
-            connector["count"] = int(value)  # otherwise "yes": present, count unknown
+        # Otherwise "yes": present, count unknown (isdigit alone takes "²", which int() refuses).
+        if value.isascii() and value.isdigit():
+            connector["count"] = int(value)
         power = _KILOWATTS.match(tags.get(f"{key}:output", ""))
         if power:
             connector["power_kw"] = float(power.group(1))
@@ -266,7 +267,10 @@ def _csv_place(row: dict[str, str | None]) -> dict:
 # --- helpers -------------------------------------------------------------------------------
 
 def _number(text: str, kind: type[int] | type[float]) -> int | float | str:
-    """`text` as a number, or unchanged so that the schema reports it with its field name."""
+    """`text` as a number, or unchanged so that the schema reports it with its field name
+    (int() and float() would also read "１２" and "1_000")."""
+    if not text.isascii() or "_" in text:
+        return text
     try:
         return kind(text)
     except ValueError:

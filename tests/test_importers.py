@@ -107,6 +107,7 @@ OSM_XML = """<?xml version="1.0" encoding="UTF-8"?>
     <tag k="socket:type2" v="2"/><tag k="socket:type2:output" v="22 kW"/>
     <tag k="socket:type2_combo" v="yes"/><tag k="socket:type2_combo:output" v="150 kW"/>
     <tag k="socket:chademo" v="no"/>
+    <tag k="socket:type1" v="²"/><tag k="socket:type1:output" v="٢٢ kW"/>
   </node>
   <node id="3" lat="60.19" lon="24.96">
     <tag k="amenity" v="pub"/><tag k="name" v="Bistro"/><tag k="cuisine" v="Italian; pizza"/>
@@ -154,7 +155,8 @@ def test_osm_charging_station_maps_sockets_to_connectors(osm_places):
     assert osm_places["osm:node/2"] == {
         "name": "Kamppi", "category": "ev_charging", "brand": "Helen", "lat": 60.18, "lng": 24.95,
         "attributes": {"ev_connectors": [{"type": "type2", "count": 2, "power_kw": 22.0},
-                                         {"type": "ccs2", "power_kw": 150.0}]},
+                                         {"type": "ccs2", "power_kw": 150.0},
+                                         {"type": "type1"}]},  # "²" and "٢٢ kW" not read
         "external_id": "osm:node/2",
     }
 
@@ -281,10 +283,11 @@ def test_csv_empty_cells_and_unknown_columns_are_omitted(tmp_path):
     assert read_places(path) == [{"name": "Cafe", "category": "cafe", "lat": 60.1, "lng": 24.9}]
 
 
-def test_csv_bad_lat_is_passed_through_for_the_schema_to_reject(tmp_path):
-    path = _csv(tmp_path, "name,category,lat,lng\nCafe,cafe,north,24.9\n")
+@pytest.mark.parametrize("lat", ["north", "\uff16\uff10", "6_0"])  # float() reads the last two
+def test_csv_bad_lat_is_passed_through_for_the_schema_to_reject(tmp_path, lat):
+    path = _csv(tmp_path, f"name,category,lat,lng\nCafe,cafe,{lat},24.9\n")
     [place] = read_places(path)
-    assert place["lat"] == "north"
+    assert place["lat"] == lat
     with pytest.raises(ma.ValidationError) as error:
         PlaceSchema().load(place)
     assert "lat" in error.value.messages
