@@ -1,6 +1,8 @@
 """Reading recommendation bodies: Python's parser (what webargs uses) against the engine's
 (`api.parsing.load_json`: orjson, with Python's parser for what orjson would read otherwise),
-on the benchmark's recommendation bodies for 50 and 200 km routes. Best of 5 runs, ms a body.
+on the benchmark's recommendation bodies for 50 and 200 km routes; then turning their GeoJSON
+routes into `geo.route.Route`s (`route_from_geojson`: the checks, the arrays, the route's
+geometry). Best of 5 runs, ms a body.
 
     .venv/bin/python -m benchmarks.body_parsing
 """
@@ -13,6 +15,7 @@ import timeit
 from api.parsing import load_json
 from benchmarks import synthetic
 from benchmarks.along_route import next_wednesday_noon, recommendation_bodies
+from geo.route import route_from_geojson
 
 
 def main() -> None:
@@ -29,6 +32,12 @@ def main() -> None:
                                      number=20, repeat=5))
             print(f"{km:g} km bodies ({size:.1f} kB): {name:10} "
                   f"{1000 * best / 20 / len(bodies):.3f} ms")
+        routes = [json.loads(body)["route"] for body in bodies]
+        points = sum(len(route["coordinates"]) for route in routes) / len(routes)
+        best = min(timeit.repeat(lambda routes=routes: [route_from_geojson(r) for r in routes],
+                                 number=20, repeat=5))
+        print(f"{km:g} km routes ({points:.0f} points): route_from_geojson "
+              f"{1000 * best / 20 / len(routes):.3f} ms")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,16 @@ def test_unservable_routes_are_refused(coordinates, message):
         route_from_geojson({"type": "LineString", "coordinates": coordinates})
 
 
+def test_altitudes_in_geojson_positions_are_ignored_even_in_some_positions_only():
+    flat = route_from_geojson({"type": "LineString", "coordinates": [[24.9, 60.1], [25.0, 60.2]]})
+    for coordinates in ([[24.9, 60.1, 12.5], [25.0, 60.2, 30]], [[24.9, 60.1], [25.0, 60.2, 8]]):
+        route = route_from_geojson({"type": "LineString", "coordinates": coordinates})
+        assert route.lat.tolist() == flat.lat.tolist() and route.lng.tolist() == flat.lng.tolist()
+    with pytest.raises(RouteError, match="number pairs"):
+        route_from_geojson({"type": "LineString", "coordinates": [[24.9, 60.1, "high"],
+                                                                 [25.0, 60.2]]})
+
+
 def test_ten_thousand_points_and_1500_km_are_accepted():
     lng = np.linspace(0, 13.4, 10_000)  # ~1,490 km along the equator
     route = route_from_points(np.zeros_like(lng), lng)
