@@ -36,6 +36,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from offers.geo_index import CATEGORIES
 
@@ -56,7 +57,7 @@ _HEADER = struct.Struct("<BBH")   # version, number of terms, feedback rows seen
 _UPPER = np.triu_indices(N_TERMS)   # the covariance's upper triangle, row by row
 N_STATE_BYTES = _HEADER.size + 4 * (N_TERMS + len(_UPPER[0]))
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
-_NEWTON_STEPS = 8
+_MODE_STEPS = 60  # safeguarded Newton: a few steps as a rule, bisection's 1 bit a step at worst
 
 
 # Each term after the bias is one feature column, scaled and centred on a typical value:
@@ -149,23 +150,50 @@ def update(state: DriverState, features: np.ndarray, labels: np.ndarray,
     covariance = state.covariance.astype(np.float64)
     for z, label, offset, weight in zip(terms, labels, global_logits, weights, strict=True):
         # The posterior of s = w·z is 1-d: prior N(mu, v) times a logistic likelihood. Find its
-        # mode by Newton's method; w moves along the prior covariance to it, and the Laplace
-        # curvature there shrinks the covariance along that direction (rank one).
+        # mode; w moves along the prior covariance to it, and the Laplace curvature there
+        # shrinks the covariance along that direction (rank one).
         spread = covariance @ z
         mu, v = mean @ z, spread @ z
         if v <= 0 or weight <= 0:
             continue
-        s = mu
-        for _ in range(_NEWTON_STEPS):
-            p = 1 / (1 + np.exp(-(offset + s)))
-            s -= ((s - mu) / v + weight * (p - label)) / (1 / v + weight * p * (1 - p))
-        p = 1 / (1 + np.exp(-(offset + s)))
+        s = _posterior_mode(mu, v, offset, label, weight)
+        p = expit(offset + s)
         curvature = weight * p * (1 - p)
         mean = mean + spread * (s - mu) / v
         covariance = covariance - np.outer(spread, spread) * (curvature / (1 + curvature * v))
         covariance = (covariance + covariance.T) / 2
     return DriverState(mean.astype(np.float32), covariance.astype(np.float32),
                        state.n_feedback + len(labels))
+
+
+def _posterior_mode(mu: float, v: float, offset: float, label: float, weight: float) -> float:
+    """The mode of N(mu, v) times a logistic likelihood of `label` (weighted) at logit
+    offset + s: the root of (s - mu) / v + weight (p(s) - label), which increases with s and
+    lies between mu - v weight (1 - label) and mu + v weight label. Newton's step where it
+    stays in that bracket and at least halves the step before, else bisection (`rtsafe` of
+    Numerical Recipes): plain Newton swings from side to side and stops far short when v is
+    large and the logit saturated, as a rare accept under a confident global model is."""
+    low, high = mu - v * weight * (1 - label), mu + v * weight * label
+    s, last = mu, high - low
+    for _ in range(_MODE_STEPS):
+        p = expit(offset + s)
+        slope = (s - mu) / v + weight * (p - label)
+        if slope == 0:
+            return s
+        if slope > 0:
+            high = s
+        else:
+            low = s
+        step = slope / (1 / v + weight * p * (1 - p))
+        if low < s - step < high and abs(step) <= abs(last) / 2:
+            last, moved = step, s - step
+        else:
+            last = (high - low) / 2
+            moved = low + last
+        if abs(moved - s) <= 1e-12 * (1 + abs(s)):
+            return moved
+        s = moved
+    return s
 
 
 def covariance_factor(state: DriverState) -> np.ndarray:

@@ -37,6 +37,23 @@ def test_taking_an_offer_raises_and_dismissing_lowers_the_next_prediction(fresh)
     assert online.predict(np.zeros(1), dismissed, offer("cafe"))[0] < before
 
 
+@pytest.mark.parametrize("variance", [0.5, 6.0, 60.0])
+@pytest.mark.parametrize("global_logit, label", [(-6.0, 1), (-3.5, 1), (0.0, 1), (4.0, 0),
+                                                 (8.0, 0), (-8.0, 0)])
+def test_one_answer_moves_the_row_to_its_exact_posterior_mode(variance, global_logit, label):
+    """The row's logit moves to the mode of N(0, v) times the answer's likelihood: where
+    s / v = label - p(global + s). Plain Newton steps stopped far short of it for an uncertain
+    row under a confident global model (a rare accept)."""
+    state = online.initial_state(np.full(online.N_TERMS, variance))
+    row = offer("cafe")
+    z = online.driver_terms(row)[0]
+    v = z @ state.covariance.astype(float) @ z
+    after = online.update(state, row, np.array([label]), np.array([global_logit]))
+    s = float(online.predict_logit(np.zeros(1), after, row)[0])
+    p = 1 / (1 + np.exp(-(global_logit + s)))
+    assert s / v == pytest.approx(label - p, abs=1e-5)
+
+
 def test_feedback_moves_its_own_category_most(fresh):
     state = online.update(fresh, offer("bar"), np.array([0]), np.zeros(1))
     bar = online.predict_logit(np.zeros(1), state, offer("bar"))[0]
