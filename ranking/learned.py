@@ -100,6 +100,27 @@ class LearnedRanker:
         logits[best] = rescored
         return logits
 
+    def check_serves(self) -> None:
+        """Score made-up rows every way serving does (a few rows by the trees, more than
+        SHORTLIST through the stand-in, draws from the prior) and raise ValueError unless every
+        logit is finite: a version that loads but cannot score (an estimator fitted on other
+        columns, or not at all; a prior that is no covariance) must never be activated."""
+        try:
+            state = self.model.initial_state()
+            rng = np.random.default_rng(0)
+            for n in (2, SHORTLIST + 2):
+                # Column-major, as `raw_to_features` makes them; known and unknown values.
+                features = np.zeros((N_FEATURES, n)).T
+                features[1::2] = np.nan
+                logits = self._logits(features, state, np.zeros(n))
+                spread = online.covariance_factor(state) @ rng.standard_normal(
+                    (len(state.mean), 2))
+                drawn = logits[:, None] + online.driver_terms(features) @ spread
+                if logits.shape != (n,) or not np.isfinite(drawn).all():
+                    raise ValueError("its logits are not one finite number a row")
+        except Exception as error:  # whatever a broken estimator or prior raises
+            raise ValueError(f"it cannot score: {error}") from None
+
     def reasons(self, candidates: Candidates, situation: Situation,
                 scores: np.ndarray) -> list[list[str]]:
         if len(candidates) == 0:

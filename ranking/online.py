@@ -162,6 +162,8 @@ def update(state: DriverState, features: np.ndarray, labels: np.ndarray,
         mean = mean + spread * (s - mu) / v
         covariance = covariance - np.outer(spread, spread) * (curvature / (1 + curvature * v))
         covariance = (covariance + covariance.T) / 2
+    if not (np.isfinite(mean).all() and np.isfinite(covariance).all()):
+        return state  # never keep a state that could not serve again (a NaN feature or logit)
     return DriverState(mean.astype(np.float32), covariance.astype(np.float32),
                        state.n_feedback + len(labels))
 

@@ -109,8 +109,8 @@ class ModelRegistry:
                     continue
 
     def _check_loads(self, version: str) -> str:
-        """Load a version here first: one that cannot load never serves (422). Its pointer
-        (kept loaded: this process serves it next)."""
+        """Load a version here first: one that cannot load and score never serves (422). Its
+        pointer (kept loaded: this process serves it next)."""
         try:
             ranker = self._load(version)
         except ValueError as error:
@@ -188,7 +188,9 @@ class ModelRegistry:
                 raise
             except Exception as error:  # files damaged in Redis: not a zip, not JSON...
                 raise ValueError(f"its stored files cannot be read ({error})") from None
-        return LearnedRanker(model, version, f"{version}@{digest.hexdigest()[:16]}")
+        ranker = LearnedRanker(model, version, f"{version}@{digest.hexdigest()[:16]}")
+        ranker.check_serves()  # loads but cannot score: refused, as if it could not load
+        return ranker
 
 
 def version_of(pointer: str) -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from offers import keys
 from offers.redemptions import driver_key, unkeyed_driver_key
 from ranking.learning import LOG_RETENTION_S
 from ranking.registry import ModelRegistry
+from ranking.training import RankingModel
 
 from .conftest import CAFE, TASTED
 from .test_recommendations import east_of_start, recommend
@@ -528,16 +530,34 @@ def test_a_state_of_an_older_layout_is_dropped_not_a_500(client, fleet, mixed_sh
                     "accept").status_code == 200
 
 
+def unservable(model_dir, tmp_path, change: str):
+    """A copy of `model_dir` that loads but cannot score: its estimator fitted on other
+    columns, or its prior no covariance."""
+    model = RankingModel.load(model_dir)
+    if change == "estimator fitted on 5 columns":
+        rng = np.random.default_rng(0)
+        model.estimator.fit(rng.normal(size=(60, 5)), rng.integers(0, 2, 60))
+    else:
+        model.prior_covariance[0, 0] = np.nan
+    model.save(tmp_path)
+    return tmp_path
+
+
 @pytest.mark.parametrize("damage", [
     ("model.json", b'{"format": 99, "feature_names": [], "driver_terms": []}'),  # a later format
     ("global.skops", b"not a zip archive"),                                       # damaged
     ("model.json", b"{not json"),
+    "estimator fitted on 5 columns",  # these two load, and failed every request (500)
+    "prior with a NaN",
 ])
 def test_a_version_this_release_cannot_load_is_refused_and_never_breaks_serving(
-        client, fleet, mixed_shop, model_dir, redis_client, admin, damage):
-    version = ModelRegistry(redis_client).publish(model_dir)
-    name, blob = damage
-    redis_client.hset(keys.MODEL_FILES, f"{version}/{name}", blob)
+        client, fleet, mixed_shop, model_dir, redis_client, admin, tmp_path, damage):
+    if isinstance(damage, str):
+        version = ModelRegistry(redis_client).publish(unservable(model_dir, tmp_path, damage))
+    else:
+        version = ModelRegistry(redis_client).publish(model_dir)
+        name, blob = damage
+        redis_client.hset(keys.MODEL_FILES, f"{version}/{name}", blob)
     refused = client.post(f"/v1/models/{version}/activate", headers=admin)
     assert refused.status_code == 422
     redis_client.set(keys.MODEL_ACTIVE, version)  # as if activated by an older release

@@ -54,6 +54,11 @@ def test_one_answer_moves_the_row_to_its_exact_posterior_mode(variance, global_l
     assert s / v == pytest.approx(label - p, abs=1e-5)
 
 
+def test_an_update_that_would_not_be_finite_leaves_the_state_as_it_was(fresh):
+    after = online.update(fresh, offer("cafe"), np.array([1]), np.array([np.nan]))
+    assert after is fresh  # kept, it would break every later prediction and draw
+
+
 def test_feedback_moves_its_own_category_most(fresh):
     state = online.update(fresh, offer("bar"), np.array([0]), np.zeros(1))
     bar = online.predict_logit(np.zeros(1), state, offer("bar"))[0]
