@@ -59,6 +59,7 @@ def estimate(decisions: Decisions, epsilon: float = 0.0, bootstrap: int = 1000,
     weight = np.empty(n)
     direct = np.empty(n)   # q(x, pi): the model's expected reward of the target policy
     q_logged = np.empty(n)  # q(x, a): its prediction for what was shown
+    agrees = np.zeros(n, bool)  # the candidate's own first choice is the one shown
     for i, (q, chosen, eligible) in enumerate(zip(decisions.q, decisions.chosen,
                                                    decisions.eligible, strict=True)):
         pi = target_probabilities(q, epsilon, int(eligible))
@@ -67,6 +68,7 @@ def estimate(decisions: Decisions, epsilon: float = 0.0, bootstrap: int = 1000,
         direct[i] = pi @ q + outside * (q.mean() if len(q) else 0.0)
         if chosen >= 0:
             weight[i], q_logged[i] = pi[chosen], q[chosen]
+            agrees[i] = int(np.argmax(q)) == chosen
         else:
             weight[i] = epsilon / max(int(eligible), 1)
             q_logged[i] = q.mean() if len(q) else 0.0
@@ -75,9 +77,9 @@ def estimate(decisions: Decisions, epsilon: float = 0.0, bootstrap: int = 1000,
     ips_terms = reward * weight
     dr_terms = direct + weight * (reward - q_logged)
     rng = np.random.default_rng(seed)
-    resamples = rng.integers(0, n, (bootstrap, n))
-    snips_boot = (ips_terms[resamples].sum(1)
-                  / np.maximum(weight[resamples].sum(1), 1e-12))
+    snips_boot = np.concatenate([  # a million resampled indices at a time, not bootstrap × n
+        _snips(ips_terms, weight, rng.integers(0, n, (rows, n)))
+        for rows in np.diff([*range(0, bootstrap, max(1, 1_000_000 // n)), bootstrap])])
     return {
         "logging_policy": _normal(reward),
         "ips": _normal(ips_terms),
@@ -86,9 +88,13 @@ def estimate(decisions: Decisions, epsilon: float = 0.0, bootstrap: int = 1000,
                   "high": float(np.percentile(snips_boot, 97.5))},
         "dr": _normal(dr_terms),
         "decisions": {"value": float(n), "low": float(n), "high": float(n)},
-        "matched": {"value": float(np.mean(weight > 0)), "low": float("nan"),
+        "matched": {"value": float(np.mean(agrees)), "low": float("nan"),
                     "high": float("nan")},
     }
+
+
+def _snips(ips_terms: np.ndarray, weight: np.ndarray, resamples: np.ndarray) -> np.ndarray:
+    return ips_terms[resamples].sum(1) / np.maximum(weight[resamples].sum(1), 1e-12)
 
 
 def _normal(terms: np.ndarray) -> dict[str, float]:
