@@ -85,7 +85,8 @@ return {'counted', ARGV[4], used_up, driver_used_up}
 
 # KEYS: the driver's used-up offers, their erasure token. ARGV: the token as read before the
 # redemption, offer id, the per-driver limit used up, now (epoch seconds), how long to keep it.
-# Nothing if the driver was erased since (the record of what they redeemed must not come back),
+# Nothing if the driver was erased since (a redemption racing an erase must not note again what
+# it removed; a refusal after it does, from the merchant's per-driver count, which an erase keeps),
 # nor if the offer is noted already at that limit (a refusal then changes nothing); entries past
 # their time are dropped, so each lasts its own time, not the newest one's.
 _NOTE_USED_UP = """
