@@ -4,8 +4,9 @@
   state `ranking.online.update` learns from their feedback. Drivers are known only by the
   pseudonymous, fleet-scoped driver key; nothing here stores a fleet's own driver id, a
   position or a demographic.
-- Every served recommendation is kept for `SERVED_TTL_S` (what feedback may refer to: its
-  items' feature rows, scores and propensities) and appended, one entry per item, to a bounded
+- Every served recommendation is kept for `SERVED_TTL_S`, the newest `MAX_KEPT_PER_DRIVER` of
+  a driver's (what feedback may refer to: its items' feature rows, scores and propensities)
+  and appended, one entry per item, to a bounded
   stream (`keys.SERVED_LOG`); every counted feedback event goes to `keys.FEEDBACK_LOG`. Those two
   streams are the training and off-policy evaluation log (`offers ranking export`).
 - Feedback updates the driver's state in one optimistic transaction on the driver's hash tag:
@@ -39,6 +40,9 @@ from .features import N_FEATURES, RAW_FIELDS
 from .learned import LearnedRanker
 
 SERVED_TTL_S = 7 * 24 * 3600
+# A car asking every few seconds for a week would keep a hundred thousand records (a few KB
+# each); feedback comes within minutes of a recommendation, so a driver keeps their newest.
+MAX_KEPT_PER_DRIVER = 1000
 LOG_MAXLEN = 1_000_000
 DECISION_LOG_MAXLEN = 100_000  # each entry holds ~10 feature rows (about 3 KB)
 # The logs say which places a driver was offered when, which is near enough a location history:
@@ -123,19 +127,28 @@ redis.call('PEXPIREAT', KEYS[2], last[2])
 
 # KEYS: the served record, the driver's list of recommendations, their erasure token. ARGV:
 # the token as read before the driver's profile ('' for none), how long the record is kept
-# (milliseconds), the recommendation id, then the record's fields and values. Keeps the record
+# (milliseconds), the recommendation id, how many the driver keeps at most, the names of their
+# served records and feedback sets but for the recommendation id (`keys.served(driver, '')`,
+# `keys.feedback_seen(driver, '')`), then the record's fields and values. Keeps the record
 # and lists it, both to expire at one time of Redis's own clock (whatever the app hosts'
-# clocks say), and drops ids past their time from the list. Keeps nothing (0) if the driver
-# was erased since the read: what the request read of them is gone, and must not come back
-# with this record.
+# clocks say), drops ids past their time from the list, and over the most kept, the oldest
+# with their records. Keeps nothing (0) if the driver was erased since the read: what the
+# request read of them is gone, and must not come back with this record.
 _KEEP = """
 if (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then return 0 end
 """ + _NOW_MS + """
 local expires = string.format('%.0f', now + tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], unpack(ARGV, 4, #ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7, #ARGV))
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[2], expires, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.0f', now))
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  for _, rec in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    redis.call('UNLINK', ARGV[5] .. rec, ARGV[6] .. rec)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+end
 """ + _LIST_UNTIL_LAST + """
 return 1
 """
@@ -303,7 +316,8 @@ class LearningLoop:
         run_pipelined(self.redis, (self._keep, self._log), [
             ("EVALSHA", self._keep.sha, 3, keys.served(driver, recommendation_id),
              keys.driver_recommendations(driver), keys.driver_erasures(driver),
-             erasures or b"", SERVED_TTL_S * 1000, recommendation_id,
+             erasures or b"", SERVED_TTL_S * 1000, recommendation_id, MAX_KEPT_PER_DRIVER,
+             keys.served(driver, ""), keys.feedback_seen(driver, ""),
              "fleet", fleet_id, "model", model, "at", now,
              "items", orjson.dumps({item.offer_id: {
                  "features": item.features.tolist(), "score": item.score,

@@ -11,6 +11,7 @@ import pytest
 
 from offers import keys
 from offers.redemptions import driver_key, unkeyed_driver_key
+from ranking import learning
 from ranking.learning import LOG_RETENTION_S
 from ranking.registry import ModelRegistry
 from ranking.training import RankingModel
@@ -324,6 +325,25 @@ def test_what_a_recommendation_keeps_ends_at_one_time_and_the_list_drops_what_is
     assert redis_client.pexpiretime(listed) == ends
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
     assert 0 < redis_client.ttl(keys.driver_erasures(driver)) <= 3600
+
+
+def test_a_driver_keeps_only_their_newest_recommendations(client, fleet, mixed_shop,
+                                                         active_model, redis_client,
+                                                         monkeypatch):
+    """A car asking every few seconds must not fill Redis: past the most a driver keeps, the
+    oldest recommendation goes, with its record and its feedback set."""
+    monkeypatch.setattr(learning, "MAX_KEPT_PER_DRIVER", 2)
+    driver = driver_key(fleet[0], "driver-1")
+    first = recommend(client, fleet)
+    feedback(client, fleet, first["recommendation_id"], first["items"][0]["offer_id"], "dismiss")
+    later = [recommend(client, fleet)["recommendation_id"] for _ in range(2)]
+    assert [rec.decode() for rec in redis_client.zrange(
+        keys.driver_recommendations(driver), 0, -1)] == later
+    gone = first["recommendation_id"]
+    assert not redis_client.exists(keys.served(driver, gone), keys.feedback_seen(driver, gone))
+    assert feedback(client, fleet, gone, first["items"][0]["offer_id"],
+                    "accept").status_code == 404
+    assert all(redis_client.exists(keys.served(driver, rec)) for rec in later)
 
 
 def test_a_script_the_server_lost_runs_again_alone(client, fleet, mixed_shop, active_model,
