@@ -91,7 +91,10 @@ def survey_rows_to_dataset(rows: list[dict[str, str]]) -> Dataset:
     n = len(rows)
 
     def column(name: str) -> list[str]:
-        return [r[name] for r in rows]
+        try:
+            return [r[name] for r in rows]
+        except KeyError:
+            raise ValueError(f"the survey's rows lack the column {name!r}") from None
 
     def mapped(name: str, mapping: dict[str, str], names: tuple[str, ...]) -> np.ndarray:
         return encode([mapping.get(v) for v in column(name)], names)
@@ -120,8 +123,17 @@ def survey_rows_to_dataset(rows: list[dict[str, str]]) -> Dataset:
     }
     for key, name in SURVEY_PREFERENCES.items():
         raw[f"pref_{key}"] = encode(column(name), FREQUENCIES)
-    return Dataset(raw, np.array(column("driver_id"), dtype=str),
-                   np.array(column("Y"), dtype=np.int64), np.arange(n))
+    return Dataset(raw, np.array(column("driver_id"), dtype=str), _labels(column("Y"), "Y"),
+                   np.arange(n))
+
+
+def _labels(texts: list[str], column: str) -> np.ndarray:
+    """Each row's 0 or 1; anything else is refused, naming the first such row (a 2 or a 0.5
+    would train a model of something else)."""
+    for row, text in enumerate(texts, 1):
+        if text.strip() not in ("0", "1", "0.0", "1.0"):
+            raise ValueError(f"{column} must be 0 or 1; data row {row} has {text!r}")
+    return np.array([float(text) for text in texts], dtype=np.int64)
 
 
 def read_coupon_survey(path: str | Path) -> Dataset:
@@ -150,8 +162,7 @@ def read_log(path: str | Path) -> Dataset:
         rows = list(reader)
     raw = {name: _parse(name, [r[name] for r in rows]) for name in RAW_FIELDS}
     return Dataset(raw, np.array([r["driver_id"] for r in rows], dtype=str),
-                   np.array([int(float(r["label"])) for r in rows], dtype=np.int64),
-                   np.arange(len(rows)))
+                   _labels([r["label"] for r in rows], "label"), np.arange(len(rows)))
 
 
 def format_raw_value(name: str, value) -> str:

@@ -155,8 +155,11 @@ class RankingModel:
     def load(cls, directory: str | Path) -> RankingModel:
         directory = Path(directory)
         meta = json.loads((directory / "model.json").read_text())
-        if meta["format"] != MODEL_FORMAT or meta["feature_names"] != list(FEATURE_NAMES) \
-                or meta["driver_terms"] != list(online.DRIVER_TERMS):
+        if not isinstance(meta, dict) or "prior_covariance" not in meta:
+            raise ValueError(f"{directory / 'model.json'} is not a model's description")
+        if meta.get("format") != MODEL_FORMAT \
+                or meta.get("feature_names") != list(FEATURE_NAMES) \
+                or meta.get("driver_terms") != list(online.DRIVER_TERMS):
             raise ValueError(f"{directory} was trained with other features; train it again")
         path = directory / "global.skops"
         untrusted = sio.get_untrusted_types(file=path)

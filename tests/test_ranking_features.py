@@ -146,6 +146,25 @@ def test_the_log_csv_round_trips(tmp_path):
     assert again.y.tolist() == [1, 0] and again.driver_id.tolist() == ["d0001", "d0001"]
 
 
+@pytest.mark.parametrize("label", ["2", "0.5", "yes", ""])
+def test_labels_other_than_0_or_1_are_refused_naming_the_row(tmp_path, label):
+    with pytest.raises(ValueError, match="data row 2 has"):
+        survey_rows_to_dataset([survey_row(), survey_row(Y=label)])
+    write_log(survey_rows_to_dataset([survey_row(), survey_row()]), tmp_path / "log.csv")
+    text = (tmp_path / "log.csv").read_text().splitlines()
+    text[2] = text[2][:text[2].rindex(",") + 1] + label  # the label is the last column
+    (tmp_path / "log.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(ValueError, match="label must be 0 or 1; data row 2"):
+        read_log(tmp_path / "log.csv")
+
+
+def test_a_survey_without_a_column_it_needs_says_which():
+    row = survey_row()
+    del row["coupon"]
+    with pytest.raises(ValueError, match="lack the column 'coupon'"):
+        survey_rows_to_dataset([row])
+
+
 def test_served_candidates_and_their_logged_rows_give_the_same_features(tmp_path):
     from ranking.datasets import Dataset
 

@@ -57,6 +57,19 @@ def test_publish_stores_a_version_and_activates_it_only_when_asked(publish, mode
     assert [m["note"] for m in registry.versions()] == ["first", ""]
 
 
+@pytest.mark.parametrize("description", ["{}", "[]", '{"format": 2}'])
+def test_publishing_a_directory_that_is_no_model_says_so_and_stores_nothing(
+        monkeypatch, redis_url, redis_client, model_dir, tmp_path, description):
+    for name in ("global.skops", "model.json"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    (tmp_path / "model.json").write_text(description)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    result = CliRunner().invoke(main, ["ranking", "publish", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "model" in result.output and "Traceback" not in result.output
+    assert ModelRegistry(redis_client).versions() == []
+
+
 def test_a_small_simulation_reports_sound_windows(transport, publish, model_dir,
                                                   tmp_path):
     publish(model_dir, "--activate")
