@@ -138,5 +138,17 @@ def write_report(directory: str | Path, data: Dataset, evaluation: Evaluation) -
               "global_only": summary(y, evaluation.p_global),
               "auc_by_category": by_category,
               "lift_by_decile": {k: lift_by_decile(y, p).tolist() for k, p in curves.items()}}
-    (directory / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    # A figure that cannot be computed (an AUC with one class, an empty decile) is null: JSON
+    # has no NaN, and strict readers refuse the bare `NaN` Python's json writes.
+    (directory / "summary.json").write_text(json.dumps(_nan_to_none(report), indent=2) + "\n")
     return report
+
+
+def _nan_to_none(value):
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value

@@ -95,7 +95,7 @@ class ModelRegistry:
                     while turns < len(history) and history[turns] == current:
                         turns += 1
                     if turns == len(history):
-                        raise UnknownModel("before the active one")
+                        raise NotFound("No earlier model version to roll back to.")
                     version = history[turns]
                     pointer = self._check_loads(version)
                     meta = pipe.hget(keys.MODEL_META, version)

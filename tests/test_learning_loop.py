@@ -141,7 +141,9 @@ def test_rolling_back_again_goes_further_back(client, redis_client, model_dir, a
         return client.post("/v1/models/rollback", headers=admin)
 
     assert [rollback().json["version"] for _ in range(2)] == versions[1::-1]
-    assert rollback().status_code == 404 and registry.active_version() == versions[0]
+    nothing_before = rollback()
+    assert nothing_before.status_code == 404 and registry.active_version() == versions[0]
+    assert nothing_before.json["message"] == "No earlier model version to roll back to."
     assert client.post(f"/v1/models/{versions[2]}/activate", headers=admin).status_code == 200
     assert rollback().json["version"] == versions[0]
 

@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from api.cli import main
+from offers.geo_index import CATEGORIES
 from ranking.datasets import read_coupon_survey, write_log
+from ranking.evaluation import Evaluation, write_report
 
 from .conftest import SHARED_DATA
 
@@ -66,6 +68,23 @@ def test_evaluate_writes_one_prediction_per_scored_row(model_dir, survey_slice, 
         assert 0 < float(row["p"]) < 1
     for name in ("calibration.png", "lift.png", "auc_by_category.png", "summary.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+
+
+
+def test_a_report_figure_that_cannot_be_computed_is_null_in_strict_json(survey_slice,
+                                                                         tmp_path):
+    """Every row of a category taken (no AUC for it): null, not the bare NaN that strict JSON
+    readers refuse."""
+    data = read_coupon_survey(survey_slice)
+    rows = np.arange(len(data))
+    y = np.where(data.raw["category"] == data.raw["category"][0], 1, data.y)
+    p = np.linspace(0.1, 0.9, len(data))
+    report = write_report(tmp_path, data, Evaluation(rows, y, p, p))
+    first = CATEGORIES[data.raw["category"][0]]
+    assert np.isnan(report["auc_by_category"]["per-driver"][first])
+    summary = json.loads((tmp_path / "summary.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"{name} in summary.json"))
+    assert summary["auc_by_category"]["per-driver"][first] is None
 
 
 def test_evaluate_reads_the_log_format_alike(model_dir, survey_slice, tmp_path):
