@@ -99,16 +99,28 @@ def schedule_digest(offer: dict) -> str:
     compares it with the schedule the caller checked, so a concurrent edit cannot slip one
     redemption through under the old hours."""
     schedule = offer.get("schedule")
-    return hashlib.sha256(schedule.encode()).hexdigest()[:16] if schedule else ""
+    return _fingerprint(schedule) if schedule else ""
+
+
+def places_digest(offer: dict) -> str:
+    """A short fingerprint of the offer's places: the redemption script compares it with the
+    places the caller found the redeeming one among, so a place taken off the offer (or
+    deleted) meanwhile is not redeemed at."""
+    return _fingerprint("\n".join(sorted(offer["place_ids"])))
+
+
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def offer_terms(offer: dict) -> dict:
     """The fields the redemption script enforces, as flat numbers (0 means no limit), and the
-    schedule's fingerprint."""
+    fingerprints of the schedule and the places."""
     budget = offer.get("budget") or {}
     until = offer.get("valid_until")
     return {
         "status": offer["status"], "schedule": schedule_digest(offer),
+        "places": places_digest(offer),
         "valid_from": datetime.fromisoformat(offer["valid_from"]).timestamp(),
         "valid_until": datetime.fromisoformat(until).timestamp() if until else 0,
         "max_redemptions": budget.get("max_redemptions") or 0,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from redis import Redis
 
 from . import keys
-from .catalogue import Catalogue, schedule_digest, utc_now
+from .catalogue import Catalogue, places_digest, schedule_digest, utc_now
 from .errors import Conflict, Invalid, NotFound
 from .hours import is_open_exactly
 
@@ -39,7 +39,7 @@ DRIVER_USED_UP_TTL_S = REDEMPTION_LOG_RETENTION_S
 # ARGV: now, driver_key, fingerprint, redemption_id, place_id, fleet_id, idem_ttl, day_ttl,
 #       log_maxlen, offer_id, the digest of the schedule the caller checked `now` against, and
 #       '1' if `now` is outside it (the script has no opening-hours parser), the oldest log id
-#       kept
+#       kept, the digest of the places the caller found place_id among
 # Returns the outcome and the redemption id; once counted, '1' if this redemption used up the
 # offer's budget or today's cap, and the per-driver limit if it used that up ('0' if not),
 # which a refusal for that limit returns too.
@@ -51,13 +51,14 @@ if prior then
   return {'replayed', string.sub(prior, 1, sep - 1)}
 end
 local t = redis.call('HMGET', KEYS[1], 'status', 'valid_from', 'valid_until',
-                     'max_redemptions', 'daily_max', 'per_driver_limit', 'schedule')
+                     'max_redemptions', 'daily_max', 'per_driver_limit', 'schedule', 'places')
 if not t[1] then return {'gone', ''} end
 local now = tonumber(ARGV[1])
 if t[1] ~= 'active' then return {'paused', ''} end
 if now < tonumber(t[2]) then return {'not_yet_valid', ''} end
 if tonumber(t[3]) > 0 and now >= tonumber(t[3]) then return {'expired', ''} end
 if t[7] and t[7] ~= ARGV[11] then return {'schedule_changed', ''} end
+if t[8] and t[8] ~= ARGV[14] then return {'places_changed', ''} end
 if ARGV[12] == '1' then return {'outside_schedule', ''} end
 local total = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(t[4]) > 0 and total >= tonumber(t[4]) then return {'budget_exhausted', ''} end
@@ -116,6 +117,7 @@ _REFUSALS = {
     "driver_limit_reached": "this driver has used up the offer's per-driver limit",
     "outside_schedule": "the offer is not served at this time (its weekly schedule)",
     "schedule_changed": "the offer's schedule changed while redeeming it; try again",
+    "places_changed": "the offer's places changed while redeeming it; try again",
 }
 
 
@@ -242,7 +244,7 @@ class Redemptions:
                   "r_" + secrets.token_hex(8), place_id, fleet_id,
                   IDEMPOTENCY_TTL_S, DAY_COUNTER_TTL_S, REDEMPTION_LOG_MAXLEN, offer_id,
                   schedule_digest(offer), "1" if outside else "0",
-                  _oldest_kept(now.timestamp())],
+                  _oldest_kept(now.timestamp()), places_digest(offer)],
         )
         outcome = outcome.decode()
         offer_used_up, driver_limit = used_up or (b"0", b"0")

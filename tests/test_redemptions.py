@@ -270,6 +270,31 @@ def test_a_schedule_changed_between_the_check_and_the_count_refuses(redis_client
     assert redis_snapshot(redis_client) == before
 
 
+def test_a_place_taken_off_the_offer_while_redeeming_refuses(client, merchant, fleet,
+                                                             offer_at, redis_client):
+    """The place is checked against the offer as read; the count checks that the offer's
+    places are still those (an edit and the place's deletion landing in between)."""
+    _, headers = merchant
+    offer, place = offer_at()
+    other = client.post("/v1/places", json={**CAFE, "name": "Other"}, headers=headers).json
+    redemptions = Redemptions(redis_client, Catalogue(redis_client))
+    read, before = redemptions.catalogue.get_offer, {}
+
+    def read_then_edited(*args):
+        doc = read(*args)
+        assert client.patch(f"/v1/offers/{offer['id']}", json={"place_ids": [other["id"]]},
+                            headers=headers).status_code == 200
+        assert client.delete(f"/v1/places/{place['id']}", headers=headers).status_code == 204
+        before["snapshot"] = redis_snapshot(redis_client)
+        return doc
+
+    redemptions.catalogue.get_offer = read_then_edited
+    with pytest.raises(Conflict, match="places changed") as refused:
+        redemptions.redeem(fleet[0], offer["id"], "a", place["id"], "k1")
+    assert refused.value.errors == {"offer_id": ["places_changed"]}
+    assert redis_snapshot(redis_client) == before["snapshot"]
+
+
 def test_the_redemption_log_forgets_entries_past_its_retention(client, fleet, merchant,
                                                                offer_at, redis_client):
     """Where and when a driver redeemed is a location history: trimmed after
