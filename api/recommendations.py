@@ -58,7 +58,8 @@ def recommend(body: dict):
     route = body.get("route")
     if route is not None:
         try:
-            route = route.remaining_from(position["lat"], position["lng"])
+            route = route.remaining_from(position["lat"], position["lng"],
+                                         heading_deg=position.get("heading_deg"))
         except RouteError as error:
             abort(422, errors={"position": [str(error)]})
     trip = Trip(lat=position["lat"], lng=position["lng"],

@@ -41,7 +41,9 @@ def along_route(body: dict):
     route = body["route"]
     if "position" in body:
         try:
-            route = route.remaining_from(body["position"]["lat"], body["position"]["lng"])
+            position = body["position"]
+            route = route.remaining_from(position["lat"], position["lng"],
+                                         heading_deg=position.get("heading_deg"))
         except RouteError as error:
             abort(422, errors={"position": [str(error)]})
     return json_response({"items": services().search.along_route(

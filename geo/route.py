@@ -34,6 +34,7 @@ from numba import njit
 
 from .earth import (
     CHORD_RANGE_M,
+    MEAN_RADIUS_M,
     WGS84,
     chord_m,
     distance_m,
@@ -53,6 +54,9 @@ _LEAF_SEGMENTS = 4  # segments per leaf of the bounding-sphere tree
 # earlier one along the route is its nearest: far above rounding (nanometres), far below
 # anything a corridor can tell (a metre).
 TIE_M = 1e-3
+# A car's heading picks among the passes of a route within this of the nearest (the two sides
+# of a road a route drives out and back: a lane or a carriageway apart).
+PASS_TOLERANCE_M = 50.0
 _NEAR_TIES = 16  # near-equal passes kept per point (a route passing a point 16 times)
 _FRONTIER_NODES = 64  # tree nodes a group of points starts its searches from, at most
 
@@ -150,13 +154,19 @@ class Route:
         inner = (1 - t) * self._xyz[seg] + t * self._xyz[seg + 1]
         return _lat_lng(inner / np.linalg.norm(inner, axis=1, keepdims=True))
 
-    def remaining_from(self, lat: float, lng: float, within_m: float = 50_000.0) -> Route:
+    def remaining_from(self, lat: float, lng: float, within_m: float = 50_000.0,
+                       heading_deg: float | None = None) -> Route:
         """The part of the route ahead of a car at (lat, lng): from the car's nearest point
-        on the route onwards, keeping distances along measured from the original start."""
+        on the route onwards, keeping distances along measured from the original start. Where
+        the route passes the car more than once (an out-and-back, a loop), the earliest pass,
+        unless the route there runs against `heading_deg` (more than 90 degrees off): then the
+        earliest pass within PASS_TOLERANCE_M of the nearest that runs with it, if any."""
         located = self.locate(np.array([lat]), np.array([lng]), within_m)
         if not np.isfinite(located.offset_m[0]):
             raise RouteError(f"position is more than {within_m / 1000:.0f} km from the route")
         start = float(located.along_m[0])
+        if heading_deg is not None:
+            start = self._pass_along(lat, lng, heading_deg, start, float(located.offset_m[0]))
         if start >= self.along_m[-1] - 1.0:
             raise RouteError("position is at the end of the route: nothing is ahead")
         foot_lat, foot_lng = self.point_at(start)
@@ -167,6 +177,44 @@ class Route:
         return Route(np.concatenate([foot_lat, self.lat[ahead]]),
                      np.concatenate([foot_lng, self.lng[ahead]]),
                      _along_m=np.concatenate([[start], self.along_m[ahead]]))
+
+    def _pass_along(self, lat: float, lng: float, heading_deg: float, start: float,
+                    offset_m: float) -> float:
+        """How far along the pass the car drives (`remaining_from`): `start` if the route there
+        runs with the heading, else the earliest pass that does (on the sphere, which is
+        centimetres off at a car's distance from its route)."""
+        point = unit_vectors(np.array([lat]), np.array([lng]))[0]
+        first = min(int(np.searchsorted(self.along_m, start, side="right")) - 1,
+                    len(self.along_m) - 2)
+        if _turns(*self._feet(point, np.array([first])), heading_deg)[0] <= 90.0:
+            return start
+        segments = np.flatnonzero(~self._degenerate)
+        feet, tangents = self._feet(point, segments)
+        offsets = np.arccos(np.clip(feet @ point, -1.0, 1.0)) * MEAN_RADIUS_M
+        passes = np.flatnonzero((offsets <= offset_m + PASS_TOLERANCE_M)
+                                & (_turns(feet, tangents, heading_deg) <= 90.0))
+        if passes.size == 0:
+            return start
+        k = passes[0]
+        s = segments[k]
+        whole = np.arccos(np.clip(self._xyz[s] @ self._xyz[s + 1], -1.0, 1.0))
+        part = np.arccos(np.clip(self._xyz[s] @ feet[k], -1.0, 1.0))
+        return float(self.along_m[s] + (self.along_m[s + 1] - self.along_m[s])
+                     * min(part / whole, 1.0))
+
+    def _feet(self, point: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The nearest point of each of `segments` to `point` (unit vectors, on the sphere)
+        and the direction of travel there."""
+        normal = self._normal[segments]
+        a, b = self._xyz[segments], self._xyz[segments + 1]
+        feet = point - (normal @ point)[:, None] * normal
+        feet /= np.maximum(np.linalg.norm(feet, axis=1), 1e-300)[:, None]
+        inside = (~self._degenerate[segments]
+                  & (np.einsum("ij,ij->i", feet, self._past_a[segments]) >= 0)
+                  & (np.einsum("ij,ij->i", feet, self._before_b[segments]) >= 0))
+        ends = np.where(((a @ point) >= (b @ point))[:, None], a, b)
+        feet = np.where(inside[:, None], feet, ends)
+        return feet, np.cross(normal, feet)
 
     def points_every(self, step_m: float) -> tuple[np.ndarray, np.ndarray]:
         """Points along the route `step_m` apart from its start, and its end: on each
@@ -198,6 +246,17 @@ class Route:
             # to spare: a point outside it is searched from the root.
             2.0 * np.sin(min((groups.radius_m + 1.0) / MIN_RADIUS_M, np.pi) / 2.0))
         return Located(offset, along, side, points)
+
+
+def _turns(feet: np.ndarray, tangents: np.ndarray, heading_deg: float) -> np.ndarray:
+    """How many degrees each direction of travel (`tangents` at `feet`) is off the heading."""
+    lat, lng = np.radians(_lat_lng(feet))
+    east = np.stack([-np.sin(lng), np.cos(lng), np.zeros_like(lng)], axis=1)
+    north = np.stack([-np.sin(lat) * np.cos(lng), -np.sin(lat) * np.sin(lng), np.cos(lat)],
+                     axis=1)
+    bearing = np.degrees(np.arctan2(np.einsum("ij,ij->i", tangents, east),
+                                    np.einsum("ij,ij->i", tangents, north)))
+    return np.abs((bearing - heading_deg + 180.0) % 360.0 - 180.0)
 
 
 @njit(cache=True)

@@ -122,6 +122,28 @@ def test_distance_along_is_within_seven_thousandths_of_the_offset(lat, azimuth, 
     assert abs(located.along_m[0] - 2000.0) <= 0.0068 * offset + 0.05
 
 
+OUT_AND_BACK = ([39.745, 39.745, 39.745], [-105.0, -104.97, -105.0])
+
+
+@pytest.mark.parametrize("heading, leg", [(None, "out"), (90.0, "out"), (60.0, "out"),
+                                          (270.0, "back"), (200.0, "back")])
+def test_on_a_route_passing_twice_the_heading_picks_the_pass(heading, leg):
+    """Out along a street and back: a car on it is on the way out unless its heading says it
+    drives back (within 90 degrees of the return leg's direction)."""
+    route = route_from_points(*OUT_AND_BACK)
+    turn = route.along_m[1]  # the far end, about 2.6 km out
+    ahead = route.remaining_from(39.745, -104.98, heading_deg=heading)
+    car_to_turn = WGS84.inv(-104.98, 39.745, -104.97, 39.745)[2]
+    expected = turn - car_to_turn if leg == "out" else turn + car_to_turn
+    assert ahead.along_m[0] == pytest.approx(expected, abs=0.5)
+
+
+def test_a_heading_no_pass_runs_with_keeps_the_earliest_pass():
+    route = route_from_points([39.745, 39.745], [-105.0, -104.97])  # one way, eastward
+    ahead = route.remaining_from(39.745, -104.98, heading_deg=270.0)
+    assert ahead.along_m[0] == pytest.approx(route.remaining_from(39.745, -104.98).along_m[0])
+
+
 def test_along_is_measured_from_the_route_start():
     route = route_from_points([0.0, 0.0, 0.0], [0.0, 0.01, 0.02])
     located = route.locate([0.001], [0.015], 500)

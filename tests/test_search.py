@@ -221,6 +221,26 @@ def test_along_route_from_a_position_keeps_only_what_is_ahead(client, fleet, den
         WGS84.inv(-104.985, 39.745, -104.98, 39.745)[2], abs=2.0)
 
 
+def test_along_an_out_and_back_route_the_heading_says_which_way_the_car_drives(client,
+                                                                                fleet, admin):
+    _, headers = fleet
+    passed, ahead = client.post("/v1/places/bulk", headers=admin, json={"items": [
+        {**CAFE, "lat": 39.746, "lng": -104.972}, {**CAFE, "lat": 39.746, "lng": -104.99}]}
+    ).json["items"]
+    body = {"route": {"type": "LineString", "coordinates": [
+        [-105.0, 39.745], [-104.97, 39.745], [-105.0, 39.745]]}, "corridor_m": 300}
+    found = {}
+    for heading in (90, 270):
+        found[heading] = client.post("/v1/places/search-along-route", headers=headers, json={
+            **body, "position": {"lat": 39.745, "lng": -104.98, "heading_deg": heading}}
+        ).json["items"]
+    # Eastward, on the way out: both ahead, the far end first; westward, on the way back.
+    assert [item["place_id"] for item in found[90]] == [passed["id"], ahead["id"]]
+    assert [item["place_id"] for item in found[270]] == [ahead["id"]]
+    assert found[270][0]["distance_along_route_m"] == pytest.approx(
+        WGS84.inv(-104.98, 39.745, -104.99, 39.745)[2], abs=5.0)
+
+
 def test_along_route_accepts_an_encoded_polyline_and_filters_brands(client, fleet, denver):
     import polyline
 
