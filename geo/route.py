@@ -57,6 +57,9 @@ TIE_M = 1e-3
 # A car's heading picks among the passes of a route within this of the nearest (the two sides
 # of a road a route drives out and back: a lane or a carriageway apart).
 PASS_TOLERANCE_M = 50.0
+_PASS_STEP_M = 10.0  # how finely a route is walked to tell its passes apart (when it must be)
+_CLEARLY_DEG = 1.0  # above the bearings' spherical error (0.2 degrees)
+_LAP_M = 5.0  # passes this much farther than the nearest count as near (a GPS fix's error)
 _NEAR_TIES = 16  # near-equal passes kept per point (a route passing a point 16 times)
 _FRONTIER_NODES = 64  # tree nodes a group of points starts its searches from, at most
 
@@ -160,7 +163,7 @@ class Route:
         on the route onwards, keeping distances along measured from the original start. Where
         the route passes the car more than once (an out-and-back, a loop), the earliest pass,
         unless the route there runs against `heading_deg` (more than 90 degrees off): then the
-        earliest pass within PASS_TOLERANCE_M of the nearest that runs with it, if any."""
+        pass that runs with it (`_pass_along`), if any."""
         located = self.locate(np.array([lat]), np.array([lng]), within_m)
         if not np.isfinite(located.offset_m[0]):
             raise RouteError(f"position is more than {within_m / 1000:.0f} km from the route")
@@ -180,27 +183,65 @@ class Route:
 
     def _pass_along(self, lat: float, lng: float, heading_deg: float, start: float,
                     offset_m: float) -> float:
-        """How far along the pass the car drives (`remaining_from`): `start` if the route there
-        runs with the heading, else the earliest pass that does (on the sphere, which is
-        centimetres off at a car's distance from its route)."""
+        """How far along the pass the car drives (`remaining_from`): `start` (the nearest
+        point) if the route there runs with the heading (either segment, at a vertex); else
+        the nearest point of the nearest stretch of the route that runs with it (clearly more
+        than the car's own pass does; the earliest of those within _LAP_M of it), of those
+        within PASS_TOLERANCE_M of the nearest distance, found on points every _PASS_STEP_M
+        (on the sphere: centimetres off at a car's distance from its route); else `start`."""
         point = unit_vectors(np.array([lat]), np.array([lng]))[0]
-        first = min(int(np.searchsorted(self.along_m, start, side="right")) - 1,
-                    len(self.along_m) - 2)
-        if _turns(*self._feet(point, np.array([first])), heading_deg)[0] <= 90.0:
+        here = np.flatnonzero((self.along_m[:-1] <= start) & (start <= self.along_m[1:])
+                              & ~self._degenerate)
+        own = _turns(*self._feet(point, here), heading_deg).min(initial=180.0)
+        if own <= 90.0:
             return start
-        segments = np.flatnonzero(~self._degenerate)
-        feet, tangents = self._feet(point, segments)
-        offsets = np.arccos(np.clip(feet @ point, -1.0, 1.0)) * MEAN_RADIUS_M
-        passes = np.flatnonzero((offsets <= offset_m + PASS_TOLERANCE_M)
-                                & (_turns(feet, tangents, heading_deg) <= 90.0))
-        if passes.size == 0:
+        along = np.arange(self.along_m[0], self.along_m[-1], _PASS_STEP_M)
+        segment = np.clip(np.searchsorted(self.along_m, along, side="right") - 1, 0,
+                          len(self.along_m) - 2)
+        span = self.along_m[segment + 1] - self.along_m[segment]
+        t = ((along - self.along_m[segment]) / np.where(span > 0, span, 1.0))[:, None]
+        samples = (1 - t) * self._xyz[segment] + t * self._xyz[segment + 1]
+        samples /= np.linalg.norm(samples, axis=1, keepdims=True)
+        away = np.arctan2(np.linalg.norm(np.cross(samples, point), axis=1), samples @ point)
+        near = np.flatnonzero((away * MEAN_RADIUS_M <= offset_m + PASS_TOLERANCE_M)
+                              & ~self._degenerate[segment])
+        turns = _turns(samples[near], np.cross(self._normal[segment[near]], samples[near]),
+                       heading_deg)
+        # Clearly more with the heading than the car's own pass: a heading square to the road
+        # (90 degrees off both ways) must not swap passes on rounding.
+        near = near[(turns <= 90.0) & (turns < own - _CLEARLY_DEG)]
+        found: list[tuple[float, float]] = []  # per stretch: its distance, its foot's along
+        for run in np.split(near, np.flatnonzero(np.diff(near) > 1) + 1):
+            if run.size == 0:
+                continue
+            # The stretch's nearest sample's segment, or a neighbour within the stretch (the
+            # foot may lie just across a vertex), not one of another pass along the same line.
+            middle = segment[run[np.argmin(away[run])]]
+            low, high = along[run[0]] - _PASS_STEP_M, along[run[-1]] + _PASS_STEP_M
+            around = np.array([k for k in (middle - 1, middle, middle + 1)
+                               if 0 <= k < len(self._degenerate) and not self._degenerate[k]
+                               and self.along_m[k] <= high and self.along_m[k + 1] >= low
+                               and k not in here])
+            if around.size == 0:
+                continue
+            feet, tangents = self._feet(point, around)
+            with_heading = _turns(feet, tangents, heading_deg) <= 90.0
+            if not with_heading.any():
+                continue
+            distance = np.where(with_heading, np.linalg.norm(feet - point, axis=1), np.inf)
+            k = int(np.argmin(distance))
+            s, foot = around[k], feet[k]
+            a, b = self._xyz[s], self._xyz[s + 1]
+            whole = np.arctan2(np.linalg.norm(np.cross(a, b)), a @ b)
+            part = np.arctan2(np.linalg.norm(np.cross(a, foot)), a @ foot)
+            found.append((float(distance[k]) * MEAN_RADIUS_M, float(
+                self.along_m[s] + (self.along_m[s + 1] - self.along_m[s])
+                * (min(part / whole, 1.0) if whole > 0 else 0.0))))
+        if not found:
             return start
-        k = passes[0]
-        s = segments[k]
-        whole = np.arccos(np.clip(self._xyz[s] @ self._xyz[s + 1], -1.0, 1.0))
-        part = np.arccos(np.clip(self._xyz[s] @ feet[k], -1.0, 1.0))
-        return float(self.along_m[s] + (self.along_m[s + 1] - self.along_m[s])
-                     * min(part / whole, 1.0))
+        # The nearest stretch, the earliest of those as near to a few metres (a loop's laps).
+        nearest = min(distance for distance, _ in found)
+        return next(along for distance, along in found if distance <= nearest + _LAP_M)
 
     def _feet(self, point: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The nearest point of each of `segments` to `point` (unit vectors, on the sphere)

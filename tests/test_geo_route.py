@@ -138,6 +138,40 @@ def test_on_a_route_passing_twice_the_heading_picks_the_pass(heading, leg):
     assert ahead.along_m[0] == pytest.approx(expected, abs=0.5)
 
 
+def test_the_heading_finds_the_pass_itself_not_a_segment_near_the_car():
+    """Passes of many short segments, a corner just behind the car, a segment of centimetres
+    and a heading square to the road: each found by review of the first version."""
+    def along(lats, lngs, lat, lng, heading):
+        return route_from_points(lats, lngs).remaining_from(lat, lng,
+                                                            heading_deg=heading).along_m[0]
+
+    # Out along lat 48 and back 5 m north of it, a vertex every 10 m or so: a car on the way
+    # back starts where it is on that pass, not 50 m behind it.
+    out = np.linspace(2.0, 2.01, 75)
+    back_lat = WGS84.fwd(2.005, 48.0, 0.0, 5.0)[1]
+    lats, lngs = [48.0] * 75 + [back_lat] * 75, [*out, *out[::-1]]
+    car_lat = WGS84.fwd(2.005, 48.0, 0.0, 1.0)[1]
+    truth = route_from_points(lats, lngs).along_m[75] + WGS84.inv(2.01, back_lat, 2.005,
+                                                                  back_lat)[2]
+    assert along(lats, lngs, car_lat, 2.005, 270.0) == pytest.approx(truth, abs=1.0)
+    # North to a corner, east, then back west past the corner: heading west, the way back.
+    lats, lngs = [47.99, 48.0, 48.0, 48.0], [2.0, 2.0, 2.01, 1.99]
+    route = route_from_points(lats, lngs)
+    truth = route.along_m[2] + WGS84.inv(2.0004, 48.0, 2.01, 48.0)[2]
+    assert along(lats, lngs, 48.0, 2.0004, 280.0) == pytest.approx(truth, abs=1.0)
+    # A U-turn within reach of the car, by a segment of centimetres (0/0 gave a NaN start and
+    # a 500): heading back, the way back.
+    lats, lngs = [48.0] * 4, [2.0, 2.01, 2.009999, 2.0]
+    truth = route_from_points(lats, lngs).along_m[2] + WGS84.inv(2.009999, 48.0, 2.0097,
+                                                                 48.0)[2]
+    assert along(lats, lngs, 48.0, 2.0097, 270.0) == pytest.approx(truth, abs=1.0)
+    # Square to an out-and-back road: no pass runs more with it, the earliest stays.
+    lats, lngs = [48.0, 48.01, 48.0], [2.0, 2.0, 2.0]
+    for heading in (90.0, 270.0):
+        assert along(lats, lngs, 48.005, 2.0, heading) == pytest.approx(
+            along(lats, lngs, 48.005, 2.0, None))
+
+
 def test_a_heading_no_pass_runs_with_keeps_the_earliest_pass():
     route = route_from_points([39.745, 39.745], [-105.0, -104.97])  # one way, eastward
     ahead = route.remaining_from(39.745, -104.98, heading_deg=270.0)
