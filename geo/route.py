@@ -195,7 +195,9 @@ class Route:
         own = _turns(*self._feet(point, here), heading_deg).min(initial=180.0)
         if own <= 90.0:
             return start
-        along = np.arange(self.along_m[0], self.along_m[-1], _PASS_STEP_M)
+        # Every _PASS_STEP_M and every vertex, so that a stretch shorter than the step shows.
+        along = np.union1d(np.arange(self.along_m[0], self.along_m[-1], _PASS_STEP_M),
+                           self.along_m[:-1])
         segment = np.clip(np.searchsorted(self.along_m, along, side="right") - 1, 0,
                           len(self.along_m) - 2)
         span = self.along_m[segment + 1] - self.along_m[segment]
@@ -214,14 +216,12 @@ class Route:
         for run in np.split(near, np.flatnonzero(np.diff(near) > 1) + 1):
             if run.size == 0:
                 continue
-            # The stretch's nearest sample's segment, or a neighbour within the stretch (the
-            # foot may lie just across a vertex), not one of another pass along the same line.
-            middle = segment[run[np.argmin(away[run])]]
+            # The stretch's segments (its foot may lie across a vertex from its nearest
+            # sample), not one of another pass along the same line.
             low, high = along[run[0]] - _PASS_STEP_M, along[run[-1]] + _PASS_STEP_M
-            around = np.array([k for k in (middle - 1, middle, middle + 1)
-                               if 0 <= k < len(self._degenerate) and not self._degenerate[k]
-                               and self.along_m[k] <= high and self.along_m[k + 1] >= low
-                               and k not in here])
+            around = np.flatnonzero((self.along_m[:-1] <= high) & (self.along_m[1:] >= low)
+                                    & ~self._degenerate)
+            around = around[~np.isin(around, here)]
             if around.size == 0:
                 continue
             feet, tangents = self._feet(point, around)

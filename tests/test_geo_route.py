@@ -165,6 +165,17 @@ def test_the_heading_finds_the_pass_itself_not_a_segment_near_the_car():
     truth = route_from_points(lats, lngs).along_m[2] + WGS84.inv(2.009999, 48.0, 2.0097,
                                                                  48.0)[2]
     assert along(lats, lngs, 48.0, 2.0097, 270.0) == pytest.approx(truth, abs=1.0)
+    # A way back shorter than the 10 m walk step, and a pass of 1 m segments.
+    lats, lngs = [48.0, 48.0, 48.0], [2.0, WGS84.fwd(2.0, 48.0, 90.0, 4.0)[0], 2.0]
+    car_lng = WGS84.fwd(2.0, 48.0, 90.0, 3.0)[0]
+    assert along(lats, lngs, 48.0, car_lng, 270.0) == pytest.approx(5.0, abs=0.01)
+    out = [WGS84.fwd(2.0, 48.0, 90.0, metres)[0] for metres in range(0, 501)]
+    lats, lngs = [48.0] * 501 + [back_lat] * 501, [*out, *out[::-1]]
+    route = route_from_points(lats, lngs)
+    for metres in (137.3, 250.0, 411.8):
+        car_lng = WGS84.fwd(2.0, 48.0, 90.0, metres)[0]
+        truth = route.along_m[501] + (500.0 - metres)
+        assert along(lats, lngs, car_lat, car_lng, 270.0) == pytest.approx(truth, abs=0.05)
     # Square to an out-and-back road: no pass runs more with it, the earliest stays.
     lats, lngs = [48.0, 48.01, 48.0], [2.0, 2.0, 2.0]
     for heading in (90.0, 270.0):
