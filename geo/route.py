@@ -195,11 +195,19 @@ class Route:
         own = _turns(*self._feet(point, here), heading_deg).min(initial=180.0)
         if own <= 90.0:
             return start
-        # Every _PASS_STEP_M and every vertex, so that a stretch shorter than the step shows.
-        along = np.union1d(np.arange(self.along_m[0], self.along_m[-1], _PASS_STEP_M),
-                           self.along_m[:-1])
-        segment = np.clip(np.searchsorted(self.along_m, along, side="right") - 1, 0,
-                          len(self.along_m) - 2)
+        # Only segments that may come within reach (a point of a segment is within half its
+        # length of an end; lengths on the sphere, with 2% to spare), from each one's start
+        # every _PASS_STEP_M, so that a stretch shorter than the step shows too.
+        reach = (offset_m + PASS_TOLERANCE_M) / MEAN_RADIUS_M
+        ends = np.arctan2(np.linalg.norm(np.cross(self._xyz, point), axis=1), self._xyz @ point)
+        half = 0.51 * np.diff(self.along_m) / MEAN_RADIUS_M
+        reachable = np.flatnonzero(np.minimum(ends[:-1], ends[1:]) - half <= reach)
+        pieces = [np.arange(self.along_m[k], self.along_m[k + 1], _PASS_STEP_M)
+                  for k in reachable]
+        if not pieces:
+            return start
+        along = np.concatenate(pieces)
+        segment = np.repeat(reachable, [len(piece) for piece in pieces])
         span = self.along_m[segment + 1] - self.along_m[segment]
         t = ((along - self.along_m[segment]) / np.where(span > 0, span, 1.0))[:, None]
         samples = (1 - t) * self._xyz[segment] + t * self._xyz[segment + 1]
@@ -213,7 +221,9 @@ class Route:
         # (90 degrees off both ways) must not swap passes on rounding.
         near = near[(turns <= 90.0) & (turns < own - _CLEARLY_DEG)]
         found: list[tuple[float, float]] = []  # per stretch: its distance, its foot's along
-        for run in np.split(near, np.flatnonzero(np.diff(near) > 1) + 1):
+        # Stretches: runs of samples with no gap longer than the step between them.
+        for run in np.split(near, np.flatnonzero(np.diff(along[near]) > _PASS_STEP_M + 1e-6)
+                            + 1):
             if run.size == 0:
                 continue
             # The stretch's segments (its foot may lie across a vertex from its nearest
