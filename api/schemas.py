@@ -96,8 +96,13 @@ class Text(fields.String):
         return text
 
 
+def _not_blank(value: str) -> None:
+    if not value.strip():  # a name, title or brand of spaces names nothing
+        raise ma.ValidationError("Must not be blank.")
+
+
 def _text(max_length: int, **kwargs) -> Text:
-    return Text(validate=validate.Length(1, max_length), **kwargs)
+    return Text(validate=[validate.Length(1, max_length), _not_blank], **kwargs)
 
 
 def _driver_id(**kwargs) -> Text:

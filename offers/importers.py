@@ -94,7 +94,8 @@ def read_osm(path: str | os.PathLike) -> list[dict]:
 
 
 def _osm_place(obj: Any) -> dict | None:
-    tags = dict(obj.tags)
+    # Values trimmed, and blank ones as if absent: a name or brand of spaces names nothing.
+    tags = {tag.k: tag.v.strip() for tag in obj.tags if tag.v.strip()}
     category = _osm_category(tags)
     name = _osm_name(tags, category)
     if not category or not name:

@@ -113,7 +113,7 @@ OSM_XML = """<?xml version="1.0" encoding="UTF-8"?>
     <tag k="amenity" v="pub"/><tag k="name" v="Bistro"/><tag k="cuisine" v="Italian; pizza"/>
     <tag k="opening_hours" v="Mon - Fri 11am - 11pm"/>
   </node>
-  <node id="4" lat="60.2" lon="24.9"><tag k="amenity" v="cafe"/></node>
+  <node id="4" lat="60.2" lon="24.9"><tag k="amenity" v="cafe"/><tag k="name" v="  "/></node>
   <node id="5" lat="60.2" lon="24.9">
     <tag k="amenity" v="parking"/><tag k="operator" v="City Parking"/>
   </node>
