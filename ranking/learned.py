@@ -81,9 +81,7 @@ class LearnedRanker:
         Drawn for the candidates the policy orders only."""
         if len(rows) == 0:
             return np.zeros((0, draws))
-        state = self.state_of(situation)
-        spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
-        return logits[rows, None] + online.driver_terms(features, rows) @ spread
+        return _drawn(logits, features, rows, self.state_of(situation), draws, rng)
 
     def _logits(self, features: np.ndarray, state: online.DriverState,
                 eta_s: np.ndarray) -> np.ndarray:
@@ -113,9 +111,7 @@ class LearnedRanker:
                 features = np.zeros((N_FEATURES, n)).T
                 features[1::2] = np.nan
                 logits = self._logits(features, state, np.zeros(n))
-                spread = online.covariance_factor(state) @ rng.standard_normal(
-                    (len(state.mean), 2))
-                drawn = logits[:, None] + online.driver_terms(features) @ spread
+                drawn = _drawn(logits, features, np.arange(n), state, 2, rng)
                 if logits.shape != (n,) or not np.isfinite(drawn).all():
                     raise ValueError("its logits are not one finite number a row")
         except Exception as error:  # whatever a broken estimator or prior raises
@@ -135,6 +131,13 @@ class LearnedRanker:
                 reasons.append(f"you often take {name} offers")
             out.append(reasons + where_reasons(candidates, i))
         return out
+
+
+def _drawn(logits: np.ndarray, features: np.ndarray, rows: np.ndarray,
+           state: online.DriverState, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """`draws` columns of the logits of `rows` with the driver's weights drawn from `state`."""
+    spread = online.covariance_factor(state) @ rng.standard_normal((len(state.mean), draws))
+    return logits[rows, None] + online.driver_terms(features, rows) @ spread
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
