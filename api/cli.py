@@ -63,6 +63,7 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the API with gunicorn."""
     from gunicorn.app.base import BaseApplication
 
+    from .access_log import AccessLogWithoutDrivers
     from .app import create_app
 
     class Server(BaseApplication):
@@ -70,6 +71,7 @@ def serve(host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("logger_class", AccessLogWithoutDrivers)
 
         def load(self):
             return create_app()

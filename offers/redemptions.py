@@ -182,8 +182,26 @@ def driver_key(fleet_id: str, driver_id: str) -> str:
     """The pseudonym stored for a driver: scoped by fleet, so no two fleets' ids can be linked,
     and keyed one-way, so the stored counters and logs never carry the fleet's own driver id
     nor let it be guessed."""
-    return hmac.new(_secret(), f"{fleet_id}\x00{driver_id}".encode(),
+    return _keyed(_secret(), fleet_id, driver_id)
+
+
+def _keyed(secret: bytes, fleet_id: str, driver_id: str) -> str:
+    return hmac.new(secret, f"{fleet_id}\x00{driver_id}".encode(),
                     hashlib.sha256).hexdigest()[:20]
+
+
+def earlier_driver_keys(fleet_id: str, driver_id: str) -> list[str]:
+    """Pseudonyms the driver may have had before: the unkeyed one of releases before keyed
+    pseudonyms, and, in a deployment given OFFERS_DRIVER_KEY_SECRET after it ran without
+    (a demo put in production), the one under the secret it kept in Redis. Not read again,
+    but what was kept under them is erased with the driver."""
+    earlier = [unkeyed_driver_key(fleet_id, driver_id)]
+    secret = _secret()
+    redis, configured = _driver_key_source
+    kept = redis.get(keys.DRIVER_KEY_SECRET) if configured else None
+    if kept is not None and kept != secret:
+        earlier.append(_keyed(kept, fleet_id, driver_id))
+    return earlier
 
 
 class Redemptions:

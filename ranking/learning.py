@@ -31,7 +31,7 @@ from redis import Redis, WatchError
 
 from offers import keys
 from offers.errors import NotFound
-from offers.redemptions import driver_key, unkeyed_driver_key
+from offers.redemptions import driver_key, earlier_driver_keys
 from offers.scripts import run_pipelined
 
 from . import online
@@ -98,19 +98,21 @@ def new_recommendation_id(driver: str) -> str:
 # kept, the number of served items and of values in each one's entry, then each item's entry
 # (field, value, field, value...), then the decision's entry (if any) as the rest. Appends
 # them in order, trimming as it goes: by length approximately (whole stream nodes, cheap),
-# by age exactly (an entry past LOG_RETENTION_S never stays for its node's sake).
+# by age exactly (an entry past LOG_RETENTION_S never stays for its node's sake). Answers the
+# new entries' ids, the served ones then the decision's.
 _LOG = """
-local items, width, at = tonumber(ARGV[4]), tonumber(ARGV[5]), 6
+local items, width, at, ids = tonumber(ARGV[4]), tonumber(ARGV[5]), 6, {}
 for i = 1, items do
-  redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", unpack(ARGV, at, at + width - 1))
+  ids[i] = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*",
+                      unpack(ARGV, at, at + width - 1))
   at = at + width
 end
 redis.call("XTRIM", KEYS[1], "MINID", ARGV[3])
 if at <= #ARGV then
-  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[2], "*", unpack(ARGV, at, #ARGV))
+  ids[items + 1] = redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[2], "*", unpack(ARGV, at, #ARGV))
   redis.call("XTRIM", KEYS[2], "MINID", ARGV[3])
 end
-return 0
+return ids
 """
 
 
@@ -228,10 +230,12 @@ class LearningLoop:
         recommendation served meanwhile is deleted too or stays listed for the next erase, one
         that read the profile before keeps nothing (`_KEEP`), and feedback racing the erase (it
         watches the served record) either lands before it, and is erased, or finds nothing.
-        Then the same under the unkeyed pseudonym of releases before keyed ones (`offers
-        migrate` lists what they kept)."""
+        Then the same under the pseudonyms the driver had before (`earlier_driver_keys`: the
+        unkeyed one of releases before keyed ones, whose kept recommendations `offers migrate`
+        lists, and the one under a secret the deployment no longer uses)."""
         self._erase(driver_key(fleet_id, driver_id), renew_token=True)
-        self._erase(unkeyed_driver_key(fleet_id, driver_id), renew_token=False)
+        for earlier in earlier_driver_keys(fleet_id, driver_id):
+            self._erase(earlier, renew_token=False)
 
     def _erase(self, driver: str, renew_token: bool) -> None:
         listed = keys.driver_recommendations(driver)
@@ -294,7 +298,11 @@ class LearningLoop:
         """Keep what was served (for feedback) and log it, in one round trip: a script keeping
         the driver's record and listing it (`_KEEP`: nothing if the driver's erasure token,
         as read before their profile (`erasures`), has changed), and one appending to the logs
-        (which share a hash tag), a command for all, not one per item."""
+        (which share a hash tag), a command for all, not one per item. The logs are
+        written first: if the driver was erased before the record was kept, what the request
+        read of them (their declared preferences among the raw fields) is taken out of the
+        logs again (the two scripts' keys are on different hash tags, so one script cannot
+        do both)."""
         driver = driver_key(fleet_id, driver_id)
         now = time.time()
         entries: list = []
@@ -313,7 +321,8 @@ class LearningLoop:
                        "offer_ids", orjson.dumps(decision.offer_ids),
                        "shape", f"{len(decision.features)}x{decision.features.shape[1]}",
                        "features", decision.features.astype("<f4").tobytes()]
-        run_pipelined(self.redis, (self._keep, self._log), [
+        logged_ids, kept = run_pipelined(self.redis, (self._log, self._keep), [
+            ("EVALSHA", self._log.sha, 2, keys.SERVED_LOG, keys.DECISION_LOG, *logged),
             ("EVALSHA", self._keep.sha, 3, keys.served(driver, recommendation_id),
              keys.driver_recommendations(driver), keys.driver_erasures(driver),
              erasures or b"", SERVED_TTL_S * 1000, recommendation_id, MAX_KEPT_PER_DRIVER,
@@ -322,8 +331,13 @@ class LearningLoop:
              "items", orjson.dumps({item.offer_id: {
                  "features": item.features.tolist(), "score": item.score,
                  "propensity": item.propensity, "position": item.position,
-             } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY)),
-            ("EVALSHA", self._log.sha, 2, keys.SERVED_LOG, keys.DECISION_LOG, *logged)])
+             } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY))])
+        if not kept:  # erased meanwhile: rare, a round trip more
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xdel(keys.SERVED_LOG, *logged_ids[:len(items)])
+                if len(logged_ids) > len(items):
+                    pipe.xdel(keys.DECISION_LOG, logged_ids[len(items)])
+                pipe.execute()
 
     # -- feedback ------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -149,15 +150,14 @@ def test_importing_an_osm_extract_twice_upserts_by_osm_id(run, redis_client):
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
-@pytest.mark.parametrize("command", [
-    [sys.executable, "-m", "api", "serve", "--workers", "1", "--port"],
-    [GUNICORN, "api.app:create_app()", "--workers", "1", "--bind"],
-], ids=["offers serve", "gunicorn factory"])
-def test_the_app_answers_over_http_under_gunicorn(redis_url, command):
+@contextlib.contextmanager
+def serving(command: list[str], redis_url: str, stdout=subprocess.DEVNULL):
+    """The server `command` (its last argument the port or address to bind, added here)
+    started and answering /readyz; its port."""
     port = free_port()
     address = f"127.0.0.1:{port}" if command[0] == GUNICORN else str(port)
     env = {**os.environ, "REDIS_URL": redis_url}
-    server = subprocess.Popen([*command, address], env=env, stdout=subprocess.DEVNULL,
+    server = subprocess.Popen([*command, address], env=env, stdout=stdout,
                               stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -169,9 +169,43 @@ def test_the_app_answers_over_http_under_gunicorn(redis_url, command):
             except OSError:
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.2)
+        yield port
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+SERVE = [sys.executable, "-m", "api", "serve", "--workers", "1", "--port"]
+
+
+@pytest.mark.parametrize("command", [
+    SERVE, [GUNICORN, "api.app:create_app()", "--workers", "1", "--bind"],
+], ids=["offers serve", "gunicorn factory"])
+def test_the_app_answers_over_http_under_gunicorn(redis_url, command):
+    with serving(command, redis_url):
+        pass
+
+
+def test_the_access_log_names_no_driver(redis_url, fleet, tmp_path):
+    """A driver's own id is in the path of their preferences and their erasure; the engine
+    keeps drivers only pseudonymously, and its log too."""
+    log = tmp_path / "access.log"
+    with log.open("wb") as out, serving(SERVE, redis_url, stdout=out) as port:
+        for method, path, body in [
+                ("PUT", "/v1/drivers/alice.smith%40example.com/preferences", b'{"bar": "gt8"}'),
+                ("GET", "/v1/drivers/alice.smith%40example.com/preferences?x=1", None),
+                ("DELETE", "/v1/drivers/alice.smith%40example.com", None)]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", data=body, method=method,
+                headers={**fleet[1], "Content-Type": "application/json",
+                         "Referer": f"http://example.com{path}"})
+            with urllib.request.urlopen(request) as response:
+                assert response.status in (200, 204)
+    lines = log.read_text().splitlines()
+    assert [line.split('"')[1] for line in lines if "/v1/drivers/" in line] == [
+        "PUT /v1/drivers/-/preferences HTTP/1.1", "GET /v1/drivers/-/preferences?x=1 HTTP/1.1",
+        "DELETE /v1/drivers/- HTTP/1.1"]
+    assert not any("alice" in line for line in lines)
 
 
 def test_reindex_rebuilds_a_lost_geo_index(run, redis_client):

@@ -403,10 +403,14 @@ def test_a_recommendation_that_read_a_profile_an_erase_then_deleted_keeps_nothin
         client, fleet, mixed_shop, active_model, redis_client, monkeypatch):
     """The erase lands between a recommendation's read of the driver and the write of what it
     served: the record would hold the erased preferences in its feature rows, and feedback on
-    it would learn a state again."""
+    it would learn a state again; the logs' entries, written after the erase, their declared
+    preferences among the raw fields."""
     from ranking.learning import LearningLoop
     assert client.put("/v1/drivers/driver-1/preferences", json={"bar": "gt8"},
                       headers=fleet[1]).status_code == 200
+    before = recommend(client, fleet)
+    logged = (redis_client.xrange(keys.SERVED_LOG), redis_client.xrange(keys.DECISION_LOG))
+    assert len(logged[0]) == len(before["items"]) and len(logged[1]) == 1
     record = LearningLoop.record_served
 
     def erase_then_record(*args, **kwargs):
@@ -421,6 +425,9 @@ def test_a_recommendation_that_read_a_profile_an_erase_then_deleted_keeps_nothin
                     "accept").status_code == 404
     driver = driver_key(fleet[0], "driver-1")
     assert _left(redis_client, driver) == [keys.driver_erasures(driver).encode()]
+    # Logged before the erase: kept until they age out, as every log entry (docs/ranking.md).
+    assert (redis_client.xrange(keys.SERVED_LOG), redis_client.xrange(keys.DECISION_LOG)) \
+        == logged
     after = recommend(client, fleet)  # read after the erase: kept, and it learns
     assert feedback(client, fleet, after["recommendation_id"], after["items"][0]["offer_id"],
                     "accept").status_code == 200
@@ -440,6 +447,27 @@ def test_erasing_a_driver_also_erases_what_an_earlier_release_kept_unkeyed(
     redis_client.expire(keys.feedback_seen(old, "rec_x"), 7200)  # renewed by a late event
     assert LearningLoop(redis_client).migrate()["listed"] == 1
     assert client.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
+    assert _left(redis_client, old) == []
+
+
+def test_erasing_a_driver_erases_what_was_kept_before_the_deployment_was_given_a_secret(
+        client, fleet, mixed_shop, active_model, redis_client, redis_url):
+    """A deployment that ran on the secret it kept in Redis (`make demo`) and is then given
+    OFFERS_DRIVER_KEY_SECRET reads its drivers afresh under new pseudonyms; what it kept
+    under the old ones (a profile has no expiry) is still erased with the driver."""
+    from api.app import create_app
+
+    assert client.put("/v1/drivers/driver-1/preferences", json={"bar": "gt8"},
+                      headers=fleet[1]).status_code == 200
+    answer = recommend(client, fleet)
+    assert feedback(client, fleet, answer["recommendation_id"], answer["items"][0]["offer_id"],
+                    "accept").status_code == 200
+    old = driver_key(fleet[0], "driver-1")
+    assert _left(redis_client, old)
+    configured = create_app({"REDIS_URL": redis_url, "OFFERS_DRIVER_KEY_SECRET": "production",
+                             "TESTING": True}).test_client()
+    assert configured.get("/v1/drivers/driver-1/preferences", headers=fleet[1]).json == {}
+    assert configured.delete("/v1/drivers/driver-1", headers=fleet[1]).status_code == 204
     assert _left(redis_client, old) == []
 
 
