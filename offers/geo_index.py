@@ -554,6 +554,8 @@ class GeoIndex:
             masks = self._masks
             wanted = np.unique(digests[missing])
             wanted = wanted[masks.rows_of(wanted) < 0]  # another thread may have read some
+            if not len(wanted):  # ... or all (an HMGET of no field is an error)
+                return masks
             if len(masks.digests) + len(wanted) > MASK_CACHE_LIMIT:
                 masks = _Masks.empty()  # a new table: rows handed out before stay valid
                 wanted = np.unique(digests)

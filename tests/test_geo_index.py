@@ -136,6 +136,20 @@ def test_serving_masks_are_filed_by_digest_and_read_through_a_cache(redis_client
     assert redis_client.dbsize() == 0
 
 
+def test_masks_another_thread_learned_meanwhile_are_not_asked_for(redis_client):
+    """Two threads of a worker (gthread) met the same new mask: the second, holding what it
+    found missing before the first learned it, has nothing left to ask Redis (an HMGET of no
+    field was an error, a 500)."""
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    place = _denver(_place("a"))
+    writer.apply([], offer_entries(_offer("c", place, "Mo 10:00-11:00"), {place["id"]: place}))
+    digests = reader.offers_in([cell_of(place["lat"], place["lng"])])["serving"]
+    missing = reader._masks.rows_of(digests) < 0
+    first = reader._learn_masks(digests, missing)  # the first thread
+    assert reader._learn_masks(digests, missing) is first  # the second: nothing to read
+    assert (first.rows_of(digests) > 0).all()
+
+
 def test_the_mask_cache_starts_again_when_full(redis_client, monkeypatch):
     monkeypatch.setattr(geo_index, "MASK_CACHE_LIMIT", 2)
     writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
