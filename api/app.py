@@ -71,6 +71,9 @@ ENVIRONMENT = {
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
+    # `//` in a path is a 404 in the error shape, not werkzeug's redirect to the merged path
+    # (an HTML body, and `/v1/offers/%2F..` sent to `/v1/offers/..`).
+    app.url_map.merge_slashes = False
     app.config.from_mapping(DEFAULTS)
     for setting, variable in ENVIRONMENT.items():
         if os.environ.get(variable):
@@ -93,6 +96,7 @@ def create_app(config: dict | None = None) -> Flask:
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name)})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.ma_plugin.converter.add_attribute_function(_null_not_any_object)
+    api.ma_plugin.converter.add_attribute_function(_no_default_in_a_patch)
     for module in (health, accounts, search, places, offers, redemptions, recommendations,
                    feedback, drivers, models):
         api.register_blueprint(module.blp)
@@ -117,6 +121,15 @@ def _null_not_any_object(converter, field, ret: dict, **kwargs) -> dict:
     for branch in ret.get("anyOf", ()):
         if branch == {"type": "object", "nullable": True}:
             branch["maxProperties"] = 0
+    return {}
+
+
+def _no_default_in_a_patch(converter, field, ret: dict, **kwargs) -> dict:
+    """A PATCH leaves out what it does not change: a default there (an offer's status
+    `active`) would tell clients that filling it in is the same, and un-pause offers."""
+    parent = getattr(field, "parent", None)
+    if isinstance(parent, ma.Schema) and parent.partial:
+        ret.pop("default", None)
     return {}
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from flask import request
-
 from offers.catalogue import offer_state, utc_now
 
 from .auth import ADMIN, MERCHANT, SECURITY, catalogue_owner, require
-from .parsing import Blueprint
+from .parsing import Blueprint, json_body
 from .schemas import OfferPageSchema, OfferSchema, PageArgsSchema, apply_patch, keep_unchanged
 from .services import services
 
@@ -64,7 +62,7 @@ def update_offer(_checked: dict, offer_id: str):
 
     Each field sent replaces the stored one; in the budget, only the fields sent (null clears
     one). Budgets already spent stay spent."""
-    patch = request.get_json()
+    patch = json_body()
 
     def change(stored: dict) -> dict:
         keep_unchanged(stored, patch, "timezone", "daily caps already counted in it")

@@ -35,6 +35,14 @@ def load_json(body: bytes):
     return core.parse_json(body)
 
 
+def json_body() -> dict:
+    """The request's JSON body as the arguments' parser read it (a PATCH needs what was sent,
+    not the loaded schema's values), `{}` for none: Flask's `get_json` reads it another way
+    (Python's parser) and answers a body without one its own way."""
+    body = request.get_data(cache=True)
+    return load_json(body) if body else {}
+
+
 UNREADABLE_BODY = "offers.unreadable_body"  # set in the WSGI environ by ChunkedBodies
 
 
@@ -96,6 +104,17 @@ class JsonBodyParser(FlaskParser):
         except (ValueError, RecursionError):
             abort(400, messages={"json": ["The JSON body has numbers too long or nesting too "
                                           "deep to read."]})
+
+
+    def load_querystring(self, req, schema):
+        """As webargs, but a parameter given twice is a 422 rather than its first value
+        silently (`limit=2&limit=abc` was 2, `category=cafe&category=fuel` cafe alone: a list
+        is written `cafe,fuel`)."""
+        repeated = sorted(key for key, values in req.args.lists() if len(values) > 1)
+        if repeated:
+            abort(422, messages={"query": {key: ["Give this parameter once (a list as a,b)."]
+                                           for key in repeated}})
+        return super().load_querystring(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -3,10 +3,8 @@ the admin works on the shared catalogue)."""
 
 from __future__ import annotations
 
-from flask import request
-
 from .auth import ADMIN, MERCHANT, SECURITY, catalogue_owner, require
-from .parsing import Blueprint
+from .parsing import Blueprint, json_body
 from .schemas import (
     BulkCreatedSchema,
     BulkPlacesSchema,
@@ -78,7 +76,7 @@ def update_place(_checked: dict, place_id: str):
     Each field sent replaces the stored one, and the attributes' fields replace theirs.
     Moving a place without sending a timezone infers the timezone again from the new
     position."""
-    patch = request.get_json()
+    patch = json_body()
 
     def change(stored: dict) -> dict:
         keep_unchanged(stored, patch, "external_id", "it is what re-imports match the place by")

@@ -82,6 +82,12 @@ def test_openapi_spec_is_valid_and_documents_every_endpoint(client):
     # a discount of 0 is refused, so the spec says the minimum is exclusive
     assert spec["components"]["schemas"]["Discount"]["properties"]["value"][
         "exclusiveMinimum"] is True
+    # a PATCH keeps what it leaves out: no defaults there (a client filling in an offer's
+    # `status: active` would un-pause it)
+    schemas = spec["components"]["schemas"]
+    assert schemas["Offer"]["properties"]["status"]["default"] == "active"
+    assert [(name, field) for name, schema in schemas.items() if name.endswith("Patch")
+            for field, value in schema["properties"].items() if "default" in value] == []
 
 
 @pytest.mark.parametrize("budget, allowed", [
@@ -202,10 +208,46 @@ def test_a_chunked_body_that_cannot_be_read_is_400(client, merchant, redis_clien
 
 def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(client):
     assert client.get("/v1/nothing").json["code"] == 404
+    for path in ("/v1//places", "/v1/offers//o.m_x.1", "/v1/offers/%2F.."):
+        response = client.get(path)  # not a redirect to the path with `//` merged
+        assert (response.status_code, response.json["code"]) == (404, 404), path
     response = client.put("/v1/places")
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
     assert set(response.json) == {"code", "status", "message", "errors"}
+
+
+# A million zeros where a short list was allowed: refused on its length alone, in one message
+# (every item was read and named first: an error body of 45 MB, and at four million a worker
+# killed by its timeout).
+LONG_LISTS = {
+    "bulk places": ("post", "/v1/places/bulk", "merchant", {"items": [0] * 1_000_000},
+                    "items"),
+    "an offer's places": ("post", "/v1/offers", "merchant", {"place_ids": [0] * 1_000_000},
+                          "place_ids"),
+    "search categories": ("post", "/v1/places/search-along-route", "fleet",
+                          {"categories": [0] * 1_000_000}, "categories"),
+    "search brands": ("post", "/v1/places/search-along-route", "fleet",
+                      {"brands": [0] * 1_000_000}, "brands"),
+    "recommendation categories": ("post", "/v1/recommendations", "fleet",
+                                  {"categories": [0] * 1_000_000}, "categories"),
+    "a place's cuisines": ("post", "/v1/places", "merchant",
+                           {"attributes": {"cuisine": [0] * 1_000_000}}, "attributes"),
+}
+
+
+@pytest.mark.parametrize("method, path, role, body, field", LONG_LISTS.values(),
+                         ids=LONG_LISTS.keys())
+def test_a_list_past_its_limit_is_refused_on_its_length(client, merchant, fleet, method, path,
+                                                       role, body, field):
+    headers = {"merchant": merchant, "fleet": fleet}[role][1]
+    response = getattr(client, method)(path, json=body, headers=headers)
+    assert response.status_code == 422
+    errors = response.json["errors"][field]
+    if field == "attributes":
+        errors = errors["cuisine"]
+    assert len(errors) == 1 and errors[0].startswith(("Length must be", "Longer than")), errors
+    assert len(response.data) < 2_000
 
 
 # Text includes lone surrogates (legal JSON escapes, not UTF-8); integers reach beyond 64 bits.
@@ -309,3 +351,21 @@ def test_a_body_that_is_not_json_is_415(client, admin, existing, method, path):
                                        content_type="text/plain", headers=admin)
     assert response.status_code == 415
     assert response.json["code"] == 415
+
+
+@pytest.mark.parametrize("path", ["{place}", "{offer}"])
+@pytest.mark.parametrize("body", [{}, {"data": b"", "content_type": "application/json"}],
+                         ids=["no body", "an empty JSON body"])
+def test_a_patch_without_a_body_changes_nothing_as_an_empty_object_does(client, admin, existing,
+                                                                       path, body):
+    """The PATCH views read the body the arguments' parser read, not Flask's `get_json`,
+    which answered these a 415 and a 400 of its own."""
+    path = path.format(**existing)
+
+    def unchanged(document: dict) -> dict:
+        return {k: v for k, v in document.items() if k != "updated_at"}  # a write's time
+
+    before = unchanged(client.get(path, headers=admin).json)
+    response = client.patch(path, headers=admin, **body)
+    assert response.status_code == 200 and unchanged(response.json) == before
+    assert unchanged(client.patch(path, headers=admin, json={}).json) == before

@@ -306,6 +306,18 @@ def test_invalid_nearby_queries_are_422(client, fleet, query):
     assert set(response.json["errors"]) & {"lat", "lng", "radius_m", "limit", "category"}
 
 
+@pytest.mark.parametrize("query, repeated", [
+    ([("lat", 0), ("lng", 0), ("limit", 2), ("limit", "abc")], "limit"),  # was 2
+    ([("lat", 0), ("lat", 999), ("lng", 0)], "lat"),  # was 0
+    ([("lat", 0), ("lng", 0), ("category", "cafe"), ("category", "fuel")], "category"),
+])
+def test_a_query_parameter_given_twice_is_422(client, fleet, query, repeated):
+    """Not its first value, silently: a list is written `cafe,fuel`."""
+    response = client.get("/v1/places/nearby", query_string=query, headers=fleet[1])
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == [repeated]
+
+
 def test_nearby_query_numbers_in_json_syntax_are_read(client, fleet):
     _, headers = fleet
     response = client.get("/v1/places/nearby", headers=headers, query_string={
