@@ -497,13 +497,21 @@ class GeoIndex:
 
     def apply(self, removals: Iterable[Entry], additions: Iterable[Entry]) -> None:
         """Remove then add entries: one script per region hash tag and record kind (atomic),
-        so a record moving between cells of one region never disappears or shows twice."""
+        so a record moving between cells of one region never disappears or shows twice.
+        Regions that gain records are written before those that only lose some: a record
+        moving between regions is, to a reader between the two, more often in both (which
+        the final check sorts out) than in neither."""
         additions = list(additions)
         batches: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        gaining = set()
         for key, identity, record, _ in itertools.chain(removals, additions):
-            batches[key[: key.index("}") + 1], len(identity)][key].append((identity, record))
+            batch = key[: key.index("}") + 1], len(identity)
+            batches[batch][key].append((identity, record))
+            if record:
+                gaining.add(batch)
         if not batches:
             return
+        batches = dict(sorted(batches.items(), key=lambda batch: batch[0] not in gaining))
         masks = {mask_digest(e.mask).to_bytes(8, "little"): e.mask for e in additions if e.mask}
         if masks:  # before any record that names them, so a reader always finds them
             self.redis.hset(keys.SERVING_MASKS, mapping=masks)
@@ -598,7 +606,7 @@ class GeoIndex:
         that version are current and it reads only the others' versions, and the records of
         those whose version it does not hold. All at one moment, so a record moving between
         cells of a region is seen once, as one MGET of the region saw it. A region written
-        since costs a second round trip, which checks all its cells."""
+        since costs a second round trip, which checks every cell of every region."""
         cells = np.asarray(cells, np.uint64)
         regions = regions_of(cells)
         plans = [self._plan(kind, letter, f"{region:x}", cells[regions == region].tolist())
@@ -606,14 +614,15 @@ class GeoIndex:
         replies = run_pipelined(self.redis, self._read_cells,
                                 [plan.command(self._read_cells.sha) for plan in plans], also)
         replies, read_along = replies[:len(plans)], replies[len(plans):]
-        stale = [i for i, reply in enumerate(replies) if not reply[1]]
-        if stale:  # written since this process last read them: check every cell
-            for i in stale:
-                plans[i].check_all()
-            again = run_pipelined(self.redis, self._read_cells,
-                                  [plans[i].command(self._read_cells.sha) for i in stale])
-            for i, reply in zip(stale, again, strict=True):
-                replies[i] = reply
+        if not all(reply[1] for reply in replies):
+            # A region written since this process last read it: every region is read again,
+            # every cell's version checked, so that all are read at one moment again (a
+            # record moving between regions, read from the first round trip in one and the
+            # second in the other, could be in neither).
+            for plan in plans:
+                plan.check_all()
+            replies = run_pipelined(self.redis, self._read_cells,
+                                    [plan.command(self._read_cells.sha) for plan in plans])
         parts: list[bytes] = []
         filled: list[int] = []  # the cell of each part
         fresh: list[tuple] = []  # read now: where, field, token, records, region version

@@ -47,6 +47,54 @@ def test_a_cell_left_empty_is_deleted(redis_client):
     assert redis_client.dbsize() == 0
 
 
+def test_a_read_that_meets_a_written_region_reads_every_region_again(redis_client,
+                                                                    monkeypatch):
+    """The first round trip finds Denver's region written since (another place), Cheyenne's
+    not; a place then moves from Denver to Cheyenne before the second. Reading Denver's again
+    alone (Cheyenne's cached copy trusted from the first) found it in neither."""
+    writer, reader = GeoIndex(redis_client), GeoIndex(redis_client)
+    here, there = (39.7392, -104.9903), (41.14, -104.82)
+    assert region_of(cell_of(*here)) != region_of(cell_of(*there))
+    place = _place("a", *here)
+    writer.apply([], [place_entry(place)])
+    cells = [cell_of(*here), cell_of(*there)]
+    assert [i.decode() for i in reader.places_in(cells)["place_id"]] == [place["id"]]
+    writer.apply([], [place_entry(_place("b", 39.7, -104.95))])  # Denver's region written
+    moved = {**place, "lat": there[0], "lng": there[1]}
+    run_pipelined, calls = geo_index.run_pipelined, []
+
+    def move_before_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            writer.apply([place_entry(place, remove=True)], [place_entry(moved)])
+        return run_pipelined(*args, **kwargs)
+
+    monkeypatch.setattr(geo_index, "run_pipelined", move_before_the_second)
+    assert place["id"] in [i.decode() for i in reader.places_in(cells)["place_id"]]
+    assert len(calls) == 2
+
+
+def test_a_record_moving_between_regions_is_added_before_it_is_removed(redis_client):
+    """A reader between the two regions' scripts then finds it in both (which the final
+    check sorts out), not in neither, though the move names the removal first."""
+    writer = GeoIndex(redis_client)
+    place = _place("a", 41.14, -104.82)
+    writer.apply([], [place_entry(place)])
+    moved = {**place, "lat": 39.7392, "lng": -104.9903}
+    script, written = writer._apply, []
+
+    def recording(keys, args, client):
+        written.append(keys[0])  # the region's first cell
+        return script(keys=keys, args=args, client=client)
+
+    writer._apply = recording
+    writer.apply([place_entry(place, remove=True)], [place_entry(moved)])
+    assert written == [place_entry(moved).key, place_entry(place).key]
+    assert [i.decode() for i in writer.places_in([cell_of(39.7392, -104.9903)])["place_id"]] \
+        == [place["id"]]
+    assert len(writer.places_in([cell_of(41.14, -104.82)])) == 0
+
+
 def test_a_place_moving_between_cells_leaves_the_old_one(redis_client):
     index = GeoIndex(redis_client)
     a = _place("a")
