@@ -52,21 +52,27 @@ class Registry:
 
     def _create(self, role: str, registry_key: str, name: str, object_id: str) -> tuple[dict, str]:
         api_key = f"{role[0]}k_{secrets.token_urlsafe(24)}"
-        record = {"id": object_id, "name": name, "created_at": _now()}
-        previous = self.redis.hget(registry_key, object_id)
-        with self.redis.pipeline(transaction=True) as pipe:
+        now = _now()
+        record = {"id": object_id, "name": name, "created_at": now,
+                  "key_hash": hash_api_key(api_key)}
+
+        def write(pipe) -> None:
+            # Watched: two re-keyings at once must not both leave their key working.
+            previous = pipe.hget(registry_key, object_id)
+            pipe.multi()
+            record["created_at"] = now
             if previous:
                 # Re-keying (e.g. re-seeding the demo) revokes the old key.
                 old = orjson.loads(previous)
                 pipe.hdel(keys.API_KEYS, old["key_hash"])
                 record["created_at"] = old["created_at"]
-            record["key_hash"] = hash_api_key(api_key)
             pipe.hset(registry_key, object_id, orjson.dumps(record))
             principal = {"role": role, "id": object_id}
             pipe.hset(keys.API_KEYS, record["key_hash"], orjson.dumps(principal))
             if role == "fleet":  # its drivers' pseudonyms are keyed with the deployment's secret
                 pipe.set(keys.DRIVER_KEY_SECRET, secrets.token_hex(32), nx=True)
-            pipe.execute()
+
+        self.redis.transaction(write, registry_key)
         return {k: v for k, v in record.items() if k != "key_hash"}, api_key
 
     def principal_for(self, api_key: str) -> Principal | None:

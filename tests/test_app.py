@@ -143,6 +143,31 @@ def test_admin_creates_merchants_and_fleets_with_keys_shown_once(client, admin, 
     assert fleet["api_key"].encode() not in dump
 
 
+def test_two_re_keyings_at_once_leave_one_key_working(redis_client, redis_url, monkeypatch):
+    """A second re-keying (`offers seed` twice) lands between the first's read of the old key
+    and its write: the first reads again, so it revokes the second's key, not only the old."""
+    import redis as redis_py
+
+    from offers.registry import Registry
+
+    _, original = Registry(redis_client).create_merchant("Shop", "m_shop")
+    read, meanwhile = redis_py.Redis.hget, []
+
+    def hget(pipe, name, key):
+        value = read(pipe, name, key)
+        if not meanwhile:
+            meanwhile.append(None)  # once: the other's own read goes straight through
+            other = Registry(redis_py.Redis.from_url(redis_url))  # another worker
+            meanwhile[0] = other.create_merchant("Shop", "m_shop")[1]
+        return value
+
+    monkeypatch.setattr(redis_py.Redis, "hget", hget)
+    _, last = Registry(redis_client).create_merchant("Shop", "m_shop")
+    working = [key for key in (original, meanwhile[0], last)
+               if Registry(redis_client).principal_for(key) is not None]
+    assert working == [last]
+
+
 def test_only_the_admin_creates_accounts(client, merchant):
     _, headers = merchant
     response = client.post("/v1/merchants", json={"name": "X"})
