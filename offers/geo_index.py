@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import os
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -35,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 from redis import Redis
+from redis import exceptions as redis_errors
 
 from geo.cells import cell_of, region_of, regions_of
 
@@ -84,6 +86,10 @@ MASK_CACHE_LIMIT = 100_000  # distinct serving masks a process keeps (8.4 MB)
 # 200,000-place catalogue's offer cells hold 33 MB of records in all.
 CELL_CACHE_BYTES = 128 * 2**20
 _CACHED_CELL_BYTES = 250
+
+
+# How long an index write waits before trying again after a lost connection or a timeout.
+APPLY_RETRY_WAITS_S = (0.05, 0.2, 0.8)
 
 
 class Entry(NamedTuple):
@@ -513,6 +519,18 @@ class GeoIndex:
             return
         batches = dict(sorted(batches.items(), key=lambda batch: batch[0] not in gaining))
         masks = {mask_digest(e.mask).to_bytes(8, "little"): e.mask for e in additions if e.mask}
+        # The catalogue's documents are written by now: a connection lost or timed out is
+        # tried again (the scripts replace records by identity, so what ran twice, or half
+        # ran, comes out the same) rather than leave the index behind the documents.
+        for wait in (*APPLY_RETRY_WAITS_S, None):
+            try:
+                return self._write(masks, batches)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+                if wait is None:
+                    raise
+                time.sleep(wait)
+
+    def _write(self, masks: dict[bytes, bytes], batches: dict) -> None:
         if masks:  # before any record that names them, so a reader always finds them
             self.redis.hset(keys.SERVING_MASKS, mapping=masks)
         with self.redis.pipeline(transaction=False) as pipe:

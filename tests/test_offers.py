@@ -220,3 +220,49 @@ def test_an_offers_timezone_cannot_change_after_creation(client, merchant, place
                             headers=headers)
     assert response.status_code == 422
     assert "timezone" in response.json["errors"]
+
+
+def _index_fails(monkeypatch, times: int) -> list:
+    """The index write's first `times` attempts lose their connection: what a reset or a
+    timeout does between a write's catalogue round trip and its index one."""
+    from redis.exceptions import ConnectionError
+
+    from offers import geo_index
+
+    write, attempts = geo_index.GeoIndex._write, []
+
+    def failing(self, *args):
+        attempts.append(1)
+        if len(attempts) <= times:
+            raise ConnectionError("connection reset by peer")
+        return write(self, *args)
+
+    monkeypatch.setattr(geo_index.GeoIndex, "_write", failing)
+    monkeypatch.setattr(geo_index, "APPLY_RETRY_WAITS_S", (0.0, 0.0, 0.0))
+    return attempts
+
+
+def _filed_offers(redis_client, place: dict) -> list[str]:
+    from geo.cells import cell_of
+    from offers.geo_index import GeoIndex, ids_of
+
+    records = GeoIndex(redis_client).offers_in([cell_of(place["lat"], place["lng"])])
+    return ids_of(records)[0]
+
+
+def test_an_index_write_that_loses_its_connection_is_tried_again(client, merchant, places,
+                                                                 redis_client, monkeypatch):
+    """The offer's document is stored by then: answering 503 left it stored but never served
+    (until edited again), and a client sending the POST again made a second offer."""
+    _, headers = merchant
+    attempts = _index_fails(monkeypatch, 3)
+    offer = publish(client, headers, offer_body(places[1:]))
+    assert len(attempts) == 4
+    assert _filed_offers(redis_client, FUEL) == [offer["id"]]
+
+
+def test_an_index_that_stays_unreachable_is_a_503(client, merchant, places, monkeypatch):
+    _, headers = merchant
+    _index_fails(monkeypatch, 4)
+    response = client.post("/v1/offers", json=offer_body(places[1:]), headers=headers)
+    assert (response.status_code, response.json["code"]) == (503, 503)
