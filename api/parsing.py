@@ -47,9 +47,15 @@ UNREADABLE_BODY = "offers.unreadable_body"  # set in the WSGI environ by Chunked
 
 
 def refuse_unreadable_body() -> None:
-    """Before every request: a body ChunkedBodies could not read is a 400."""
+    """Before every request: a body ChunkedBodies could not read is a 400, and one sent
+    compressed (`Content-Encoding`, which nothing here decodes) a 415 rather than a JSON
+    syntax error, or, if it was not compressed after all, a body read as JSON."""
     if request.environ.get(UNREADABLE_BODY):
         abort(400, messages={"json": ["The request body could not be read."]})
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity") and request.content_length:
+        abort(415, messages={"json": [f"Send the body uncompressed, not in {coding!r}."]},
+              headers={"Accept-Encoding": "identity"})
 
 
 class ChunkedBodies:

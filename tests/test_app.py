@@ -19,7 +19,7 @@ from webargs import core
 from api.app import create_app
 from api.parsing import load_json
 
-from .conftest import CAFE
+from .conftest import CAFE, redis_snapshot
 
 
 def test_settings_come_from_the_environment_then_config(monkeypatch, redis_url):
@@ -376,6 +376,25 @@ def test_a_body_that_is_not_json_is_415(client, admin, existing, method, path):
                                        content_type="text/plain", headers=admin)
     assert response.status_code == 415
     assert response.json["code"] == 415
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "labelled gzip only"])
+def test_a_compressed_body_is_415(client, admin, redis_client, compressed):
+    """Nothing decodes a Content-Encoding: a gzip body was a JSON syntax error (400), and a
+    plain one labelled gzip was read as JSON."""
+    import gzip
+
+    body = json.dumps(CAFE).encode()
+    before = redis_snapshot(redis_client)
+    response = client.post("/v1/places", data=gzip.compress(body) if compressed else body,
+                           headers={**admin, "Content-Encoding": "gzip"},
+                           content_type="application/json")
+    assert (response.status_code, response.json["code"]) == (415, 415)
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert redis_snapshot(redis_client) == before
+    sent = client.post("/v1/places", data=body, content_type="application/json",
+                       headers={**admin, "Content-Encoding": "identity"})
+    assert sent.status_code == 201
 
 
 @pytest.mark.parametrize("path", ["{place}", "{offer}"])
