@@ -185,7 +185,7 @@ class EvConnectorSchema(ma.Schema):
 class PlaceAttributesSchema(ma.Schema):
     cuisine = List(_text(50), validate=validate.Length(max=20))
     fuel_types = List(Text(validate=validate.OneOf(FUEL_TYPES)),
-                             validate=validate.Length(max=len(FUEL_TYPES)))
+                      validate=validate.Length(max=len(FUEL_TYPES)))
     ev_connectors = List(fields.Nested(EvConnectorSchema), validate=validate.Length(max=50))
     price_level = _count(1, 4, metadata={"description": "1 (cheap) to 4 (expensive)"})
 
@@ -259,8 +259,8 @@ class OfferSchema(ma.Schema):
     id = Text(dump_only=True)
     merchant_id = Text(dump_only=True)
     place_ids = List(_text(100), required=True,
-                            validate=validate.Length(1, MAX_OFFER_PLACES),
-                            metadata={"uniqueItems": True})
+                     validate=validate.Length(1, MAX_OFFER_PLACES),
+                     metadata={"uniqueItems": True})
     title = _text(120, required=True)
     description = Text(validate=validate.Length(max=2000), allow_none=True)
     category = Text(required=True, validate=validate.OneOf(PLACE_CATEGORIES))
@@ -319,7 +319,7 @@ class OfferPageSchema(ma.Schema):
 
 class BulkPlacesSchema(ma.Schema):
     items = List(fields.Nested(PlaceSchema), required=True,
-                        validate=validate.Length(1, MAX_BULK_PLACES))
+                 validate=validate.Length(1, MAX_BULK_PLACES))
 
     @ma.validates_schema
     def check_external_ids(self, data: dict, **kwargs) -> None:
@@ -464,13 +464,14 @@ class RouteInputSchema(ma.Schema):
     def parse_route(self, data: dict, **kwargs) -> dict:
         if "route" in data and "polyline" in data:
             raise ma.ValidationError("send route or polyline, not both", "polyline")
+        sent = "route" if "route" in data else "polyline"  # the field the error names
         try:
             if "route" in data:
                 data["route"] = route_from_geojson(data["route"])
             elif "polyline" in data:
                 data["route"] = route_from_polyline(data.pop("polyline"))
         except RouteError as error:
-            raise ma.ValidationError(str(error), "route") from None
+            raise ma.ValidationError(str(error), sent) from None
         return data
 
 
@@ -479,7 +480,7 @@ class AlongRouteSchema(RouteInputSchema):
     position = fields.Nested(PositionSchema, metadata={
         "description": "Where the car is: only places ahead of it count"})
     categories = List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
-                             validate=validate.Length(max=len(PLACE_CATEGORIES)))
+                      validate=validate.Length(max=len(PLACE_CATEGORIES)))
     brands = List(_text(100), validate=validate.Length(max=100))
     limit = _count(1, 1000, load_default=100)
 
@@ -542,7 +543,7 @@ class RecommendationRequestSchema(RouteInputSchema):
                             metadata={"description": "Search radius when there is no route"})
     max_detour_s = Number(validate=validate.Range(0, 24 * 3600))
     categories = List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
-                             validate=validate.Length(max=len(PLACE_CATEGORIES)))
+                      validate=validate.Length(max=len(PLACE_CATEGORIES)))
     limit = _count(1, 50, load_default=10)
     one_per_place = fields.Boolean(load_default=True, metadata={
         "description": "At most one offer per place (the best)"})

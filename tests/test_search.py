@@ -278,7 +278,7 @@ INVALID_SEARCHES = {
         [i * 1e-5, 0] for i in range(20_001)]}}, "route"),
     "position far away": ({"route": DENVER_ROUTE, "position": {"lat": 45, "lng": -100}},
                           "position"),
-    "truncated polyline": ({"polyline": "_p~iF~ps|U_"}, "route"),
+    "truncated polyline": ({"polyline": "_p~iF~ps|U_"}, "polyline"),  # the field sent
 }
 
 
