@@ -164,7 +164,10 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     if not os.environ.get("REDIS_URL"):
         server = RedisServer(data_dir=VAR / "redis").start()
         os.environ["REDIS_URL"] = server.url
-        click.echo(f"embedded Redis at {server.url} (data in {VAR / 'redis'})")
+        # For the console commands in another shell: its port is a new one each start.
+        (VAR / "redis-url").write_text(server.url + "\n")
+        click.echo(f"embedded Redis at {server.url} (data in {VAR / 'redis'}, "
+                   f"URL in {VAR / 'redis-url'})")
     os.environ.setdefault("OFFERS_ADMIN_TOKEN", _demo_admin_token())
     try:
         ctx.invoke(seed)
@@ -179,6 +182,7 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     finally:
         if server:
             server.stop()
+            (VAR / "redis-url").unlink(missing_ok=True)
 
 
 @main.command()
