@@ -34,7 +34,7 @@ from . import (
     redemptions,
     search,
 )
-from .errors import register_error_handlers
+from .errors import DocumentedErrors, register_error_handlers
 from .parsing import ChunkedBodies, refuse_unreadable_body
 from .services import Services
 
@@ -93,7 +93,8 @@ def create_app(config: dict | None = None) -> Flask:
         None if seed is None else int(seed), app.config["OFFERS_DRIVER_KEY_SECRET"])
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
-                                "marshmallow_plugin": MarshmallowPlugin(_schema_name)})
+                                "marshmallow_plugin": MarshmallowPlugin(_schema_name),
+                                "extra_plugins": [DocumentedErrors()]})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.ma_plugin.converter.add_attribute_function(_null_not_any_object)
     api.ma_plugin.converter.add_attribute_function(_no_default_in_a_patch)

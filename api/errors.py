@@ -12,6 +12,7 @@ from http import HTTPStatus
 
 import marshmallow as ma
 import redis
+from apispec import BasePlugin
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
@@ -29,6 +30,40 @@ _MESSAGES = {
     400: "The request body is not valid JSON.",
     422: "The request has invalid fields; see errors.",
 }
+
+
+# What each kind of operation can answer besides its success, beyond flask-smorest's own 422
+# for arguments: listed in the spec so that clients and generators know the statuses, each in
+# the one error shape (the `default` response alone left them guessing).
+_NOT_FOUND_WITHOUT_AN_ID = {"/v1/redemptions", "/v1/feedback", "/v1/models/rollback"}
+_WRITES_THAT_MAY_CONFLICT = ("/v1/places", "/v1/offers", "/v1/redemptions")
+_SEARCHES = {"/v1/places/nearby", "/v1/places/search-along-route"}
+_NO_STORE = {"/healthz"}  # answers without Redis
+
+
+class DocumentedErrors(BasePlugin):
+    """apispec plugin: each operation's error statuses, answered with the error shape."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        for method, operation in (operations or {}).items():
+            codes = set() if path in _NO_STORE else {503}  # Redis unreachable
+            if operation.get("security"):
+                codes |= {401, 403}
+            # Drivers are not looked up: one the engine knows nothing of has no preferences.
+            if ("{" in path and not path.startswith("/v1/drivers/")
+                    or path in _NOT_FOUND_WITHOUT_AN_ID):
+                codes.add(404)
+            if "requestBody" in operation:
+                codes |= {400, 413, 415, 422}
+            if "{" in path:
+                codes.add(422)  # a path's id of a length or form it cannot have
+            if (method in ("post", "patch", "delete") and path not in _SEARCHES
+                    and path.startswith(_WRITES_THAT_MAY_CONFLICT)):
+                codes.add(409)  # the stored state, or another write of the catalogue
+            responses = operation.setdefault("responses", {})
+            for code in sorted(codes):
+                if code not in responses and str(code) not in responses:  # keep a view's own
+                    responses[str(code)] = "DEFAULT_ERROR"
 
 
 def error_body(code: int, message: str | None = None, errors: dict | None = None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import g
+from flask_smorest.error_handler import ErrorSchema
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
@@ -17,8 +18,9 @@ blp = Blueprint("feedback", __name__, url_prefix="/v1/feedback",
 @require(FLEET)
 @blp.arguments(FeedbackSchema)
 @blp.response(200, FeedbackSchema)
-@blp.alt_response(404, description="No such recommendation for this fleet, or the offer was "
-                                   "not in it (recommendations are kept for 7 days)")
+@blp.alt_response(404, schema=ErrorSchema,
+                  description="No such recommendation for this fleet, or the offer was not in "
+                              "it (recommendations are kept for 7 days)")
 @blp.doc(security=SECURITY)
 def feedback(body: dict):
     """Report what a driver did with a recommended offer

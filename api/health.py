@@ -10,14 +10,19 @@ from .services import services
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
+_STATUS = {"description": "OK", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}}}}
+
 
 @blp.route("/healthz")
+@blp.doc(responses={"200": _STATUS})
 def healthz():
     """The process is up"""
     return {"status": "ok"}
 
 
 @blp.route("/readyz")
+@blp.doc(responses={"200": _STATUS})
 def readyz():
     """Redis answers, so requests can be served"""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import g
+from flask_smorest.error_handler import ErrorSchema
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
@@ -17,9 +18,10 @@ blp = Blueprint("redemptions", __name__, url_prefix="/v1/redemptions",
 @require(FLEET)
 @blp.arguments(RedemptionSchema)
 @blp.response(201, RedemptionSchema)
-@blp.alt_response(409, description="Budget, daily cap or per-driver limit used up; the "
-                                   "offer is paused, expired, not yet valid or outside its "
-                                   "weekly schedule; or its schedule changed meanwhile (retry)")
+@blp.alt_response(409, schema=ErrorSchema,
+                  description="Budget, daily cap or per-driver limit used up; the offer is "
+                              "paused, expired, not yet valid or outside its weekly schedule; "
+                              "or its schedule changed meanwhile (retry)")
 @blp.doc(security=SECURITY)
 def redeem(body: dict):
     """Count one redemption of an offer at one of its places

@@ -110,6 +110,45 @@ def test_the_spec_allows_the_budgets_the_api_takes_and_no_other(client, merchant
     assert patched.status_code == (200 if allowed else 422)
 
 
+def test_the_spec_lists_the_error_statuses_the_api_answers(client, admin, merchant, fleet):
+    """Each error below is what the operation answers; its status is among the operation's
+    documented responses, in the error shape (only `default` was before)."""
+    spec = client.get("/openapi.json").json
+    place = client.post("/v1/places", json=CAFE, headers=merchant[1]).json
+    client.post("/v1/offers", headers=merchant[1], json={
+        "place_ids": [place["id"]], "title": "t", "category": "cafe",
+        "discount": {"kind": "percent", "value": 5}})
+    unknown_offer = place["id"].replace("p.", "o.")
+    answered = [
+        ("get", "/v1/places/{place_id}", client.get(
+            f"/v1/places/{place['id']}x", headers=merchant[1])),
+        ("delete", "/v1/places/{place_id}", client.delete(
+            f"/v1/places/{place['id']}", headers=merchant[1])),
+        ("patch", "/v1/offers/{offer_id}", client.patch(
+            f"/v1/offers/{unknown_offer}", json={}, headers=merchant[1])),
+        ("post", "/v1/redemptions", client.post("/v1/redemptions", headers=fleet[1], json={
+            "offer_id": unknown_offer, "place_id": place["id"], "driver_id": "d",
+            "idempotency_key": "k"})),
+        ("post", "/v1/models/rollback", client.post("/v1/models/rollback", headers=admin)),
+        ("post", "/v1/models/{version}/activate", client.post("/v1/models/v9/activate",
+                                                              headers=admin)),
+        ("get", "/v1/places", client.get("/v1/places")),
+        ("get", "/v1/places", client.get("/v1/places", headers=fleet[1])),
+        ("post", "/v1/places", client.post("/v1/places", data="{}", content_type="text/plain",
+                                           headers=merchant[1])),
+        ("get", "/v1/drivers/{driver_id}/preferences", client.get(
+            f"/v1/drivers/{'d' * 129}/preferences", headers=fleet[1])),
+    ]
+    statuses = [response.status_code for _, _, response in answered]
+    assert statuses == [404, 409, 404, 404, 404, 404, 401, 403, 415, 422]
+    for method, path, response in answered:
+        documented = spec["paths"][path][method]["responses"][str(response.status_code)]
+        assert documented in ({"$ref": "#/components/responses/DEFAULT_ERROR"},) or \
+            documented["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"}, (method, path)
+        assert set(response.json) == {"code", "status", "message", "errors"}
+
+
 @pytest.mark.parametrize("length, allowed", [(128, True), (129, False)])
 def test_the_spec_states_the_driver_id_the_path_takes(client, fleet, length, allowed):
     spec = client.get("/openapi.json").json
