@@ -31,8 +31,9 @@ REDEMPTION_LOG_MAXLEN = 1_000_000
 # Each entry says where and when a (pseudonymous) driver redeemed: a location history, kept for
 # a merchant's monthly reconciliation with some room, then trimmed (the counters stay).
 REDEMPTION_LOG_RETENTION_S = 90 * 24 * 3600
-# Which offers a driver has used up says what they redeemed: each kept as long as the log.
-# Past it, the final check before serving still refuses them.
+# Which offers a driver has used up says what they redeemed: each kept as long as the log (see
+# _NOTE_USED_UP for how long past it). Past it, the final check before serving still refuses
+# them.
 DRIVER_USED_UP_TTL_S = REDEMPTION_LOG_RETENTION_S
 
 # KEYS: terms, redeemed, redeemed_today, redeemed_by, idempotency, log
@@ -89,7 +90,8 @@ return {'counted', ARGV[4], used_up, driver_used_up}
 # Nothing if the driver was erased since (a redemption racing an erase must not note again what
 # it removed; a refusal after it does, from the merchant's per-driver count, which an erase keeps),
 # nor if the offer is noted already at that limit (a refusal then changes nothing); entries past
-# their time are dropped, so each lasts its own time, not the newest one's.
+# their time are dropped here, so an entry outlives its own time only until the next note or
+# the hash's expiry with its newest entry (Redis 7.0 has no expiry per field).
 _NOTE_USED_UP = """
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
 local now, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
