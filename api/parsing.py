@@ -116,7 +116,9 @@ class JsonBodyParser(FlaskParser):
         """As webargs, but a parameter given twice is a 422 rather than its first value
         silently (`limit=2&limit=abc` was 2, `category=cafe&category=fuel` cafe alone: a list
         is written `cafe,fuel`)."""
-        repeated = sorted(key for key, values in req.args.lists() if len(values) > 1)
+        known = {field.data_key or name for name, field in schema.fields.items()}
+        repeated = sorted(key for key, values in req.args.lists()
+                          if len(values) > 1 and key in known)  # others are ignored anyway
         if repeated:
             abort(422, messages={"query": {key: ["Give this parameter once (a list as a,b)."]
                                            for key in repeated}})

@@ -88,7 +88,7 @@ CELL_CACHE_BYTES = 128 * 2**20
 _CACHED_CELL_BYTES = 250
 
 
-# How long an index write waits before trying again after a lost connection or a timeout.
+# How long an index write waits before trying again after a lost connection.
 APPLY_RETRY_WAITS_S = (0.05, 0.2, 0.8)
 
 
@@ -519,13 +519,16 @@ class GeoIndex:
             return
         batches = dict(sorted(batches.items(), key=lambda batch: batch[0] not in gaining))
         masks = {mask_digest(e.mask).to_bytes(8, "little"): e.mask for e in additions if e.mask}
-        # The catalogue's documents are written by now: a connection lost or timed out is
-        # tried again (the scripts replace records by identity, so what ran twice, or half
-        # ran, comes out the same) rather than leave the index behind the documents.
+        # The catalogue's documents are written by now: a connection lost is tried again (the
+        # scripts replace records by identity, so what ran twice, or half ran, comes out the
+        # same) rather than leave the index behind the documents. Not a timeout: the socket's
+        # 5 s each, under the writer lock, and Redis may still be running the write.
         for wait in (*APPLY_RETRY_WAITS_S, None):
             try:
                 return self._write(masks, batches)
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+            except redis_errors.TimeoutError:
+                raise
+            except redis_errors.ConnectionError:
                 if wait is None:
                     raise
                 time.sleep(wait)
@@ -634,9 +637,10 @@ class GeoIndex:
         replies, read_along = replies[:len(plans)], replies[len(plans):]
         if not all(reply[1] for reply in replies):
             # A region written since this process last read it: every region is read again,
-            # every cell's version checked, so that all are read at one moment again (a
-            # record moving between regions, read from the first round trip in one and the
-            # second in the other, could be in neither).
+            # every cell's version checked, in one round trip (a record moving between regions,
+            # read from the first round trip in one and the second in the other, could be in
+            # neither; within one round trip's scripts it still can, as without the cache,
+            # only more rarely).
             for plan in plans:
                 plan.check_all()
             replies = run_pipelined(self.redis, self._read_cells,

@@ -194,9 +194,11 @@ def _keyed(secret: bytes, fleet_id: str, driver_id: str) -> str:
 
 def earlier_driver_keys(fleet_id: str, driver_id: str) -> list[str]:
     """Pseudonyms the driver may have had before: the unkeyed one of releases before keyed
-    pseudonyms, and, in a deployment given OFFERS_DRIVER_KEY_SECRET after it ran without
-    (a demo put in production), the one under the secret it kept in Redis. Not read again,
-    but what was kept under them is erased with the driver."""
+    pseudonyms, and, where OFFERS_DRIVER_KEY_SECRET is set, the one under the secret kept in
+    Redis, which a deployment run without it first (a demo put in production) used (one that
+    had it from the start has one too, made with its first fleet, under which nothing was
+    kept: an erase of nothing). Not read again, but what was kept under them is erased with
+    the driver."""
     earlier = [unkeyed_driver_key(fleet_id, driver_id)]
     secret = _secret()
     redis, configured = _driver_key_source

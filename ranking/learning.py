@@ -334,7 +334,8 @@ class LearningLoop:
              } for item in items}, option=orjson.OPT_SERIALIZE_NUMPY))])
         if not kept:  # erased meanwhile: rare, a round trip more
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xdel(keys.SERVED_LOG, *logged_ids[:len(items)])
+                if items:  # XDEL of no id is an error
+                    pipe.xdel(keys.SERVED_LOG, *logged_ids[:len(items)])
                 if len(logged_ids) > len(items):
                     pipe.xdel(keys.DECISION_LOG, logged_ids[len(items)])
                 pipe.execute()

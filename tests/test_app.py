@@ -331,6 +331,17 @@ def test_a_flood_of_unknown_fields_is_refused_at_once(client, merchant, where):
     assert few.json["errors"] == {"colour": ["Unknown field."], "size": ["Unknown field."]}
 
 
+def test_unknown_fields_are_counted_over_a_bulks_items(client, merchant):
+    """A hundred unknown fields in each of a thousand places passed each place's own check."""
+    items = [{**CAFE, **{f"x{i}": 0 for i in range(100)}} for _ in range(1000)]
+    response = client.post("/v1/places/bulk", json={"items": items}, headers=merchant[1])
+    assert response.status_code == 422
+    assert response.json["errors"] == {"items": ["100000 unknown fields in the items"]}
+    few = client.post("/v1/places/bulk", json={"items": [{**CAFE, "colour": 1}]},
+                      headers=merchant[1])
+    assert few.json["errors"] == {"items": {"0": {"colour": ["Unknown field."]}}}
+
+
 # Text includes lone surrogates (legal JSON escapes, not UTF-8); integers reach beyond 64 bits.
 any_text = st.text(st.characters(exclude_categories=()), max_size=20)
 json_values = st.recursive(

@@ -222,9 +222,9 @@ def test_an_offers_timezone_cannot_change_after_creation(client, merchant, place
     assert "timezone" in response.json["errors"]
 
 
-def _index_fails(monkeypatch, times: int) -> list:
-    """The index write's first `times` attempts lose their connection: what a reset or a
-    timeout does between a write's catalogue round trip and its index one."""
+def _index_fails(monkeypatch, times: int, error=None) -> list:
+    """The index write's first `times` attempts fail with `error` (a lost connection unless
+    said), between a write's catalogue round trip and its index one."""
     from redis.exceptions import ConnectionError
 
     from offers import geo_index
@@ -234,7 +234,7 @@ def _index_fails(monkeypatch, times: int) -> list:
     def failing(self, *args):
         attempts.append(1)
         if len(attempts) <= times:
-            raise ConnectionError("connection reset by peer")
+            raise error or ConnectionError("connection reset by peer")
         return write(self, *args)
 
     monkeypatch.setattr(geo_index.GeoIndex, "_write", failing)
@@ -266,3 +266,14 @@ def test_an_index_that_stays_unreachable_is_a_503(client, merchant, places, monk
     _index_fails(monkeypatch, 4)
     response = client.post("/v1/offers", json=offer_body(places[1:]), headers=headers)
     assert (response.status_code, response.json["code"]) == (503, 503)
+
+
+def test_an_index_write_that_times_out_is_not_tried_again(client, merchant, places, monkeypatch):
+    """Each try would wait the socket's 5 s under the writer lock, and Redis may still be
+    running the write."""
+    from redis.exceptions import TimeoutError
+
+    _, headers = merchant
+    attempts = _index_fails(monkeypatch, 4, TimeoutError("Timeout reading from socket"))
+    response = client.post("/v1/offers", json=offer_body(places[1:]), headers=headers)
+    assert (response.status_code, len(attempts)) == (503, 1)

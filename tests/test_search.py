@@ -312,10 +312,14 @@ def test_invalid_nearby_queries_are_422(client, fleet, query):
     ([("lat", 0), ("lng", 0), ("category", "cafe"), ("category", "fuel")], "category"),
 ])
 def test_a_query_parameter_given_twice_is_422(client, fleet, query, repeated):
-    """Not its first value, silently: a list is written `cafe,fuel`."""
+    """Not its first value, silently: a list is written `cafe,fuel`. A parameter the query
+    does not take is ignored, given twice too (a cache-buster `_=1&_=2`)."""
     response = client.get("/v1/places/nearby", query_string=query, headers=fleet[1])
     assert response.status_code == 422
     assert list(response.json["errors"]) == [repeated]
+    unknown = client.get("/v1/places/nearby", headers=fleet[1],
+                         query_string=[("lat", 0), ("lng", 0), ("_", 1), ("_", 2)])
+    assert unknown.status_code == 200
 
 
 def test_nearby_query_numbers_in_json_syntax_are_read(client, fleet):
