@@ -106,7 +106,8 @@ class Schema(ma.Schema):
     @ma.pre_load
     def refuse_a_flood_of_unknown_fields(self, data, **kwargs):
         if isinstance(data, dict) and len(data) > len(self.fields) + self.MAX_NAMED_UNKNOWN:
-            unknown = [key for key in data if key not in self.known()]
+            known = self.known()
+            unknown = [key for key in data if key not in known]
             raise ma.ValidationError(
                 f"{len(unknown)} unknown fields, such as {', '.join(map(repr, unknown[:5]))}",
                 "_schema")
@@ -347,7 +348,7 @@ class BulkPlacesSchema(Schema):
         took seconds and an answer of tens of MB."""
         items = data.get("items") if isinstance(data, dict) else None
         if isinstance(items, list):
-            known = PlaceSchema().known()
+            known = self.fields["items"].inner.schema.known()
             unknown = sum(len(item.keys() - known) for item in items if isinstance(item, dict))
             if unknown > self.MAX_NAMED_UNKNOWN:
                 raise ma.ValidationError(f"{unknown} unknown fields in the items", "items")
