@@ -13,7 +13,7 @@ import numpy as np
 from flask import g
 from flask_smorest import abort
 
-from geo.route import RouteError
+from geo.route import NothingAhead, RouteError
 from offers.geo_index import ids_of, offer_keys
 from offers.redemptions import driver_key
 from offers.serving import Refused, Shortlisted, Trip, best_of_each
@@ -54,6 +54,9 @@ def recommend(body: dict):
     Only places ahead of the car count; each offer must be valid, and its place open, at the
     car's estimated arrival there (in the place's timezone); offers whose budget, daily cap or
     per-driver limit is used up are never served."""
+    found = services()
+    fleet_id, driver_id = g.principal.id, body["driver_id"]
+    driver = driver_key(fleet_id, driver_id)
     position = body["position"]
     route = body.get("route")
     if route is not None:
@@ -62,13 +65,14 @@ def recommend(body: dict):
                                          heading_deg=position.get("heading_deg"))
         except RouteError as error:
             abort(422, errors={"position": [str(error)]})
+        except NothingAhead:  # arrived: an empty answer, like a route with nothing along it
+            return json_response({"recommendation_id": new_recommendation_id(driver),
+                                  "model": (found.learner() or found.baseline).version,
+                                  "items": []})
     trip = Trip(lat=position["lat"], lng=position["lng"],
                 at=body.get("at") or datetime.now(UTC), route=route,
                 corridor_m=body["corridor_m"], radius_m=body["radius_m"],
                 heading_deg=position.get("heading_deg"), speed_kmh=position.get("speed_kmh"))
-    found = services()
-    fleet_id, driver_id = g.principal.id, body["driver_id"]
-    driver = driver_key(fleet_id, driver_id)
     # The driver and the model serving now are read in the index read's round trip.
     candidates, records, driver_replies = found.serving.candidates(
         trip, body.get("categories"), body.get("max_detour_s"),

@@ -511,7 +511,8 @@ class RouteInputSchema(Schema):
 class AlongRouteSchema(RouteInputSchema):
     corridor_m = Number(load_default=1000, validate=validate.Range(1, MAX_CORRIDOR_M))
     position = fields.Nested(PositionSchema, metadata={
-        "description": "Where the car is: only places ahead of it count"})
+        "description": "Where the car is: only places ahead of it count (none, at the "
+                       "route's end)"})
     categories = List(Text(validate=validate.OneOf(PLACE_CATEGORIES)),
                       validate=validate.Length(max=len(PLACE_CATEGORIES)))
     brands = List(_text(100), validate=validate.Length(max=100))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_smorest import abort
 
-from geo.route import RouteError
+from geo.route import NothingAhead, RouteError
 
 from .auth import ADMIN, FLEET, MERCHANT, SECURITY, require
 from .parsing import Blueprint
@@ -46,5 +46,7 @@ def along_route(body: dict):
                                          heading_deg=position.get("heading_deg"))
         except RouteError as error:
             abort(422, errors={"position": [str(error)]})
+        except NothingAhead:
+            return json_response({"items": []})
     return json_response({"items": services().search.along_route(
         route, body["corridor_m"], body["limit"], body.get("categories"), body.get("brands"))})

@@ -68,6 +68,11 @@ class RouteError(ValueError):
     """A route that cannot be served; the message says why, for a 422."""
 
 
+class NothingAhead(Exception):
+    """The car is at the end of its route (within a metre): no part of it is ahead, so
+    nothing along it is either; an answer, not an error (a car that has arrived still asks)."""
+
+
 def unit_vectors(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
     """Unit vectors (x, y, z on the last axis) at latitudes and longitudes in degrees: by the
     compiled loops' own formula (`_unit_of`), so that a point and a vertex at the same
@@ -176,7 +181,7 @@ class Route:
         if heading_deg is not None:
             start = self._pass_along(lat, lng, heading_deg, start, float(located.offset_m[0]))
         if start >= self.along_m[-1] - 1.0:
-            raise RouteError("position is at the end of the route: nothing is ahead")
+            raise NothingAhead
         foot_lat, foot_lng = self.point_at(start)
         # A vertex the car is at (to rounding) would start the route ahead with a segment of
         # nanometres, whose direction is noise: places nearest the car took their side from it.

@@ -415,6 +415,16 @@ def test_requests_that_cannot_be_served_are_422(client, fleet, change, field):
     assert field in response.json["errors"]
 
 
+def test_a_car_at_the_end_of_its_route_gets_an_empty_answer(client, fleet, shop):
+    _, offer_id = shop(25.0)  # the route is 25.7 km long
+    answer = recommend(client, fleet, position={"lat": 39.745, "lng": -104.80})
+    assert answer["items"] == [] and answer["recommendation_id"]
+    assert answer["model"] == recommend(client, fleet)["model"]
+    # A kilometre before the place, it is ahead.
+    assert offer_ids(recommend(client, fleet, position={
+        "lat": 39.745, "lng": east_of_start(24.0)})) == [offer_id]
+
+
 def test_only_fleet_keys_get_recommendations(client, merchant):
     _, headers = merchant
     body = {"driver_id": "d", "position": {"lat": 39.7, "lng": -105.0}}

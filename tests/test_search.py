@@ -221,6 +221,14 @@ def test_along_route_from_a_position_keeps_only_what_is_ahead(client, fleet, den
         WGS84.inv(-104.985, 39.745, -104.98, 39.745)[2], abs=2.0)
 
 
+def test_along_route_from_the_routes_end_finds_nothing_ahead(client, fleet, denver):
+    _, headers = fleet
+    response = client.post("/v1/places/search-along-route", headers=headers, json={
+        "route": DENVER_ROUTE, "position": {"lat": 39.745, "lng": -104.97},
+        "corridor_m": 5000})
+    assert response.status_code == 200 and response.json == {"items": []}
+
+
 def test_along_an_out_and_back_route_the_heading_says_which_way_the_car_drives(client,
                                                                                 fleet, admin):
     _, headers = fleet
