@@ -6,7 +6,9 @@ Settings come from defaults, then environment variables, then `config` (tests). 
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 
 import marshmallow as ma
 import redis
@@ -18,6 +20,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from geo import route
 from offers import serving
+from offers.catalogue import Catalogue
 from ranking import exploration, features, learned
 from ranking.exploration import policy_from_spec
 from ranking.model import limit_threads
@@ -37,6 +40,8 @@ from . import (
 from .errors import DocumentedErrors, register_error_handlers
 from .parsing import ChunkedBodies, refuse_unreadable_body
 from .services import Services
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -58,6 +63,9 @@ DEFAULTS = {
     "OFFERS_EXPLORATION_SEED": None,  # an int makes exploration repeatable (tests, simulation)
     # The secret drivers' pseudonyms are keyed with; unset, one is made once and kept in Redis.
     "OFFERS_DRIVER_KEY_SECRET": None,
+    # How often (seconds) each process files again the catalogues whose last write died before
+    # its index records (`Catalogue.repair_index`); 0: never.
+    "OFFERS_INDEX_REPAIR_S": 30.0,
 }
 ENVIRONMENT = {
     "REDIS_URL": "REDIS_URL",
@@ -66,6 +74,7 @@ ENVIRONMENT = {
     "OFFERS_EXPLORATION": "OFFERS_EXPLORATION",
     "OFFERS_EXPLORATION_SEED": "OFFERS_EXPLORATION_SEED",
     "OFFERS_DRIVER_KEY_SECRET": "OFFERS_DRIVER_KEY_SECRET",
+    "OFFERS_INDEX_REPAIR_S": "OFFERS_INDEX_REPAIR_S",
 }
 
 
@@ -92,6 +101,10 @@ def create_app(config: dict | None = None) -> Flask:
         client, policy_from_spec(app.config["OFFERS_EXPLORATION"]),
         None if seed is None else int(seed), app.config["OFFERS_DRIVER_KEY_SECRET"])
 
+    if app.config["OFFERS_INDEX_REPAIR_S"]:  # an event that stops it, for tests
+        app.extensions["index_repair"] = _repair_index_every(
+            app.extensions["offers"].catalogue, float(app.config["OFFERS_INDEX_REPAIR_S"]))
+
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name),
                                 "extra_plugins": [DocumentedErrors()]})
@@ -112,6 +125,25 @@ def create_app(config: dict | None = None) -> Flask:
     learned.warm_up()
     exploration.warm_up()
     return app
+
+
+def _repair_index_every(catalogue: Catalogue, every_s: float) -> threading.Event:
+    """A daemon thread filing again, every `every_s`, what writes that died left owed in the
+    geo index: not left for the merchant's next write, which may never come. Setting the
+    event returned stops it."""
+    stop = threading.Event()
+
+    def repair() -> None:
+        while not stop.wait(every_s):
+            try:
+                for merchant_id in catalogue.repair_index():
+                    log.warning("filed again the geo index of %s, whose last write died "
+                                "before it", merchant_id)
+            except Exception:  # Redis out of reach, say: the next round tries again
+                log.exception("the geo index repair failed")
+
+    threading.Thread(target=repair, name="index-repair", daemon=True).start()
+    return stop
 
 
 def _null_not_any_object(converter, field, ret: dict, **kwargs) -> dict:

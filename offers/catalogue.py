@@ -11,7 +11,9 @@ under other hash tags). So that two writes of one merchant cannot file their ind
 the other order than their documents (a place's edit re-filing an offer from what it read
 before the offer's own edit, say, and leaving the older hours in the index for good), a
 merchant's writes take turns: each holds a lock on the merchant's hash tag from its transaction
-to the end of its index writes.
+to the end of its index writes. Its transaction marks the index owed, with the documents, until
+their records are filed, so that a write that dies in between is made good: by the merchant's
+next write, or by `repair_index`, which each serving process runs every half minute.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import contextlib
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -130,22 +132,13 @@ def offer_terms(offer: dict) -> dict:
 
 
 def _one_writer_at_a_time(write: Callable) -> Callable:
-    """Run a write of the merchant's catalogue (the merchant id its first argument) while
-    holding the merchant's writer lock."""
+    """Run a write of the merchant's catalogue (the merchant id its first argument) in the
+    merchant's turn (`Catalogue._turn`)."""
 
     @functools.wraps(write)
     def taking_turns(self: Catalogue, merchant_id: str, *args, **kwargs):
-        lock = self.redis.lock(keys.catalogue_writer(merchant_id), timeout=WRITER_LEASE_S,
-                               sleep=0.02, blocking_timeout=WRITER_WAIT_S)
-        if not lock.acquire():
-            raise Conflict("another write to this merchant's catalogue is taking long; "
-                           "try again")
-        try:
+        with self._turn(merchant_id):
             return write(self, merchant_id, *args, **kwargs)
-        finally:
-            # The lease may have run out first: the write stands, the lock is gone already.
-            with contextlib.suppress(LockError):
-                lock.release()
 
     return taking_turns
 
@@ -154,6 +147,62 @@ class Catalogue:
     def __init__(self, redis: Redis):
         self.redis = redis
         self.index = GeoIndex(redis)
+
+    @contextlib.contextmanager
+    def _turn(self, merchant_id: str, wait: bool = True) -> Iterator[bool]:
+        """The merchant's turn to write: its writer lock, held from the write's transaction to
+        the end of its index writes. The transaction marks the index owed with the documents
+        (`_transaction`), and the mark goes once the records are filed: a write that dies in
+        between (the worker killed, Redis out of reach past the retries) leaves it, and the
+        next turn taken files the whole catalogue again first, and says so. (Records the dead
+        write was to remove stay, as after any interrupted write: never served, the final
+        check refusing them, until `offers reindex`.)"""
+        lock = self.redis.lock(keys.catalogue_writer(merchant_id), timeout=WRITER_LEASE_S,
+                               sleep=0.02, blocking_timeout=WRITER_WAIT_S)
+        if not lock.acquire(blocking=wait):
+            raise Conflict("another write to this merchant's catalogue is taking long; "
+                           "try again")
+        try:
+            owed = self.redis.exists(keys.index_owed(merchant_id))
+            if owed:
+                self._file_catalogue(merchant_id)
+                self.redis.delete(keys.index_owed(merchant_id))
+            yield bool(owed)
+            self.redis.delete(keys.index_owed(merchant_id))  # filed: no longer owed
+        finally:
+            # The lease may have run out first: the write stands, the lock is gone already.
+            with contextlib.suppress(LockError):
+                lock.release()
+
+    def _transaction(self, merchant_id: str, write: Callable[[Pipeline], object],
+                     *watched: str) -> object:
+        """`redis.transaction(write, *watched)`'s value, the merchant's index marked owed in
+        the same MULTI (`_turn`) when `write` wrote."""
+
+        def marked(pipe: Pipeline) -> object:
+            value = write(pipe)
+            if pipe.explicit_transaction:  # MULTI: it wrote
+                pipe.set(keys.index_owed(merchant_id), int(utc_now().timestamp() * 1000))
+            return value
+
+        return self.redis.transaction(marked, *watched, value_from_callable=True)
+
+    def repair_index(self) -> list[str]:
+        """File again the catalogues whose last write died before its index records (marked
+        owed while their writer lock is free: a write under way holds it, and files them
+        itself); returns their merchants."""
+        merchants = [m.decode() for m in self.redis.hkeys(keys.MERCHANTS)]
+        merchants.append(keys.SHARED_MERCHANT)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for merchant_id in merchants:
+                pipe.exists(keys.index_owed(merchant_id))
+            owed = [m for m, marked in zip(merchants, pipe.execute(), strict=True) if marked]
+        repaired = []
+        for merchant_id in owed:
+            with contextlib.suppress(Conflict), self._turn(merchant_id, wait=False) as filed:
+                if filed:
+                    repaired.append(merchant_id)
+        return repaired
 
     # -- places ---------------------------------------------------------------------------
 
@@ -179,11 +228,14 @@ class Catalogue:
                 doc["created_at"] = previous[doc["id"]]["created_at"]
         # Before the write: failing, it writes nothing (the writer lock keeps offers as read).
         filed = self._place_entries(merchant_id, previous, {p["id"]: p for p in stored})
-        with self.redis.pipeline(transaction=True) as pipe:
+
+        def write(pipe: Pipeline) -> None:
+            pipe.multi()
             for chunk in _chunks(stored, 1000):
                 pipe.hset(key, mapping={p["id"]: orjson.dumps(p) for p in chunk})
                 pipe.zadd(keys.place_ids(merchant_id), {p["id"]: 0 for p in chunk})
-            pipe.execute()
+
+        self._transaction(merchant_id, write)
         self.index.apply(*filed)
         return stored
 
@@ -214,8 +266,7 @@ class Catalogue:
             pipe.hset(key, place_id, orjson.dumps(doc))
             return doc, filed
 
-        doc, filed = self.redis.transaction(write, key, keys.offers(merchant_id),
-                                            value_from_callable=True)
+        doc, filed = self._transaction(merchant_id, write, key, keys.offers(merchant_id))
         self.index.apply(*filed)
         return doc
 
@@ -237,7 +288,7 @@ class Catalogue:
             pipe.zrem(keys.place_ids(merchant_id), place_id)
             return orjson.loads(raw)
 
-        old = self.redis.transaction(write, places_key, offers_key, value_from_callable=True)
+        old = self._transaction(merchant_id, write, places_key, offers_key)
         self.index.apply([place_entry(old, remove=True)], [])
 
     # -- offers ---------------------------------------------------------------------------
@@ -257,7 +308,7 @@ class Catalogue:
             pipe.zadd(keys.offer_ids(merchant_id), {doc["id"]: 0})
             return filed
 
-        self.index.apply([], self.redis.transaction(write, places_key, value_from_callable=True))
+        self.index.apply([], self._transaction(merchant_id, write, places_key))
         return doc
 
     def get_offer(self, merchant_id: str, offer_id: str) -> dict:
@@ -289,8 +340,7 @@ class Catalogue:
             self._put_offer(pipe, merchant_id, doc)
             return doc, filed
 
-        doc, filed = self.redis.transaction(write, offers_key, places_key,
-                                            value_from_callable=True)
+        doc, filed = self._transaction(merchant_id, write, offers_key, places_key)
         self.index.apply(*filed)
         return doc
 
@@ -316,8 +366,7 @@ class Catalogue:
             pipe.hset(offers_key, offer_id, orjson.dumps(doc))
             return filed
 
-        filed = self.redis.transaction(write, offers_key, keys.places(merchant_id),
-                                       value_from_callable=True)
+        filed = self._transaction(merchant_id, write, offers_key, keys.places(merchant_id))
         if filed is not None:
             self.index.apply(*filed)
 
@@ -351,8 +400,8 @@ class Catalogue:
             pipe.delete(*keys.offer_counter_keys(merchant_id, offer_id))
             return old, places
 
-        old, places = self.redis.transaction(write, offers_key, keys.places(merchant_id),
-                                             value_from_callable=True)
+        old, places = self._transaction(merchant_id, write, offers_key,
+                                        keys.places(merchant_id))
         self.index.apply(offer_entries(old, places, remove=True), [])
 
     def redemption_counts(self, offers: Iterable[dict]) -> list[int]:
@@ -369,6 +418,10 @@ class Catalogue:
 
     @_one_writer_at_a_time
     def _refile(self, merchant_id: str) -> int:
+        return self._file_catalogue(merchant_id)
+
+    def _file_catalogue(self, merchant_id: str) -> int:
+        """File the merchant's places and live offers in the geo index (in its turn)."""
         places = {pid.decode(): orjson.loads(raw) for pid, raw in
                   self.redis.hgetall(keys.places(merchant_id)).items()}
         offers = map(orjson.loads, self.redis.hvals(keys.offers(merchant_id)))

@@ -79,6 +79,12 @@ def catalogue_writer(merchant_id: str) -> str:
     return f"{_tag(merchant_id)}:writer"
 
 
+def index_owed(merchant_id: str) -> str:
+    """String: when (epoch ms) a write of the catalogue stored documents whose index records are
+    not filed yet; written in the documents' own transaction."""
+    return f"{_tag(merchant_id)}:index_owed"
+
+
 def offer_ids(merchant_id: str) -> str:
     """Sorted set (all scores 0): offer ids in lexicographic order, for cursor pagination."""
     return f"{_tag(merchant_id)}:offer_ids"

@@ -45,7 +45,9 @@ def redis_client(redis_url):
 def app(redis_client, redis_url):
     # Greedy: tests of ranking see one order; exploration has tests of its own.
     return create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
-                       "TESTING": True, "OFFERS_EXPLORATION": "greedy"})
+                       "TESTING": True, "OFFERS_EXPLORATION": "greedy",
+                       # No repair behind the tests' backs: tests/test_index_repair.py.
+                       "OFFERS_INDEX_REPAIR_S": 0})
 
 
 @pytest.fixture
