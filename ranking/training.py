@@ -13,13 +13,14 @@ pickle) and `model.json` (the prior and what the model was trained on).
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numba import njit
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 from skops import io as sio
@@ -39,7 +40,14 @@ _MAP_NEWTON_STEPS = 12
 # Prior variances are kept within these: a vanishing one would freeze a term, an unbounded one
 # (a term that is collinear with others within drivers) would make the MAP fits singular.
 _VARIANCE_RANGE = (1e-4, 10.0)
-_TRUSTED_PREFIXES = ("ranking.", "sklearn.", "numpy.")
+# What a model file may hold beyond the types skops trusts itself (scikit-learn's estimators,
+# arrays): the trees' parts, dtypes, and estimator classes (scikit-learn's or the engine's),
+# whose state is only set on loading. Never a function, which an estimator holding it (a
+# FunctionTransformer) would call on scoring: numpy's and scikit-learn's own include some that
+# run code given as text. Nor any other class, whose constructor skops may call.
+_TRUSTED_TYPES = frozenset({
+    "numpy.dtype", "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 
 
 @dataclass(frozen=True)
@@ -163,13 +171,28 @@ class RankingModel:
             raise ValueError(f"{directory} was trained with other features; train it again")
         path = directory / "global.skops"
         untrusted = sio.get_untrusted_types(file=path)
-        unexpected = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+        unexpected = [name for name in untrusted if not _trusted(name)]
         if unexpected:
             raise ValueError(f"{path} holds unexpected types: {', '.join(unexpected)}")
         estimator = sio.load(path, trusted=untrusted)
         shortlist = meta.get("shortlist")
         return cls(estimator, np.asarray(meta["prior_covariance"]), meta.get("info", {}),
                    Shortlist.from_json(shortlist) if shortlist else None)
+
+
+def _trusted(type_name: str) -> bool:
+    """Whether a model file may hold this type (`_TRUSTED_TYPES`); modules are imported only
+    from scikit-learn and this package."""
+    if type_name in _TRUSTED_TYPES:
+        return True
+    module, _, name = type_name.rpartition(".")
+    if not module.startswith(("sklearn.", "ranking.")):
+        return False
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, BaseEstimator)
 
 
 def out_of_fold_logits(estimator: AcceptanceModel, features: np.ndarray, y: np.ndarray,

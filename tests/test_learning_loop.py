@@ -580,6 +580,36 @@ def test_a_state_of_an_older_layout_is_dropped_not_a_500(client, fleet, mixed_sh
                     "accept").status_code == 200
 
 
+def test_a_model_holding_functions_is_refused_and_never_runs_them(
+        client, model_dir, redis_client, admin, tmp_path):
+    """A pipeline of numpy's own functions that, scoring, would run code given as text: skops
+    must not be told to trust them (it was, for any name under numpy or scikit-learn)."""
+    from numpy.testing._private.utils import build_err_msg, runstring
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').write('ran')#"
+    model = RankingModel.load(model_dir)
+    model.estimator = Pipeline([
+        ("text", FunctionTransformer(build_err_msg, kw_args={
+            "err_msg": "", "header": code, "verbose": False})),
+        ("run", FunctionTransformer(runstring, kw_args={"dict": {}})),
+        ("fit", LogisticRegression().fit(np.eye(2), [0, 1]))])
+    model.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="runstring"):
+        RankingModel.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="runstring"):
+        ModelRegistry(redis_client).publish(tmp_path / "model")
+    # Written into Redis by someone who can: refused when activated too.
+    version = ModelRegistry(redis_client).publish(model_dir)
+    redis_client.hset(keys.MODEL_FILES, f"{version}/global.skops",
+                      (tmp_path / "model" / "global.skops").read_bytes())
+    assert client.post(f"/v1/models/{version}/activate", headers=admin).status_code == 422
+    assert not marker.exists()
+
+
 def unservable(model_dir, tmp_path, change: str):
     """A copy of `model_dir` that loads but cannot score: its estimator fitted on other
     columns, or its prior no covariance."""
