@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -294,6 +295,8 @@ def ranking_train(data_path: str, data_format: str, model_dir: str) -> None:
     model.save(model_dir)
     click.echo(f"trained on {len(data)} rows of {model.info['drivers']} drivers; "
                f"model in {model_dir}")
+    if "warning" in model.info:
+        click.echo(f"warning: {model.info['warning']}", err=True)
 
 
 @ranking.command(name="publish")
@@ -309,6 +312,38 @@ def ranking_publish(model_dir: str, note: str, activate: bool) -> None:
     if activate:
         registry.activate(version)
     click.echo(f"published {version}{' (active)' if activate else ''}")
+
+
+@ranking.command(name="activate")
+@click.argument("version")
+def ranking_activate(version: str) -> None:
+    """Serve model VERSION from every worker's next request on (as POST
+    /v1/models/{version}/activate)."""
+    from ranking.registry import ModelRegistry
+
+    ModelRegistry(_redis()).activate(version)
+    click.echo(f"{version} active")
+
+
+@ranking.command(name="rollback")
+def ranking_rollback() -> None:
+    """Serve the version that was active before the current one again (as POST
+    /v1/models/rollback); again, the one before that."""
+    from ranking.registry import ModelRegistry
+
+    click.echo(f"{ModelRegistry(_redis()).rollback()['version']} active")
+
+
+@ranking.command(name="versions")
+def ranking_versions() -> None:
+    """The published model versions, oldest first, the active one marked (as GET
+    /v1/models)."""
+    from ranking.registry import ModelRegistry
+
+    for meta in ModelRegistry(_redis()).versions():
+        published = datetime.fromtimestamp(meta["published_at"], UTC)
+        click.echo(f"{'*' if meta['active'] else ' '} {meta['version']}  "
+                   f"{published.isoformat(timespec='seconds')}  {meta['note']}".rstrip())
 
 
 @ranking.command(name="export")

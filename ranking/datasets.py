@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .features import (
     encode,
     raw_to_features,
 )
+from .online import FEEDBACK_EVENTS
 
 FORMATS = ("log", "coupon-survey")
 # The log CSV: one line per offer shown (or acted on) with what the server knew then.
@@ -60,13 +62,18 @@ class Dataset:
     driver_id: np.ndarray        # str
     y: np.ndarray                # int 0/1
     row: np.ndarray              # 0-based index of the data row in the file read
+    # How much each row counts as a driver's feedback (`online.FEEDBACK_EVENTS`): 0 for an
+    # offer shown that the driver said nothing about, which POST /v1/feedback never learns
+    # from; None: every row 1 (a survey's answers).
+    feedback_weight: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, rows: np.ndarray) -> Dataset:
+        weight = None if self.feedback_weight is None else self.feedback_weight[rows]
         return Dataset({k: v[rows] for k, v in self.raw.items()}, self.driver_id[rows],
-                       self.y[rows], self.row[rows])
+                       self.y[rows], self.row[rows], weight)
 
     def features(self) -> np.ndarray:
         return raw_to_features(self.raw)
@@ -86,6 +93,19 @@ def _hour_of(text: str) -> float:
     return float(hour + (12 if text[-2:].upper() == "PM" else 0))
 
 
+def _known(column: str, values: list[str], known: Iterable[str],
+           blank: bool = True) -> list[str]:
+    """`values`, each one of `known` or, if `blank`, blank (unknown); another is refused,
+    naming where (a misspelt `Cafe` read as unknown would quietly train and score something
+    else)."""
+    known = set(known)
+    for row, value in enumerate(values, 1):
+        if (value or not blank) and value not in known:
+            raise ValueError(f"{column}: data row {row} has {value!r}, not one of "
+                             f"{', '.join(sorted(known))}")
+    return values
+
+
 def survey_rows_to_dataset(rows: list[dict[str, str]]) -> Dataset:
     """The survey's rows (csv.DictReader dicts) as the raw fields the server would log."""
     n = len(rows)
@@ -97,14 +117,17 @@ def survey_rows_to_dataset(rows: list[dict[str, str]]) -> Dataset:
             raise ValueError(f"the survey's rows lack the column {name!r}") from None
 
     def mapped(name: str, mapping: dict[str, str], names: tuple[str, ...]) -> np.ndarray:
-        return encode([mapping.get(v) for v in column(name)], names)
+        return encode([mapping.get(v) for v in _known(name, column(name), mapping)], names)
 
-    coupons = [SURVEY_COUPONS[v] for v in column("coupon")]
+    coupons = [SURVEY_COUPONS[v] for v in _known("coupon", column("coupon"), SURVEY_COUPONS,
+                                                 blank=False)]
+    times = _known("time", column("time"),
+                   (f"{h}{m}" for h in range(1, 13) for m in ("AM", "PM")), blank=False)
     minutes_band = (np.array(column("toCoupon_GEQ15min"), dtype=int)
                     + np.array(column("toCoupon_GEQ25min"), dtype=int))
     unknown = np.full(n, np.nan)
     raw = {
-        "arrival_hour": np.array([_hour_of(v) for v in column("time")]),
+        "arrival_hour": np.array([_hour_of(v) for v in times]),
         "arrival_weekday": np.full(n, -1, dtype=np.int64),
         "weather": mapped("weather", SURVEY_WEATHER, WEATHER),
         "temperature_c": (np.array(column("temperature"), dtype=float) - 32) * 5 / 9,
@@ -116,13 +139,14 @@ def survey_rows_to_dataset(rows: list[dict[str, str]]) -> Dataset:
         "price_level": np.array([p for _, p in coupons], dtype=np.int64),
         "discount_kind": np.full(n, -1, dtype=np.int64),
         "discount_value": unknown, "value_estimate": np.zeros(n),
-        "expires_in_s": np.array([SURVEY_EXPIRATION_S[v] for v in column("expiration")]),
+        "expires_in_s": np.array([SURVEY_EXPIRATION_S[v] for v in _known(
+            "expiration", column("expiration"), SURVEY_EXPIRATION_S, blank=False)]),
         "detour_s": np.asarray(SURVEY_DETOUR_S)[minutes_band],
         "along_m": unknown, "distance_m": unknown,
         "ahead": np.array(column("direction_same"), dtype=float),
     }
     for key, name in SURVEY_PREFERENCES.items():
-        raw[f"pref_{key}"] = encode(column(name), FREQUENCIES)
+        raw[f"pref_{key}"] = encode(_known(name, column(name), FREQUENCIES), FREQUENCIES)
     return Dataset(raw, np.array(column("driver_id"), dtype=str), _labels(column("Y"), "Y"),
                    np.arange(n))
 
@@ -137,13 +161,15 @@ def _labels(texts: list[str], column: str) -> np.ndarray:
 
 
 def read_coupon_survey(path: str | Path) -> Dataset:
-    with open(path, newline="") as file:
+    # Bytes that are not UTF-8 are replaced, not refused: the columns read are checked
+    # (`_known`), and the demographic ones, never read, may hold anything.
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
         return survey_rows_to_dataset(list(csv.DictReader(file)))
 
 
 def _parse(name: str, values: list[str]) -> np.ndarray:
     if name in ENUM_FIELDS:
-        return encode(values, ENUM_FIELDS[name])
+        return encode(_known(name, values, ENUM_FIELDS[name]), ENUM_FIELDS[name])
     if name == "brand":
         return np.array([int(v) if v else 0 for v in values], dtype=np.uint64)
     if name in _INT_FIELDS:
@@ -161,8 +187,11 @@ def read_log(path: str | Path) -> Dataset:
             raise ValueError(f"log CSV lacks columns: {', '.join(sorted(missing))}")
         rows = list(reader)
     raw = {name: _parse(name, [r[name] for r in rows]) for name in RAW_FIELDS}
+    # An export's `outcome` says which rows were feedback: the others teach a driver nothing.
+    weight = (np.array([FEEDBACK_EVENTS.get(r["outcome"], (0, 0.0))[1] for r in rows])
+              if "outcome" in (reader.fieldnames or ()) else None)
     return Dataset(raw, np.array([r["driver_id"] for r in rows], dtype=str),
-                   _labels([r["label"] for r in rows], "label"), np.arange(len(rows)))
+                   _labels([r["label"] for r in rows], "label"), np.arange(len(rows)), weight)
 
 
 def format_raw_value(name: str, value) -> str:

@@ -36,7 +36,7 @@ def evaluate(model: RankingModel, data: Dataset, warm_fraction: float) -> Evalua
     features = data.features()
     logits = model.global_logits(features)
     scored, p = replay_warm_start(features, data.y, data.driver_id, logits,
-                                  model.prior_covariance, warm_fraction)
+                                  model.prior_covariance, warm_fraction, data.feedback_weight)
     rows = np.flatnonzero(scored)
     return Evaluation(rows, data.y[rows], p[rows], 1 / (1 + np.exp(-logits[rows])))
 
@@ -128,7 +128,9 @@ def write_report(directory: str | Path, data: Dataset, evaluation: Evaluation) -
     for k, (label, values) in enumerate(by_category.items()):
         axes.bar(np.arange(len(names)) + (k - 0.5) * width, [values[n] for n in names], width,
                  label=label)
-    axes.set(ylabel="ROC AUC", title="AUC per category", ylim=(0.5, 1),
+    # From 0: a category scored worse than chance shows as a bar below the line, not as none.
+    axes.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    axes.set(ylabel="ROC AUC", title="AUC per category", ylim=(0, 1),
              xticks=range(len(names)), xticklabels=names)
     axes.legend()
     figure.savefig(directory / "auc_by_category.png", dpi=100, bbox_inches="tight")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -260,22 +261,30 @@ def warm_start_split(groups: np.ndarray, warm_fraction: float) -> np.ndarray:
     rank = np.empty(len(groups), dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank[order] = np.arange(len(groups)) - np.repeat(starts, counts)
-    warm[rank < np.floor(warm_fraction * counts[inverse])] = True
+    # The fraction as the decimal it was written as, in integers: 0.58 · 50 is 29, where the
+    # floats' product is 28.999999999999996.
+    share = Fraction(repr(float(warm_fraction)))
+    firsts = np.array([n * share.numerator // share.denominator for n in counts.tolist()],
+                      dtype=np.int64)
+    warm[rank < firsts[inverse]] = True
     return warm
 
 
 def replay_warm_start(features: np.ndarray, y: np.ndarray, groups: np.ndarray,
                       logits: np.ndarray, prior_covariance: np.ndarray,
-                      warm_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Feed each driver's warm rows through `online.update`, score the rest with
-    `online.predict`: (mask of scored rows, probability per row; nan on warm rows)."""
+                      warm_fraction: float, weights: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Feed each driver's warm rows through `online.update` (each counting its `weights`, as
+    feedback: `Dataset.feedback_weight`), score the rest with `online.predict`: (mask of
+    scored rows, probability per row; nan on warm rows)."""
     warm = warm_start_split(groups, warm_fraction)
     p = np.full(len(y), np.nan)
+    weights = np.ones(len(y)) if weights is None else weights
     start = online.initial_state(prior_covariance)
     for g in np.unique(groups):
         rows = np.flatnonzero(groups == g)
         fed, scored = rows[warm[rows]], rows[~warm[rows]]
-        state = online.update(start, features[fed], y[fed], logits[fed])
+        state = online.update(start, features[fed], y[fed], logits[fed], weights[fed])
         p[scored] = online.predict(logits[scored], state, features[scored])
     return ~warm, p
 
@@ -298,10 +307,18 @@ def train(data: Dataset, estimator: AcceptanceModel | None = None, inner_folds: 
         return RankingModel(fitted, np.eye(online.N_TERMS), info, shortlist)
     terms = online.driver_terms(features)
     covariance = fit_prior_covariance(terms, logits, y, groups)
+    used = np.any(terms != 0, axis=0)
+    capped = int(np.sum(np.diag(covariance)[used] >= _VARIANCE_RANGE[1]))
+    if capped > used.sum() / 2:  # EM ran away: seen with 57 drivers, not with 113 or more
+        info["warning"] = (
+            f"the per-driver prior did not settle: {capped} of {int(used.sum())} variances at "
+            f"the cap, from {n_drivers} drivers; per-driver learning may make predictions "
+            f"worse than the global model's: evaluate before publishing, or train on more "
+            f"drivers")
     scores = {}
     for scale in PRIOR_SCALES:
         scored, p = replay_warm_start(features, y, groups, logits, covariance * scale,
-                                      warm_fraction)
+                                      warm_fraction, data.feedback_weight)
         scores[scale] = (roc_auc_score(y[scored], p[scored])
                          if len(np.unique(y[scored])) == 2 else 0.0)
     best = max(scores, key=scores.get)

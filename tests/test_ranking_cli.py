@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from api.cli import main
 from offers.geo_index import CATEGORIES
-from ranking.datasets import read_coupon_survey, write_log
-from ranking.evaluation import Evaluation, write_report
+from ranking.datasets import read_coupon_survey, read_log, write_log
+from ranking.evaluation import Evaluation, evaluate, write_report
+from ranking.training import RankingModel
 
 from .conftest import SHARED_DATA
 
@@ -98,3 +99,41 @@ def test_evaluate_reads_the_log_format_alike(model_dir, survey_slice, tmp_path):
         assert result.exit_code == 0, result.output
         outputs.append(predictions.read_text())
     assert outputs[0] == outputs[1]
+
+
+def test_an_exports_rows_without_feedback_teach_nothing_in_evaluate(model_dir, survey_slice,
+                                                                    tmp_path):
+    """An export's `outcome` column: an offer the driver said nothing about (`none`) is no
+    feedback, which POST /v1/feedback never learns from, and neither does the warm start."""
+    data = read_coupon_survey(survey_slice)
+    write_log(data, tmp_path / "log.csv")
+    header, *lines = (tmp_path / "log.csv").read_text().splitlines()
+    model = RankingModel.load(model_dir)
+    found = {}
+    for said in ("answered", "silent"):
+        outcomes = (["accept" if y else "dismiss" for y in data.y] if said == "answered"
+                    else ["none"] * len(data))
+        path = tmp_path / f"{said}.csv"
+        path.write_text("\n".join([f"{header},outcome",
+                                   *(f"{line},{o}" for line, o in zip(lines, outcomes,
+                                                                      strict=True))]) + "\n")
+        found[said] = evaluate(model, read_log(path), 0.5)
+    plain = evaluate(model, read_log(tmp_path / "log.csv"), 0.5)
+    np.testing.assert_array_equal(found["answered"].p, plain.p)
+    np.testing.assert_allclose(found["silent"].p, found["silent"].p_global, rtol=1e-12)
+    assert not np.allclose(plain.p, plain.p_global)
+
+
+def test_train_warns_when_the_per_driver_prior_runs_away(model_dir, tmp_path):
+    """57 drivers of the survey: the prior's EM runs to its variance cap, and per-driver
+    learning then scores the next 600 rows worse than the global model (AUC 0.64 against
+    0.79); 20 drivers (`model_dir`) or 113 do not."""
+    with open(SURVEY, newline="") as source:
+        lines = [next(source) for _ in range(1201)]
+    (tmp_path / "first.csv").write_text("".join(lines))
+    result = CliRunner().invoke(main, ["ranking", "train", "--data", str(tmp_path / "first.csv"),
+                                       "--format", "coupon-survey", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "warning: the per-driver prior did not settle: 14 of 14" in result.stderr
+    assert "warning" in json.loads((tmp_path / "m" / "model.json").read_text())["info"]
+    assert "warning" not in json.loads((model_dir / "model.json").read_text())["info"]

@@ -8,7 +8,7 @@ import pytest
 from api import schemas
 from offers.geo_index import CATEGORIES, DISCOUNT_KINDS
 from ranking.candidates import Candidates
-from ranking.datasets import read_log, survey_rows_to_dataset, write_log
+from ranking.datasets import read_coupon_survey, read_log, survey_rows_to_dataset, write_log
 from ranking.features import (
     FEATURE_NAMES,
     PASSENGERS,
@@ -163,6 +163,37 @@ def test_a_survey_without_a_column_it_needs_says_which():
     del row["coupon"]
     with pytest.raises(ValueError, match="lack the column 'coupon'"):
         survey_rows_to_dataset([row])
+
+
+@pytest.mark.parametrize("column, value", [
+    ("coupon", "Gas Station"), ("expiration", "3h"), ("time", "10:00"), ("weather", "Foggy"),
+    ("passanger", "Dog"), ("destination", "Gym"), ("CoffeeHouse", "sometimes"), ("coupon", ""),
+    ("time", "")])
+def test_a_survey_value_the_mapping_does_not_know_is_refused_naming_where(column, value):
+    with pytest.raises(ValueError, match=f"{column}: data row 2 has {value!r}, not one of"):
+        survey_rows_to_dataset([survey_row(), survey_row(**{column: value})])
+
+
+def test_a_log_value_no_enum_knows_is_refused_not_read_as_unknown(tmp_path):
+    """A misspelt `Cafe` read as unknown quietly trains and scores something else (a review
+    saw the global AUC fall from 0.79 to 0.72); blank stays unknown."""
+    write_log(survey_rows_to_dataset([survey_row(), survey_row()]), tmp_path / "log.csv")
+    header, first, second = (tmp_path / "log.csv").read_text().splitlines()
+    (tmp_path / "typo.csv").write_text("\n".join(
+        [header, first, second.replace(",restaurant,", ",Restaurant,")]) + "\n")
+    with pytest.raises(ValueError, match="category: data row 2 has 'Restaurant'"):
+        read_log(tmp_path / "typo.csv")
+    (tmp_path / "blank.csv").write_text("\n".join(
+        [header, first, second.replace(",restaurant,", ",,")]) + "\n")
+    assert read_log(tmp_path / "blank.csv").raw["category"].tolist()[1] == -1
+
+
+def test_a_survey_byte_that_is_not_utf8_in_a_column_never_read_is_no_error(tmp_path):
+    path = tmp_path / "survey.csv"
+    rows = [survey_row(), survey_row(occupation="Caf\xe9 owner")]
+    path.write_bytes(b"\n".join([",".join(rows[0]).encode()] + [
+        ",".join(row.values()).encode("latin-1") for row in rows]) + b"\n")
+    assert len(read_coupon_survey(path)) == 2
 
 
 def test_served_candidates_and_their_logged_rows_give_the_same_features(tmp_path):

@@ -40,3 +40,10 @@ def test_warm_start_takes_each_drivers_first_rows_in_order():
     assert warm_start_split(groups, 0.5).tolist() == [True, True, True, False, False, False,
                                                       False]
     assert not warm_start_split(groups, 0.0).any()
+
+
+@pytest.mark.parametrize("fraction, rows, warm", [(0.58, 50, 29), (0.29, 100, 29), (0.7, 10, 7),
+                                                  (0.5, 7, 3)])
+def test_warm_start_takes_floor_of_the_fraction_as_written(fraction, rows, warm):
+    """floor(F · n) of the decimal F given: 0.58 · 50 is 29 (the floats' product 28.99…)."""
+    assert warm_start_split(np.array(["a"] * rows), fraction).sum() == warm

@@ -57,6 +57,28 @@ def test_publish_stores_a_version_and_activates_it_only_when_asked(publish, mode
     assert [m["note"] for m in registry.versions()] == ["first", ""]
 
 
+def test_analysts_activate_roll_back_and_list_versions_from_the_console(
+        publish, model_dir, redis_client, monkeypatch, redis_url):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    for note in ("first", "second"):
+        publish(model_dir, "--note", note)
+
+    def run(*args: str):
+        return CliRunner().invoke(main, ["ranking", *args])
+
+    assert run("activate", "v1").output == "v1 active\n"
+    assert run("activate", "v2").output == "v2 active\n"
+    assert ModelRegistry(redis_client).active_version() == "v2"
+    assert run("rollback").output == "v1 active\n"
+    listed = run("versions").output.splitlines()
+    assert [line[:5] for line in listed] == ["* v1 ", "  v2 "]
+    assert listed[0].endswith("first") and listed[1].endswith("second")
+    for args in (("activate", "v9"), ("rollback",)):  # no v9; nothing before v1
+        refused = run(*args)
+        assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert ModelRegistry(redis_client).active_version() == "v1"
+
+
 @pytest.mark.parametrize("description", ["{}", "[]", '{"format": 2}'])
 def test_publishing_a_directory_that_is_no_model_says_so_and_stores_nothing(
         monkeypatch, redis_url, redis_client, model_dir, tmp_path, description):
