@@ -83,9 +83,16 @@ class IsoDateTime(Moment):
         return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
 
 
+# C0 control characters but tab, line feed and carriage return: legal in JSON escapes, but a
+# NUL ends a string in the C a car's head unit may be written in, and the others garble a
+# screen, a log line or a CSV export.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 class Text(fields.String):
-    """A string that can be stored: lone UTF-16 surrogates (legal in JSON escapes, not in
-    UTF-8) are refused here rather than failing later in Redis or a parser."""
+    """A string that can be stored and shown: lone UTF-16 surrogates (legal in JSON escapes,
+    not in UTF-8) and control characters (`_CONTROL`) are refused here rather than failing
+    later in Redis, a parser or a car."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -93,6 +100,8 @@ class Text(fields.String):
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ma.ValidationError("Not valid Unicode text (lone surrogate).") from None
+        if _CONTROL.search(text):
+            raise ma.ValidationError("Control characters (such as NUL) are not allowed.")
         return text
 
 

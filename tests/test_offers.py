@@ -151,6 +151,7 @@ INVALID_OFFERS = {
     "fractional budget": ({"budget": {"max_redemptions": 10.9}}, "budget"),
     "limit as a string": ({"per_driver_limit": "3"}, "per_driver_limit"),
     "lone surrogate in title": ({"title": "\ud800"}, "title"),
+    "NUL in title": ({"title": "Free\u0000coffee"}, "title"),
     "time without offset": ({"valid_from": "2026-01-01T00:00:00"}, "valid_from"),
     "time before 1970": ({"valid_from": "1969-12-31T23:59:59Z"}, "valid_from"),
     "time in the year 9999": ({"valid_until": "9999-06-01T00:00:00Z"}, "valid_until"),

@@ -169,6 +169,8 @@ INVALID_PLACES = {
     "fractional price level": ({"attributes": {"price_level": 2.5}}, "attributes"),
     "lone surrogate in name": ({"name": "caf\udce9"}, "name"),
     "lone surrogate in opening hours": ({"opening_hours": "\ud800"}, "opening_hours"),
+    "NUL in name": ({"name": "Caf\u00e9\u0000 Aalto"}, "name"),
+    "escape in brand": ({"brand": "Neste\u001b[2J"}, "brand"),
     "blank name": ({"name": "   "}, "name"),
     "blank brand": ({"brand": " \t"}, "brand"),
 }
