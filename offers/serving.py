@@ -248,11 +248,12 @@ def _servable(record, arrival: datetime, raw_offer, raw_place, total: int, today
         return Refused.PLACE  # not valid at this arrival, or no longer offered here
     if (place["lat"], place["lng"]) != (record["lat"], record["lng"]):
         return Refused.PLACE
-    # The record's hours must be the documents' own: edits racing each other can leave an index
-    # record behind the catalogue, and its mask then filtered on other hours or another zone.
+    # A record whose hours are not the documents' own (an edit's index write under way, for
+    # milliseconds) filtered on other hours or another zone: the documents' are then checked
+    # exactly, so the offer is neither served closed nor left out while open.
     slots, exact = serving_slots(place.get("opening_hours"), offer.get("schedule"))
     if record["serving"] != mask_digest(slots) or record["zone"] != zone_id(place["timezone"]):
-        return Refused.PLACE
+        exact = False
     budget = offer.get("budget") or {}
     limits = ((budget.get("max_redemptions"), total), (budget.get("daily_max"), today),
               (offer.get("per_driver_limit"), mine))

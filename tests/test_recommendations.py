@@ -316,6 +316,19 @@ def test_an_index_record_behind_the_catalogue_is_not_served(client, fleet, shop,
     assert offer_ids(recommend(client, fleet)) == []
 
 
+def test_an_offer_whose_index_write_is_under_way_is_served_by_its_documents(
+        client, fleet, shop, redis_client):
+    """An edit's documents are written before its index records: meanwhile the record's hours
+    are not the documents', and the final check serves by the documents, exactly (before, it
+    left the offer out)."""
+    _, breakfast = shop(2, schedule="Mo-Fr 06:00-10:00")
+    key = keys.offers(keys.owner_of(breakfast))
+    doc = orjson.loads(redis_client.hget(key, breakfast))
+    # Other hours, open at the arrival too; the index not told yet.
+    redis_client.hset(key, breakfast, orjson.dumps({**doc, "schedule": "Mo-Fr 07:00-11:00"}))
+    assert offer_ids(recommend(client, fleet)) == [breakfast]
+
+
 def test_random_edits_never_leave_the_index_out_of_step(client, merchant, fleet, shop):
     """After every random create, pause, resume, delete or move, the radius answer is exactly
     the active offers at places within the radius (a brute-force model of the catalogue)."""
