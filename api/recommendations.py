@@ -97,6 +97,8 @@ def recommend(body: dict):
     # the offer, not the place.
     next_places = _NextPlaces(records, eligible, scores)
     eligible = eligible[best_of_each(offer_keys(records, eligible), scores[eligible])]
+    next_offers = _NextOffers(candidates.place_key, records, scores, eligible) \
+        if body["one_per_place"] else None
     limit = body["limit"]
     batches = _batches(limit)
     draws = (ranker.draws(logits, features, eligible, situation, found.policy.draws + 1,
@@ -108,7 +110,7 @@ def recommend(body: dict):
                                            candidates.eta_s[eligible])
     order = eligible[shown]
     rows, chances, served = _fill(found, order, propensity, scores, records, candidates, trip,
-                                  situation, limit, batches, next_places)
+                                  situation, limit, batches, next_places, next_offers)
     picked = candidates.take(rows)
     reasons = ranker.reasons(picked, situation, scores[rows])
     items = [_item(shortlisted, picked, i, scores[rows[i]], reasons[i])
@@ -127,12 +129,14 @@ def recommend(body: dict):
 
 
 def _fill(found, order, propensity, scores, records, candidates, trip, situation, limit,
-          batches, next_places):
+          batches, next_places, next_offers=None):
     """The first `limit` offers of the policy's order that pass the shortlist check (budgets,
     exact hours), a batch per round trip: their rows, their propensities and what the check
     read. An offer refused at its place alone (closed there at the arrival, say) is tried at
     its next place on the next round trip, placed by that place's own score: before the first
-    offer after it in the order that scores less."""
+    offer after it in the order that scores less. With one item per place (`next_offers`),
+    the place of an offer refused there is tried with its next offer too, placed alike: the
+    offer that won the place must not hide the others."""
     order_scores = scores[order]
     passed: dict[tuple, tuple] = {}  # sort key -> row, the offer's position, what was read
     retry: dict[tuple, tuple[int, int]] = {}  # sort key -> row, the offer's position
@@ -153,8 +157,13 @@ def _fill(found, order, propensity, scores, records, candidates, trip, situation
         for (key, (row, position)), check in zip(entries, checks, strict=True):
             if isinstance(check, Shortlisted):
                 passed[key] = (row, position, check)
-            elif check is Refused.PLACE and (other := next_places.after(row)) is not None:
-                retry[_after_better(order_scores, position, scores[other])] = (other, position)
+                continue
+            if check is Refused.PLACE and (other := next_places.after(row)) is not None:
+                retry[_after_better(order_scores, position, scores[other], other)] = \
+                    (other, position)
+            if next_offers is not None and (other := next_offers.after(row)) is not None:
+                retry[_after_better(order_scores, position, scores[other], other)] = \
+                    (other, position)
         first = sorted(passed)[:limit]
         pending = [*retry, *([_in_order(start)] if start < len(order) else [])]
         if len(first) == limit and (not pending or first[-1] < min(pending)):
@@ -170,12 +179,14 @@ def _in_order(position: int) -> tuple:
     return position, 1, 0.0, position
 
 
-def _after_better(order_scores: np.ndarray, position: int, score: float) -> tuple:
-    """The sort key of the offer at `position` tried at another place scoring `score`: just
-    before the first offer after it in the order that scores less (the end if none does)."""
+def _after_better(order_scores: np.ndarray, position: int, score: float, row: int) -> tuple:
+    """The sort key of `row`, tried in place of the order's `position`th offer at its best
+    place (that offer at another place, or another offer at that place), scoring `score`:
+    just before the first offer after it in the order that scores less (the end if none
+    does); the row last, so that two tried in one's place are two keys."""
     lower = np.flatnonzero(order_scores[position + 1:] < score)
     slot = position + 1 + int(lower[0]) if lower.size else len(order_scores)
-    return slot, 0, -score if score == score else math.inf, position
+    return slot, 0, -score if score == score else math.inf, position, row
 
 
 class _NextPlaces:
@@ -196,6 +207,34 @@ class _NextPlaces:
             same = np.flatnonzero(offers[1:] == offers[:-1])
             self._next = dict(zip(rows[same].tolist(), rows[same + 1].tolist(), strict=True))
         return self._next.get(row)
+
+
+class _NextOffers:
+    """Each place's other offers in turn, best score first, leaving out the offers the
+    policy's order holds (at a place of theirs) and those already handed out: with one item
+    per place, what to try at a place whose offer failed the final check. Worked out only when
+    one does (rarely)."""
+
+    def __init__(self, place_key: np.ndarray, records: np.ndarray, scores: np.ndarray,
+                 ordered: np.ndarray):
+        self._given, self._ranked = (place_key, records, scores, ordered), None
+        self._taken: set[bytes] = set()
+
+    def after(self, row: int) -> int | None:
+        place_key, records, scores, ordered = self._given
+        if self._ranked is None:
+            offers = offer_keys(records, np.arange(len(records)))
+            fresh = np.flatnonzero(~np.isin(offers, offer_keys(records, ordered)))
+            # By place, then best score first (an unknown score, nan, last).
+            fresh = fresh[np.lexsort((-scores[fresh], place_key[fresh]))]
+            self._ranked, self._places, self._offers = fresh, place_key[fresh], offers
+        first, last = np.searchsorted(self._places, place_key[row], side="left"), \
+            np.searchsorted(self._places, place_key[row], side="right")
+        for other in self._ranked[first:last].tolist():
+            if self._offers[other] not in self._taken:
+                self._taken.add(self._offers[other])
+                return other
+        return None
 
 
 def _item(shortlisted, picked, i: int, score: float, reasons: list[str]) -> dict:

@@ -222,6 +222,27 @@ def test_an_offer_whose_best_place_fails_the_final_check_is_shown_at_the_next(
     assert next_day["items"][0]["place_id"] == places[0]  # open there that day
 
 
+def test_a_place_whose_best_offer_fails_the_final_check_shows_its_next(client, merchant,
+                                                                       fleet, shop):
+    """One item per place: the offer that won the place is closed on the day by its exact
+    hours (a holiday rule the weekly mask cannot hold), and the place's other offer is shown
+    instead of nothing; an offer already shown at another place is not shown twice."""
+    _, headers = merchant
+    place_id, closed = shop(3.0, value_estimate=50, schedule="Mo-Su 06:00-20:00; PH off")
+    body = {"place_ids": [place_id], "title": "Tea", "category": "cafe", "value_estimate": 1,
+            "discount": {"kind": "percent", "value": 10}, "valid_from": "2026-01-01T00:00:00Z"}
+    tea = client.post("/v1/offers", headers=headers, json=body).json["id"]
+    christmas = "2026-12-25T08:00:00-07:00"
+    assert offer_ids(recommend(client, fleet)) == [closed]  # a Wednesday: open
+    assert offer_ids(recommend(client, fleet, at=christmas)) == [tea]
+    # Tea at a second place too, where it is the only offer: shown there, once.
+    other_place, _ = shop(6.0)
+    client.patch(f"/v1/offers/{tea}", headers=headers,
+                 json={"place_ids": [place_id, other_place]})
+    answer = recommend(client, fleet, at=christmas)
+    assert offer_ids(answer).count(tea) == 1
+
+
 class StandInServing:
     """The final check's answers by row, counting its round trips."""
 
