@@ -7,6 +7,7 @@ Settings come from defaults, then environment variables, then `config` (tests). 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 
@@ -87,7 +88,9 @@ def create_app(config: dict | None = None) -> Flask:
     for setting, variable in ENVIRONMENT.items():
         if os.environ.get(variable):
             value = os.environ[variable]
-            app.config[setting] = int(value) if isinstance(DEFAULTS[setting], int) else value
+            default = DEFAULTS[setting]  # a number's type, or text
+            app.config[setting] = type(default)(value) if isinstance(default, int | float) \
+                else value
     app.config.update(config or {})
 
     # BLAS on one thread: its products here are small (thousands of candidates by a few dozen
@@ -101,9 +104,10 @@ def create_app(config: dict | None = None) -> Flask:
         client, policy_from_spec(app.config["OFFERS_EXPLORATION"]),
         None if seed is None else int(seed), app.config["OFFERS_DRIVER_KEY_SECRET"])
 
-    if app.config["OFFERS_INDEX_REPAIR_S"]:  # an event that stops it, for tests
-        app.extensions["index_repair"] = _repair_index_every(
-            app.extensions["offers"].catalogue, float(app.config["OFFERS_INDEX_REPAIR_S"]))
+    every = float(app.config["OFFERS_INDEX_REPAIR_S"])
+    if math.isfinite(every) and every > 0:  # 0: never (nor a loop that never waits)
+        app.extensions["index_repair"] = _repair_index_every(  # an event that stops it
+            app.extensions["offers"].catalogue, every)
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}],
                                 "marshmallow_plugin": MarshmallowPlugin(_schema_name),

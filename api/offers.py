@@ -6,7 +6,14 @@ from offers.catalogue import offer_state, utc_now
 
 from .auth import ADMIN, MERCHANT, SECURITY, catalogue_owner, require
 from .parsing import Blueprint, json_body
-from .schemas import OfferPageSchema, OfferSchema, PageArgsSchema, apply_patch, keep_unchanged
+from .schemas import (
+    IdempotencyHeaderSchema,
+    OfferPageSchema,
+    OfferSchema,
+    PageArgsSchema,
+    apply_patch,
+    keep_unchanged,
+)
 from .services import services
 
 blp = Blueprint("offers", __name__, url_prefix="/v1/offers",
@@ -23,12 +30,17 @@ def _presented(offers: list[dict]) -> list[dict]:
 
 @blp.route("", methods=["POST"])
 @require(MERCHANT, ADMIN)
+@blp.arguments(IdempotencyHeaderSchema, location="headers")
 @blp.arguments(OfferSchema)
-@blp.response(201, OfferSchema)
+@blp.response(201, OfferSchema, headers={"Idempotent-Replayed": {
+    "description": "`true` when an earlier create with this Idempotency-Key made the offer",
+    "schema": {"type": "string", "enum": ["true"]}}})
 @blp.doc(security=SECURITY)
-def create_offer(offer: dict):
+def create_offer(headers: dict, offer: dict):
     """Publish an offer at some of the merchant's places"""
-    return _presented([services().catalogue.add_offer(catalogue_owner(), offer)])[0]
+    doc, replayed = services().catalogue.add_offer(catalogue_owner(), offer,
+                                                   headers.get("idempotency_key"))
+    return _presented([doc])[0], 201, {"Idempotent-Replayed": "true"} if replayed else {}
 
 
 @blp.route("", methods=["GET"])

@@ -420,6 +420,16 @@ class RedemptionSchema(Schema):
         "description": "True when an earlier request with this idempotency key counted it"})
 
 
+class IdempotencyHeaderSchema(Schema):
+    idempotency_key = Text(data_key="Idempotency-Key", validate=validate.Regexp(
+        r"^[\x21-\x7e]{1,128}$", error="1 to 128 visible ASCII characters, e.g. a UUID."),
+        metadata={"description": (
+            "A new key (e.g. a UUID) per offer: a create sent again with the same key within "
+            "24 hours (after a lost answer, a timeout or a 503) makes no second offer and "
+            "answers with the first one's, marked `Idempotent-Replayed: true`; the same key "
+            "with another offer is a 422")})
+
+
 READ_ONLY_FIELDS = ("id", "merchant_id", "created_at", "updated_at", "state", "redemptions",
                     "used_up_until")
 

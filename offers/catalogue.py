@@ -24,12 +24,12 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, time, timedelta
+from time import monotonic, sleep
 from zoneinfo import ZoneInfo
 
 import orjson
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import LockError
 
 from . import keys
 from .errors import Conflict, Invalid, NotFound
@@ -40,6 +40,7 @@ MAX_PAGE = 1000
 # writer that died holding it.
 WRITER_LEASE_S = 60.0
 WRITER_WAIT_S = 10.0  # well inside a worker's timeout (gunicorn's default: 30 s)
+IDEMPOTENCY_TTL_S = 24 * 3600  # how long a create's Idempotency-Key is kept (as Stripe)
 
 
 def utc_now() -> datetime:
@@ -143,36 +144,61 @@ def _one_writer_at_a_time(write: Callable) -> Callable:
     return taking_turns
 
 
+# KEYS: the merchant's writer lock, its index-owed mark. ARGV: the turn's token, lease (ms).
+# The lock taken, and whether the mark was there, in one round trip.
+_TAKE_TURN = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('exists', KEYS[2])}
+end
+return {0, 0}
+"""
+# KEYS, as _TAKE_TURN. ARGV: the turn's token, 1 if its records are filed. Only while the lock
+# is still this turn's (its lease may have run out, and another turn taken it over).
+_END_TURN = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' then redis.call('del', KEYS[2]) end
+return redis.call('del', KEYS[1])
+"""
+
+
 class Catalogue:
     def __init__(self, redis: Redis):
         self.redis = redis
         self.index = GeoIndex(redis)
+        self._take_turn = redis.register_script(_TAKE_TURN)
+        self._end_turn = redis.register_script(_END_TURN)
 
     @contextlib.contextmanager
     def _turn(self, merchant_id: str, wait: bool = True) -> Iterator[bool]:
-        """The merchant's turn to write: its writer lock, held from the write's transaction to
-        the end of its index writes. The transaction marks the index owed with the documents
-        (`_transaction`), and the mark goes once the records are filed: a write that dies in
-        between (the worker killed, Redis out of reach past the retries) leaves it, and the
-        next turn taken files the whole catalogue again first, and says so. (Records the dead
-        write was to remove stay, as after any interrupted write: never served, the final
-        check refusing them, until `offers reindex`.)"""
-        lock = self.redis.lock(keys.catalogue_writer(merchant_id), timeout=WRITER_LEASE_S,
-                               sleep=0.02, blocking_timeout=WRITER_WAIT_S)
-        if not lock.acquire(blocking=wait):
-            raise Conflict("another write to this merchant's catalogue is taking long; "
-                           "try again")
+        """The merchant's turn to write: its writer lock (a token of this turn's, with a
+        lease), held from the write's transaction to the end of its index writes. The
+        transaction marks the index owed with the documents (`_transaction`), and the mark
+        goes with the lock once the records are filed: a write that dies in between (the
+        worker killed, Redis out of reach past the retries) leaves it, and the next turn that
+        ends well files the whole catalogue again after its own write; it yields whether the
+        catalogue was owed. A write refused changes nothing, the repair included (the mark
+        stays for the next). A turn whose lease ran out leaves the lock and the mark to the
+        turn that took them over. (Records the dead write was to remove stay, never served,
+        the final check refusing them, until `offers reindex`.)"""
+        turn = [keys.catalogue_writer(merchant_id), keys.index_owed(merchant_id)]
+        token = secrets.token_hex(16)
+        deadline = monotonic() + (WRITER_WAIT_S if wait else 0.0)
+        while True:
+            taken, owed = self._take_turn(keys=turn, args=[token, int(WRITER_LEASE_S * 1000)])
+            if taken:
+                break
+            if monotonic() >= deadline:
+                raise Conflict("another write to this merchant's catalogue is taking long; "
+                               "try again")
+            sleep(0.02)
+        filed = False
         try:
-            owed = self.redis.exists(keys.index_owed(merchant_id))
+            yield bool(owed)
             if owed:
                 self._file_catalogue(merchant_id)
-                self.redis.delete(keys.index_owed(merchant_id))
-            yield bool(owed)
-            self.redis.delete(keys.index_owed(merchant_id))  # filed: no longer owed
+            filed = True
         finally:
-            # The lease may have run out first: the write stands, the lock is gone already.
-            with contextlib.suppress(LockError):
-                lock.release()
+            self._end_turn(keys=turn, args=[token, int(filed)])
 
     def _transaction(self, merchant_id: str, write: Callable[[Pipeline], object],
                      *watched: str) -> object:
@@ -193,14 +219,17 @@ class Catalogue:
         itself); returns their merchants."""
         merchants = [m.decode() for m in self.redis.hkeys(keys.MERCHANTS)]
         merchants.append(keys.SHARED_MERCHANT)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for merchant_id in merchants:
-                pipe.exists(keys.index_owed(merchant_id))
-            owed = [m for m, marked in zip(merchants, pipe.execute(), strict=True) if marked]
+        owed = []
+        for first in range(0, len(merchants), 1000):  # a round trip per thousand merchants
+            chunk = merchants[first:first + 1000]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for merchant_id in chunk:
+                    pipe.exists(keys.index_owed(merchant_id))
+                owed += [m for m, marked in zip(chunk, pipe.execute(), strict=True) if marked]
         repaired = []
         for merchant_id in owed:
-            with contextlib.suppress(Conflict), self._turn(merchant_id, wait=False) as filed:
-                if filed:
+            with contextlib.suppress(Conflict), self._turn(merchant_id, wait=False) as was_owed:
+                if was_owed:  # filed again as the turn ends
                     repaired.append(merchant_id)
         return repaired
 
@@ -294,22 +323,52 @@ class Catalogue:
     # -- offers ---------------------------------------------------------------------------
 
     @_one_writer_at_a_time
-    def add_offer(self, merchant_id: str, offer: dict) -> dict:
+    def add_offer(self, merchant_id: str, offer: dict,
+                  idempotency_key: str | None = None) -> tuple[dict, bool]:
+        """Store a new offer; (its document, False). With an `idempotency_key` that an earlier
+        create of the same offer used (within IDEMPOTENCY_TTL_S), nothing is stored: (that
+        one's document, True), so a retry after a lost answer or a 503 makes no second offer;
+        the key used for another offer is refused."""
         now = _iso(utc_now())
         doc = {**offer, "id": offer_id_for(merchant_id), "merchant_id": merchant_id,
                "created_at": now, "updated_at": now}
         places_key = keys.places(merchant_id)
+        once = keys.offer_idempotency(merchant_id, idempotency_key) if idempotency_key else None
+        request = _fingerprint(orjson.dumps(offer, option=orjson.OPT_SORT_KEYS).decode())
 
-        def write(pipe: Pipeline) -> list:
+        def write(pipe: Pipeline) -> tuple[dict | None, list]:
+            if once is not None and (earlier := pipe.get(once)) is not None:
+                return self._earlier_offer(pipe, merchant_id, earlier.decode(), request), []
             places = self._require_places(pipe, merchant_id, doc)
             filed = offer_entries(doc, places)  # before the write: failing, it writes nothing
             pipe.multi()
             self._put_offer(pipe, merchant_id, doc)
             pipe.zadd(keys.offer_ids(merchant_id), {doc["id"]: 0})
-            return filed
+            if once is not None:
+                pipe.set(once, f"{doc['id']}|{request}", ex=IDEMPOTENCY_TTL_S)
+            return None, filed
 
-        self.index.apply([], self._transaction(merchant_id, write, places_key))
-        return doc
+        watched = [places_key] if once is None else [places_key, once]
+        earlier, filed = self._transaction(merchant_id, write, *watched)
+        if earlier is not None:
+            return earlier, True
+        self.index.apply([], filed)
+        return doc, False
+
+    @staticmethod
+    def _earlier_offer(pipe: Pipeline, merchant_id: str, earlier: str, request: str) -> dict:
+        """The offer an idempotency key's first create made (`earlier`: its id and request's
+        fingerprint), if this `request` is the same."""
+        offer_id, _, fingerprint = earlier.partition("|")
+        if fingerprint != request:
+            raise Invalid("Idempotency-Key already used for another offer", {
+                "Idempotency-Key": ["already used to create another offer: use a new key "
+                                    "(e.g. a UUID) per offer"]})
+        raw = pipe.hget(keys.offers(merchant_id), offer_id)
+        if raw is None:
+            raise Conflict(f"offer {offer_id}, created with this Idempotency-Key, was deleted "
+                           f"since", {"offer_id": offer_id})
+        return orjson.loads(raw)
 
     def get_offer(self, merchant_id: str, offer_id: str) -> dict:
         raw = self.redis.hget(keys.offers(merchant_id), offer_id)

@@ -79,6 +79,12 @@ def catalogue_writer(merchant_id: str) -> str:
     return f"{_tag(merchant_id)}:writer"
 
 
+def offer_idempotency(merchant_id: str, idempotency_key: str) -> str:
+    """String with a TTL: `<offer id>|<fingerprint of the request>`, the offer a create sent
+    with this `Idempotency-Key` made."""
+    return f"{_tag(merchant_id)}:idem_offer:{idempotency_key}"
+
+
 def index_owed(merchant_id: str) -> str:
     """String: when (epoch ms) a write of the catalogue stored documents whose index records are
     not filed yet; written in the documents' own transaction."""

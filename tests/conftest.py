@@ -20,6 +20,9 @@ from ranking.registry import ModelRegistry
 from ranking.training import train
 
 ADMIN_TOKEN = "test-admin-token"
+# No index repair behind the tests' backs, in any app a test makes or server it starts (the
+# repair's own tests ask for it: tests/test_index_repair.py).
+os.environ["OFFERS_INDEX_REPAIR_S"] = "0"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -45,9 +48,7 @@ def redis_client(redis_url):
 def app(redis_client, redis_url):
     # Greedy: tests of ranking see one order; exploration has tests of its own.
     return create_app({"REDIS_URL": redis_url, "OFFERS_ADMIN_TOKEN": ADMIN_TOKEN,
-                       "TESTING": True, "OFFERS_EXPLORATION": "greedy",
-                       # No repair behind the tests' backs: tests/test_index_repair.py.
-                       "OFFERS_INDEX_REPAIR_S": 0})
+                       "TESTING": True, "OFFERS_EXPLORATION": "greedy"})
 
 
 @pytest.fixture

@@ -3,16 +3,19 @@ by the merchant's next write, or by the repair each serving process runs (`repai
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from api.app import create_app
-from offers import keys
+from offers import catalogue, keys
 from offers.catalogue import Catalogue
 from offers.geo_index import GeoIndex
 
@@ -122,3 +125,92 @@ def test_each_serving_process_repairs_the_index_by_itself(
         app.extensions["index_repair"].set()  # stops it: other tests own this Redis
     assert len(offer_ids(recommend(client, fleet, one_per_place=False))) == 2
 
+
+
+def test_a_create_retried_after_a_503_with_its_idempotency_key_is_one_served_offer(
+        client, merchant, fleet, shop, monkeypatch):  # noqa: F811
+    _, headers = merchant
+    place_id, first = shop(3.0)
+    body = {"place_ids": [place_id], "title": "Tea", "category": "cafe",
+            "discount": {"kind": "percent", "value": 50}, "valid_from": "2026-01-01T00:00:00Z"}
+    once = {**headers, "Idempotency-Key": "tea-1"}
+    with monkeypatch.context() as patch:
+        lose_redis_while_filing(patch)
+        assert client.post("/v1/offers", headers=once, json=body).status_code == 503
+    retried = client.post("/v1/offers", headers=once, json=body)
+    assert retried.status_code == 201 and retried.headers["Idempotent-Replayed"] == "true"
+    assert len(client.get("/v1/offers", headers=headers).json["items"]) == 2
+    assert sorted(offer_ids(recommend(client, fleet, one_per_place=False))) == sorted(
+        [first, retried.json["id"]])
+
+
+@pytest.mark.parametrize("every", ["0", "-1", "nan"])
+def test_a_repair_every_0_seconds_from_the_environment_is_none(redis_url, monkeypatch, every):
+    """A number from the environment is read as one: "0" stayed a (true) string, and the
+    repair ran in a loop that never waited."""
+    monkeypatch.setenv("OFFERS_INDEX_REPAIR_S", every)
+    assert "index_repair" not in create_app({"REDIS_URL": redis_url}).extensions
+    monkeypatch.setenv("OFFERS_INDEX_REPAIR_S", "30")
+    app = create_app({"REDIS_URL": redis_url})
+    app.extensions["index_repair"].set()
+
+
+def test_a_turn_whose_lease_ran_out_leaves_the_next_turns_mark(
+        client, merchant, fleet, shop, redis_client, monkeypatch):  # noqa: F811
+    """Writer A stalls in its index write past its lease; B takes the turn over, stores an
+    offer and dies before filing it; A, ending, must not take B's mark (nor its lock)."""
+    merchant_id, _ = merchant
+    place_id, _ = shop(3.0)
+    monkeypatch.setattr(catalogue, "WRITER_LEASE_S", 0.5)
+    filed, a_done = GeoIndex.apply, threading.Event()
+
+    def apply(self, *args, **kwargs):
+        if threading.current_thread().name == "A":
+            time.sleep(0.8)
+        elif threading.current_thread().name == "B":
+            a_done.wait()
+            raise redis.ConnectionError("Redis went away")
+        return filed(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeoIndex, "apply", apply)
+    writer = Catalogue(redis_client)
+    offer = {"place_ids": [place_id], "title": "Tea", "category": "cafe", "status": "active",
+             "discount": {"kind": "percent", "value": 50}, "valid_from": "2026-01-01T00:00:00Z"}
+
+    def a():
+        writer.add_offer(merchant_id, dict(offer))
+        a_done.set()
+
+    def b():
+        with contextlib.suppress(redis.ConnectionError):
+            writer.add_offer(merchant_id, dict(offer))
+
+    first = threading.Thread(target=a, name="A")
+    first.start()
+    time.sleep(0.6)  # A's lease ran out
+    second = threading.Thread(target=b, name="B")
+    second.start()
+    first.join(10)
+    second.join(10)
+    monkeypatch.setattr(GeoIndex, "apply", filed)
+    assert redis_client.exists(keys.index_owed(merchant_id))
+    assert writer.repair_index() == [merchant_id]
+    assert len(offer_ids(recommend(client, fleet, one_per_place=False))) == 3
+
+
+def test_a_refused_write_does_not_repair_what_an_earlier_one_owed(
+        client, merchant, shop, redis_client, monkeypatch):  # noqa: F811
+    """A rejected write changes nothing in Redis, even when the index is owed: the repair is
+    left to the next write that stands, or to the repair thread."""
+    merchant_id, headers = merchant
+    place_id, _ = shop(3.0)
+    post_offer_losing_redis(client, headers, place_id, monkeypatch)
+    before = redis_snapshot(redis_client)
+    missing = client.patch(f"/v1/offers/o.{merchant_id}.0000000000000000", headers=headers,
+                           json={"title": "x"})
+    assert missing.status_code == 404
+    refused = client.post("/v1/offers", headers=headers, json={
+        "place_ids": [f"p.{merchant_id}.0000000000000000"], "title": "Tea",
+        "category": "cafe", "discount": {"kind": "percent", "value": 50}})
+    assert refused.status_code == 422
+    assert redis_snapshot(redis_client) == before

@@ -278,3 +278,49 @@ def test_an_index_write_that_times_out_is_not_tried_again(client, merchant, plac
     attempts = _index_fails(monkeypatch, 4, TimeoutError("Timeout reading from socket"))
     response = client.post("/v1/offers", json=offer_body(places[1:]), headers=headers)
     assert (response.status_code, len(attempts)) == (503, 1)
+
+
+def test_a_create_sent_again_with_its_idempotency_key_makes_one_offer(client, merchant,
+                                                                       new_account, places):
+    _, headers = merchant
+    once = {**headers, "Idempotency-Key": "7f1c2a7e-5b1e-4a57-9d43-0c1b2d3e4f50"}
+    first = client.post("/v1/offers", json=offer_body(places), headers=once)
+    again = client.post("/v1/offers", json=offer_body(places), headers=once)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json == first.json
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    listed = client.get("/v1/offers", headers=headers).json["items"]
+    assert [offer["id"] for offer in listed] == [first.json["id"]]
+    # Without a key, or with another, a second offer; another merchant's keys are its own.
+    assert client.post("/v1/offers", json=offer_body(places), headers=headers).json["id"] \
+        != first.json["id"]
+    _, other = new_account("merchants", "B")
+    other_places = [item["id"] for item in client.post(
+        "/v1/places/bulk", json={"items": [CAFE]}, headers=other).json["items"]]
+    assert client.post("/v1/offers", json=offer_body(other_places),
+                       headers={**other, "Idempotency-Key": once["Idempotency-Key"]}
+                       ).status_code == 201
+
+
+def test_an_idempotency_key_used_for_another_offer_is_refused(client, merchant, places,
+                                                              redis_client):
+    _, headers = merchant
+    once = {**headers, "Idempotency-Key": "k-1"}
+    first = publish(client, once, offer_body(places))
+    before = redis_snapshot(redis_client)
+    other = client.post("/v1/offers", json=offer_body(places, title="Another"), headers=once)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json["errors"]
+    assert redis_snapshot(redis_client) == before
+    client.delete(f"/v1/offers/{first['id']}", headers=headers)
+    gone = client.post("/v1/offers", json=offer_body(places), headers=once)
+    assert gone.status_code == 409 and gone.json["errors"]["offer_id"] == first["id"]
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 129, "caf\u00e9"])
+def test_an_idempotency_key_that_is_not_short_visible_ascii_is_422(client, merchant, places,
+                                                                   key):
+    _, headers = merchant
+    response = client.post("/v1/offers", json=offer_body(places),
+                           headers={**headers, "Idempotency-Key": key})
+    assert response.status_code == 422 and "Idempotency-Key" in response.json["errors"]
