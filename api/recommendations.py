@@ -136,7 +136,9 @@ def _fill(found, order, propensity, scores, records, candidates, trip, situation
     its next place on the next round trip, placed by that place's own score: before the first
     offer after it in the order that scores less. With one item per place (`next_offers`),
     the place of an offer refused there is tried with its next offer too, placed alike: the
-    offer that won the place must not hide the others."""
+    offer that won the place must not hide the others. Either keeps the propensity of the
+    position it fills: the policy chose that position's offer, and what stands in for it
+    follows from the check alone."""
     order_scores = scores[order]
     passed: dict[tuple, tuple] = {}  # sort key -> row, the offer's position, what was read
     retry: dict[tuple, tuple[int, int]] = {}  # sort key -> row, the offer's position
@@ -212,27 +214,23 @@ class _NextPlaces:
 class _NextOffers:
     """Each place's other offers in turn, best score first, leaving out the offers the
     policy's order holds (at a place of theirs) and those already handed out: with one item
-    per place, what to try at a place whose offer failed the final check. Worked out only when
-    one does (rarely)."""
+    per place, what to try at a place whose offer failed the final check. Only the refused
+    place's rows are looked at, by one comparison over the candidates' place keys."""
 
     def __init__(self, place_key: np.ndarray, records: np.ndarray, scores: np.ndarray,
                  ordered: np.ndarray):
-        self._given, self._ranked = (place_key, records, scores, ordered), None
+        self._given, self._ordered = (place_key, records, scores), ordered
         self._taken: set[bytes] = set()
 
     def after(self, row: int) -> int | None:
-        place_key, records, scores, ordered = self._given
-        if self._ranked is None:
-            offers = offer_keys(records, np.arange(len(records)))
-            fresh = np.flatnonzero(~np.isin(offers, offer_keys(records, ordered)))
-            # By place, then best score first (an unknown score, nan, last).
-            fresh = fresh[np.lexsort((-scores[fresh], place_key[fresh]))]
-            self._ranked, self._places, self._offers = fresh, place_key[fresh], offers
-        first, last = np.searchsorted(self._places, place_key[row], side="left"), \
-            np.searchsorted(self._places, place_key[row], side="right")
-        for other in self._ranked[first:last].tolist():
-            if self._offers[other] not in self._taken:
-                self._taken.add(self._offers[other])
+        place_key, records, scores = self._given
+        if self._ordered.dtype.kind != "S":  # rows, then once their offers
+            self._ordered = offer_keys(records, self._ordered)
+        here = np.flatnonzero(place_key == place_key[row])
+        here = here[np.argsort(-scores[here], kind="stable")]  # an unknown score, nan, last
+        for other, offer in zip(here.tolist(), offer_keys(records, here), strict=True):
+            if offer not in self._taken and not np.any(self._ordered == offer):
+                self._taken.add(offer)
                 return other
         return None
 

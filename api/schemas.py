@@ -83,10 +83,11 @@ class IsoDateTime(Moment):
         return value if isinstance(value, str) else super()._serialize(value, attr, obj, **kwargs)
 
 
-# C0 control characters but tab, line feed and carriage return: legal in JSON escapes, but a
-# NUL ends a string in the C a car's head unit may be written in, and the others garble a
-# screen, a log line or a CSV export.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters (C0 but tab, line feed and carriage return; DEL; C1) and the bidi
+# embeddings, overrides and isolates: legal in JSON escapes, but a NUL ends a string in the C
+# a car's head unit may be written in, the others garble a screen, a log line or a CSV
+# export, and an override shows a name reversed (right-to-left text needs none of them).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class Text(fields.String):

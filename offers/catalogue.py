@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, time, timedelta
 from time import monotonic, sleep
@@ -30,10 +32,13 @@ from zoneinfo import ZoneInfo
 import orjson
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 
 from . import keys
 from .errors import Conflict, Invalid, NotFound
 from .geo_index import USED_UP_FOREVER, GeoIndex, offer_entries, place_entry
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 # A write of 10,000 places holds the lock for seconds; the lease outlives any write but not a
@@ -167,6 +172,7 @@ class Catalogue:
         self.index = GeoIndex(redis)
         self._take_turn = redis.register_script(_TAKE_TURN)
         self._end_turn = redis.register_script(_END_TURN)
+        self._turns = threading.local()  # `token`: the turn this thread holds, if any
 
     @contextlib.contextmanager
     def _turn(self, merchant_id: str, wait: bool = True) -> Iterator[bool]:
@@ -177,9 +183,11 @@ class Catalogue:
         worker killed, Redis out of reach past the retries) leaves it, and the next turn that
         ends well files the whole catalogue again after its own write; it yields whether the
         catalogue was owed. A write refused changes nothing, the repair included (the mark
-        stays for the next). A turn whose lease ran out leaves the lock and the mark to the
-        turn that took them over. (Records the dead write was to remove stay, never served,
-        the final check refusing them, until `offers reindex`.)"""
+        stays for the next), and a write that stands is answered so, whatever becomes of the
+        repair or the release. A turn whose lease ran out writes nothing more (`_transaction`)
+        and leaves the lock and the mark to the turn that took them over. (Records the dead
+        write was to remove stay, never served, the final check refusing them, until
+        `offers reindex`.)"""
         turn = [keys.catalogue_writer(merchant_id), keys.index_owed(merchant_id)]
         token = secrets.token_hex(16)
         deadline = monotonic() + (WRITER_WAIT_S if wait else 0.0)
@@ -191,27 +199,43 @@ class Catalogue:
                 raise Conflict("another write to this merchant's catalogue is taking long; "
                                "try again")
             sleep(0.02)
+        self._turns.token = token
         filed = False
         try:
             yield bool(owed)
-            if owed:
-                self._file_catalogue(merchant_id)
             filed = True
+            if owed:
+                try:
+                    self._file_catalogue(merchant_id)
+                except RedisError:  # the mark stays: the repair thread tries again
+                    filed = False
+                    log.exception("the geo index of %s could not be filed again", merchant_id)
         finally:
-            self._end_turn(keys=turn, args=[token, int(filed)])
+            self._turns.token = None
+            try:
+                self._end_turn(keys=turn, args=[token, int(filed)])
+            except RedisError:  # the lock lapses with its lease, the mark stays for the repair
+                log.exception("the turn of %s could not be ended", merchant_id)
 
     def _transaction(self, merchant_id: str, write: Callable[[Pipeline], object],
                      *watched: str) -> object:
         """`redis.transaction(write, *watched)`'s value, the merchant's index marked owed in
-        the same MULTI (`_turn`) when `write` wrote."""
+        the same MULTI (`_turn`) when `write` wrote. Only in the turn that holds the writer
+        lock (watched with the rest): a turn whose lease ran out before it wrote is refused,
+        not let write after the turn that took the lock over, nor leave it a mark it would
+        take for its own."""
+        lock = keys.catalogue_writer(merchant_id)
+        token = getattr(self._turns, "token", None)
 
         def marked(pipe: Pipeline) -> object:
+            if token is None or pipe.get(lock) != token.encode():
+                raise Conflict("this write took longer than its turn; try again")
             value = write(pipe)
             if pipe.explicit_transaction:  # MULTI: it wrote
                 pipe.set(keys.index_owed(merchant_id), int(utc_now().timestamp() * 1000))
             return value
 
-        return self.redis.transaction(marked, *watched, value_from_callable=True)
+        return self.redis.transaction(marked, lock, *watched, value_from_callable=True)
 
     def repair_index(self) -> list[str]:
         """File again the catalogues whose last write died before its index records (marked
@@ -228,9 +252,13 @@ class Catalogue:
                 owed += [m for m, marked in zip(chunk, pipe.execute(), strict=True) if marked]
         repaired = []
         for merchant_id in owed:
-            with contextlib.suppress(Conflict), self._turn(merchant_id, wait=False) as was_owed:
-                if was_owed:  # filed again as the turn ends
-                    repaired.append(merchant_id)
+            try:
+                with self._turn(merchant_id, wait=False) as was_owed:
+                    pass  # filed again as the turn ends
+            except Conflict:  # being written now: that write files it
+                continue
+            if was_owed and not self.redis.exists(keys.index_owed(merchant_id)):
+                repaired.append(merchant_id)
         return repaired
 
     # -- places ---------------------------------------------------------------------------
@@ -367,7 +395,7 @@ class Catalogue:
         raw = pipe.hget(keys.offers(merchant_id), offer_id)
         if raw is None:
             raise Conflict(f"offer {offer_id}, created with this Idempotency-Key, was deleted "
-                           f"since", {"offer_id": offer_id})
+                           f"since", {"offer_id": [offer_id]})
         return orjson.loads(raw)
 
     def get_offer(self, merchant_id: str, offer_id: str) -> dict:

@@ -188,8 +188,11 @@ def read_log(path: str | Path) -> Dataset:
         rows = list(reader)
     raw = {name: _parse(name, [r[name] for r in rows]) for name in RAW_FIELDS}
     # An export's `outcome` says which rows were feedback: the others teach a driver nothing.
-    weight = (np.array([FEEDBACK_EVENTS.get(r["outcome"], (0, 0.0))[1] for r in rows])
-              if "outcome" in (reader.fieldnames or ()) else None)
+    weight = None
+    if "outcome" in (reader.fieldnames or ()):
+        outcomes = _known("outcome", [r["outcome"] for r in rows], [*FEEDBACK_EVENTS, "none"],
+                          blank=False)
+        weight = np.array([FEEDBACK_EVENTS.get(o, (0, 0.0))[1] for o in outcomes])
     return Dataset(raw, np.array([r["driver_id"] for r in rows], dtype=str),
                    _labels([r["label"] for r in rows], "label"), np.arange(len(rows)), weight)
 

@@ -214,3 +214,61 @@ def test_a_refused_write_does_not_repair_what_an_earlier_one_owed(
         "category": "cafe", "discount": {"kind": "percent", "value": 50}})
     assert refused.status_code == 422
     assert redis_snapshot(redis_client) == before
+
+
+def test_a_turn_whose_lease_ran_out_before_it_wrote_writes_nothing(
+        client, merchant, shop, redis_client, monkeypatch):  # noqa: F811
+    """Writer A stalls before its transaction past its lease, and B takes the turn over: A's
+    write is refused (a 409 to try again), not stored after B's with a mark B would take for
+    its own and delete (its offer then stored and never served)."""
+    merchant_id, headers = merchant
+    place_id, _ = shop(3.0)
+    monkeypatch.setattr(catalogue, "WRITER_LEASE_S", 0.5)
+    made = catalogue.offer_entries
+
+    def offer_entries(*args, **kwargs):
+        if threading.current_thread().name == "A":
+            time.sleep(0.8)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(catalogue, "offer_entries", offer_entries)
+    writer = Catalogue(redis_client)
+    offer = {"place_ids": [place_id], "title": "Tea", "category": "cafe", "status": "active",
+             "discount": {"kind": "percent", "value": 50}, "valid_from": "2026-01-01T00:00:00Z"}
+    refused = []
+
+    def a():
+        try:
+            writer.add_offer(merchant_id, {**offer, "title": "A"})
+        except catalogue.Conflict as error:
+            refused.append(error)
+
+    first = threading.Thread(target=a, name="A")
+    first.start()
+    time.sleep(0.6)
+    writer.add_offer(merchant_id, {**offer, "title": "B"})
+    first.join(10)
+    assert len(refused) == 1
+    titles = [o["title"] for o in client.get("/v1/offers", headers=headers).json["items"]]
+    assert sorted(titles) == ["B", "Coffee at 3.0 km"]
+    assert not redis_client.exists(keys.index_owed(merchant_id))
+
+
+def test_a_write_that_stands_is_answered_so_when_the_repair_after_it_fails(
+        client, merchant, fleet, shop, redis_client, monkeypatch):  # noqa: F811
+    merchant_id, headers = merchant
+    place_id, _ = shop(3.0)
+    post_offer_losing_redis(client, headers, place_id, monkeypatch)
+
+    def unreachable(self, merchant_id):
+        raise redis.ConnectionError("Redis went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Catalogue, "_file_catalogue", unreachable)
+        cake = client.post("/v1/offers", headers=headers, json={
+            "place_ids": [place_id], "title": "Cake", "category": "cafe",
+            "discount": {"kind": "percent", "value": 10}, "valid_from": "2026-01-01T00:00:00Z"})
+    assert cake.status_code == 201
+    assert redis_client.exists(keys.index_owed(merchant_id))  # left for the repair
+    assert Catalogue(redis_client).repair_index() == [merchant_id]
+    assert len(offer_ids(recommend(client, fleet, one_per_place=False))) == 3

@@ -314,7 +314,7 @@ def test_an_idempotency_key_used_for_another_offer_is_refused(client, merchant, 
     assert redis_snapshot(redis_client) == before
     client.delete(f"/v1/offers/{first['id']}", headers=headers)
     gone = client.post("/v1/offers", json=offer_body(places), headers=once)
-    assert gone.status_code == 409 and gone.json["errors"]["offer_id"] == first["id"]
+    assert gone.status_code == 409 and gone.json["errors"]["offer_id"] == [first["id"]]
 
 
 @pytest.mark.parametrize("key", ["", "has space", "x" * 129, "caf\u00e9"])

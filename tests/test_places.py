@@ -171,6 +171,8 @@ INVALID_PLACES = {
     "lone surrogate in opening hours": ({"opening_hours": "\ud800"}, "opening_hours"),
     "NUL in name": ({"name": "Caf\u00e9\u0000 Aalto"}, "name"),
     "escape in brand": ({"brand": "Neste\u001b[2J"}, "brand"),
+    "C1 control in name": ({"name": "Caf\u009b2J"}, "name"),
+    "bidi override in name": ({"name": "Caf\u202eX"}, "name"),
     "blank name": ({"name": "   "}, "name"),
     "blank brand": ({"brand": " \t"}, "brand"),
 }

@@ -186,6 +186,11 @@ def test_a_log_value_no_enum_knows_is_refused_not_read_as_unknown(tmp_path):
     (tmp_path / "blank.csv").write_text("\n".join(
         [header, first, second.replace(",restaurant,", ",,")]) + "\n")
     assert read_log(tmp_path / "blank.csv").raw["category"].tolist()[1] == -1
+    # An export's outcome: one it does not write (a misspelt accept) is refused too.
+    (tmp_path / "outcome.csv").write_text("\n".join(
+        [f"{header},outcome", f"{first},accept", f"{second},Accept"]) + "\n")
+    with pytest.raises(ValueError, match="outcome: data row 2 has 'Accept'"):
+        read_log(tmp_path / "outcome.csv")
 
 
 def test_a_survey_byte_that_is_not_utf8_in_a_column_never_read_is_no_error(tmp_path):
