@@ -45,6 +45,7 @@ from .earth import (
 MAX_ROUTE_POINTS = 20_000
 MAX_ROUTE_LENGTH_M = 2_000_000.0
 MAX_SEGMENT_M = 5_000.0
+DISTINCT_M = 0.001  # a route whose every point is nearer than this to the next is a point
 # The smallest radius of curvature of the WGS84 ellipsoid (meridional, at the equator): an
 # angle on the unit sphere times this never overstates a geodesic distance, so a bound
 # computed with it never skips a segment that could be nearest.
@@ -135,9 +136,10 @@ class Route:
     the start to each (`along_m`)."""
 
     def __init__(self, lat: np.ndarray, lng: np.ndarray, start_along_m: float = 0.0,
-                 _along_m: np.ndarray | None = None):
+                 _along_m: np.ndarray | None = None, _steps: np.ndarray | None = None):
         if _along_m is None:
-            lat, lng, steps = _densified(np.asarray(lat, float), np.asarray(lng, float))
+            lat, lng, steps = _densified(np.asarray(lat, float), np.asarray(lng, float),
+                                         _steps)
             _along_m = start_along_m + np.concatenate([[0.0], np.cumsum(steps)])
         self.lat, self.lng, self.along_m = lat, lng, _along_m
         self._xyz = unit_vectors(lat, lng)
@@ -175,7 +177,9 @@ class Route:
         unless the route there runs against `heading_deg` (more than 90 degrees off): then the
         pass that runs with it (`_pass_along`), if any."""
         located = self.locate(np.array([lat]), np.array([lng]), within_m)
-        if not np.isfinite(located.offset_m[0]):
+        # locate searches a little beyond `within_m` (its reach is in angles on the smallest
+        # radius of the earth): what it finds there is still too far.
+        if not located.offset_m[0] <= within_m:
             raise RouteError(f"position is more than {within_m / 1000:.0f} km from the route")
         start = float(located.along_m[0])
         if heading_deg is not None:
@@ -611,11 +615,13 @@ def _cos_sin(angle):
     return (_TABLE_COS[row] * c - _TABLE_SIN[row] * s, _TABLE_SIN[row] * c + _TABLE_COS[row] * s)
 
 
-def _densified(lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _densified(lat: np.ndarray, lng: np.ndarray, steps: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split segments longer than MAX_SEGMENT_M at intermediate geodesic points; returns the
     vertices and the length of each segment (`distance_m`: pyproj's geodesic per pair cost
-    more than the rest of parsing a route)."""
-    steps = distance_m(lat[:-1], lng[:-1], lat[1:], lng[1:])
+    more than the rest of parsing a route), given or measured."""
+    if steps is None:
+        steps = distance_m(lat[:-1], lng[:-1], lat[1:], lng[1:])
     long_segments = np.nonzero(steps > MAX_SEGMENT_M)[0]
     if long_segments.size == 0:
         return lat, lng, steps
@@ -648,10 +654,16 @@ def route_from_points(lat, lng) -> Route:
         lat, lng = lat[keep], lng[keep]
     if lat.size < 2:
         raise RouteError("a route needs at least 2 distinct points")
-    route = Route(lat, lng)
-    if route.length_m > MAX_ROUTE_LENGTH_M:
+    steps = distance_m(lat[:-1], lng[:-1], lat[1:], lng[1:])
+    # Points written apart may be one place on the earth: longitude 180 and -180, a pole at
+    # two longitudes, coordinates a rounding apart.
+    if steps.max() < DISTINCT_M:
+        raise RouteError("a route needs at least 2 distinct points")
+    # Before the long segments are split (MAX_SEGMENT_M): a route of jumps across the globe
+    # would become millions of points first, and take minutes and gigabytes to refuse.
+    if steps.sum() > MAX_ROUTE_LENGTH_M:
         raise RouteError(f"a route is at most {MAX_ROUTE_LENGTH_M / 1000:.0f} km long")
-    return route
+    return Route(lat, lng, _steps=steps)
 
 
 def route_from_geojson(line: dict) -> Route:
@@ -682,7 +694,8 @@ def route_from_polyline(encoded: str) -> Route:
     """A Google encoded polyline of precision 5 (pairs decode as (lat, lng))."""
     try:
         pairs = polyline.decode(encoded, 5)
-    except (ValueError, IndexError, TypeError) as error:
+    except (ValueError, IndexError, TypeError, OverflowError) as error:  # Overflow: a number
+        # of hundreds of digits, too large for a float once divided by 1e5
         raise RouteError("polyline is not a valid encoded polyline") from error
     array = np.array(pairs, dtype=float).reshape(-1, 2)
     return route_from_points(array[:, 0], array[:, 1])

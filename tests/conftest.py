@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from api.app import create_app
+from geo.route import RouteError, route_from_points
 from offers.redis_server import RedisServer
 from ranking.datasets import Dataset
 from ranking.features import ENUM_FIELDS, RAW_FIELDS
@@ -85,6 +86,18 @@ def merchant(new_account):
 @pytest.fixture
 def fleet(new_account):
     return new_account("fleets", "Fleet A")
+
+
+def drawn_route(lat, lng):
+    """The route of vertices a property test drew, or None where it is no route: fewer than
+    2 points a millimetre apart on the earth (`geo.route.DISTINCT_M`; refused with a 422,
+    tests/test_geo_route.py)."""
+    try:
+        return route_from_points(lat, lng)
+    except RouteError as error:
+        if "2 distinct" in str(error):
+            return None
+        raise
 
 
 def redis_snapshot(client: redis.Redis) -> dict:

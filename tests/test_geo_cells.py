@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from geo.cells import cell_of, corridor_cells, radius_cells, region_of, regions_of
 from geo.route import WGS84, route_from_points
 
+from .conftest import drawn_route
+
 
 @settings(max_examples=60, deadline=None)
 @given(lat=st.floats(-85, 85), lng=st.floats(-180, 180), radius=st.floats(10, 20_000),
@@ -36,11 +38,9 @@ def routes(draw):
        bearing=st.floats(0, 360), fraction=st.floats(0, 1))
 def test_corridor_cells_hold_every_point_within_the_corridor(route, corridor, along, bearing,
                                                             fraction):
-    lat, lng = route
-    keep = np.concatenate([[True], (np.diff(lat) != 0) | (np.diff(lng) != 0)])
-    if keep.sum() < 2:
+    built = drawn_route(*route)
+    if built is None:
         return
-    built = route_from_points(lat[keep], lng[keep])
     # A point at most `corridor` from some point of the route.
     plat, plng = built.points_every(max(built.length_m / 50, 1.0))
     i = int(along * (len(plat) - 1))

@@ -24,7 +24,7 @@ from geo.route import (
     unit_vectors,
 )
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, drawn_route
 
 
 def brute_force(route_lat, route_lng, lat, lng) -> float:
@@ -72,9 +72,9 @@ def route_and_places(draw):
 def test_corridor_membership_and_offset_match_brute_force(case):
     route_lat, route_lng, plat, plng, corridor = case
     keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
-    if keep.sum() < 2:
+    route = drawn_route(route_lat, route_lng)
+    if route is None:
         return
-    route = route_from_points(route_lat, route_lng)
     located = route.locate(plat, plng, corridor)
     for i in range(len(plat)):
         truth = brute_force(route_lat[keep], route_lng[keep], plat[i], plng[i])
@@ -223,10 +223,42 @@ def test_route_at_high_latitude_works():
     ([[0.0, 0.0], [30.0, 0.0]], "km long"),
     ([[10**400, 45], [8, 46]], "lng"),
     ([[0.0, 0.0]] * 20_001, "at most 20000 points"),
+    # One place on the earth, written apart.
+    ([[180.0, 0.0], [-180.0, 0.0]], "2 distinct"),
+    ([[0.0, 90.0], [10.0, 90.0]], "2 distinct"),
+    ([[0.0, 0.0], [1e-320, 1e-320]], "2 distinct"),
 ])
 def test_unservable_routes_are_refused(coordinates, message):
     with pytest.raises(RouteError, match=message):
         route_from_geojson({"type": "LineString", "coordinates": coordinates})
+
+
+def test_a_route_of_jumps_across_the_globe_is_refused_before_its_segments_are_split(
+        monkeypatch):
+    """500 jumps of 179 degrees: split into 5 km pieces first, they took 3.8 s and 0.9 GB to
+    refuse (a review; 20,000 would take minutes and tens of GB)."""
+    import geo.route
+
+    def split(*args):
+        raise AssertionError("segments split before the length was checked")
+
+    monkeypatch.setattr(geo.route, "_densified", split)
+    coordinates = [[0.0, 0.0] if i % 2 == 0 else [179.0, 0.0] for i in range(500)]
+    with pytest.raises(RouteError, match="km long"):
+        route_from_geojson({"type": "LineString", "coordinates": coordinates})
+
+
+def test_a_position_just_beyond_reach_of_the_route_is_refused():
+    """`locate` searches a little farther than asked (in angles on the smallest radius of the
+    earth): 50,200 m east of a north-south route on the equator was taken as on it."""
+    route = route_from_points([-1.0, 1.0], [0.0, 0.0])
+    for metres, refused in ((49_900, False), (50_200, True)):
+        lng, _, _ = WGS84.fwd(0.0, 0.0, 90.0, metres)
+        if refused:
+            with pytest.raises(RouteError, match="more than 50 km"):
+                route.remaining_from(0.0, lng)
+        else:
+            assert route.remaining_from(0.0, lng).along_m[0] == pytest.approx(110_574, abs=5)
 
 
 def test_altitudes_in_geojson_positions_are_ignored_even_in_some_positions_only():
@@ -331,10 +363,9 @@ def _same(located, expected) -> bool:
 @given(route_and_places())
 def test_the_tree_search_finds_what_measuring_every_segment_finds(case):
     route_lat, route_lng, plat, plng, corridor = case
-    keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
-    if keep.sum() < 2:
+    route = drawn_route(route_lat, route_lng)
+    if route is None:
         return
-    route = route_from_points(route_lat[keep], route_lng[keep])
     assert _same(route.locate(plat, plng, corridor), _exhaustive(route, plat, plng, corridor))
 
 
@@ -382,10 +413,9 @@ def _by_cell(lat, lng):
 @given(route_and_places(), st.floats(0, 1))
 def test_searching_cell_by_cell_gives_exactly_the_answers_of_the_root_search(case, share):
     route_lat, route_lng, plat, plng, corridor = case
-    keep = np.concatenate([[True], (np.diff(route_lat) != 0) | (np.diff(route_lng) != 0)])
-    if keep.sum() < 2:
+    route = drawn_route(route_lat, route_lng)
+    if route is None:
         return
-    route = route_from_points(route_lat[keep], route_lng[keep])
     lat, lng, groups = _by_cell(plat, plng)
     by_root, by_cell = route.locate(lat, lng, corridor), route.locate(lat, lng, corridor, groups)
     for name in ("offset_m", "along_m", "side"):
