@@ -143,7 +143,9 @@ def _repair_index_every(catalogue: Catalogue, every_s: float) -> threading.Event
                 for merchant_id in catalogue.repair_index():
                     log.warning("filed again the geo index of %s, whose last write died "
                                 "before it", merchant_id)
-            except Exception:  # Redis out of reach, say: the next round tries again
+            except redis.RedisError as error:  # out of reach: the next round tries again
+                log.warning("the geo index repair could not reach Redis: %s", error)
+            except Exception:
                 log.exception("the geo index repair failed")
 
     threading.Thread(target=repair, name="index-repair", daemon=True).start()
