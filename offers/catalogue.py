@@ -184,10 +184,12 @@ class Catalogue:
         ends well files the whole catalogue again after its own write; it yields whether the
         catalogue was owed. A write refused changes nothing, the repair included (the mark
         stays for the next), and a write that stands is answered so, whatever becomes of the
-        repair or the release. A turn whose lease ran out writes nothing more (`_transaction`)
-        and leaves the lock and the mark to the turn that took them over. (Records the dead
-        write was to remove stay, never served, the final check refusing them, until
-        `offers reindex`.)"""
+        repair or the release. A turn whose lease ran out before its transaction writes
+        nothing (`_transaction`), and one whose lease ran out leaves the lock and the mark to
+        the turn that took them over; its index write is not fenced, though: stalled past the
+        lease (60 s) after its transaction, it may file its records after the next turn's,
+        until `offers reindex`. (Records the dead write was to remove stay too, never served,
+        the final check refusing them.)"""
         turn = [keys.catalogue_writer(merchant_id), keys.index_owed(merchant_id)]
         token = secrets.token_hex(16)
         deadline = monotonic() + (WRITER_WAIT_S if wait else 0.0)
