@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -207,6 +208,27 @@ def test_the_access_log_names_no_driver(redis_url, fleet, tmp_path):
         "PUT /v1/drivers/-/preferences HTTP/1.1", "GET /v1/drivers/-/preferences?x=1 HTTP/1.1",
         "GET /v1/drivers/-/preferences HTTP/1.1", "DELETE /v1/drivers/- HTTP/1.1"]
     assert not any("alice" in line for line in lines)
+
+
+@pytest.mark.parametrize("command", [
+    SERVE, [GUNICORN, "api.app:create_app()", "--workers", "1", "--logger-class",
+            "api.access_log.AccessLogWithoutDrivers", "--bind"],
+], ids=["offers serve", "the README's gunicorn line"])
+def test_what_gunicorn_refuses_itself_is_answered_in_the_error_shape(redis_url, command):
+    """A request line or headers over gunicorn's limits never reach the app: gunicorn answered
+    them with an HTML page."""
+    with serving(command, redis_url) as port:
+        for path, headers, status in [
+                ("/v1/places?name=" + "x" * 5000, {}, 414),
+                ("/healthz", {f"X-Header-{i}": "1" for i in range(120)}, 431)]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)
+            assert refused.value.code == status
+            assert refused.value.headers["Content-Type"] == "application/json"
+            body = json.load(refused.value)
+            assert set(body) == {"code", "status", "message", "errors"}
+            assert body["code"] == status
 
 
 def test_reindex_rebuilds_a_lost_geo_index(run, redis_client):
