@@ -6,12 +6,13 @@ engine keeps what a driver declared and what it learned from their feedback, not
 
 from __future__ import annotations
 
+import marshmallow as ma
 from flask import g
 from flask_smorest import abort
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
-from .schemas import PreferencesSchema
+from .schemas import PreferencesSchema, checked_driver_id
 from .services import services
 
 blp = Blueprint("drivers", __name__, url_prefix="/v1/drivers",
@@ -25,9 +26,10 @@ _DRIVER_ID_PARAMETER = {"in": "path", "name": "driver_id", "required": True, "sc
 
 
 def _checked(driver_id: str) -> str:
-    if not 1 <= len(driver_id) <= MAX_DRIVER_ID:
-        abort(422, errors={"driver_id": [f"Length must be between 1 and {MAX_DRIVER_ID}."]})
-    return driver_id
+    try:
+        return checked_driver_id(driver_id)
+    except ma.ValidationError as error:
+        abort(422, errors={"driver_id": error.messages})
 
 
 @blp.route("/<driver_id>/preferences", methods=["PUT"], parameters=[_DRIVER_ID_PARAMETER])

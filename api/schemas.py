@@ -158,6 +158,15 @@ def _driver_id(**kwargs) -> Text:
         **kwargs)
 
 
+_PATH_DRIVER_ID = _driver_id()
+
+
+def checked_driver_id(text: str) -> str:
+    """A driver id from a path, held to a body's rules (length, no '/', no control
+    characters); ValidationError otherwise."""
+    return _PATH_DRIVER_ID.deserialize(text)
+
+
 # apispec writes a Range's minimum but not that it is exclusive (OpenAPI 3.0's boolean).
 _ABOVE_MINIMUM = {"exclusiveMinimum": True}
 

@@ -87,9 +87,15 @@ class Softmax:
         logits = (scores - scores.max()) / self.temperature if len(scores) else scores
         keys = logits + rng.gumbel(size=len(scores))
         order = np.argsort(-keys, kind="stable")[:length]
-        weights = np.exp(logits)
-        before = np.concatenate([[0.0], np.cumsum(weights[order])[:-1]])
-        return order, np.minimum(weights[order] / (weights.sum() - before), 1.0)
+        # Each pick's chance among what remained, in logs: the log of the weights left (those
+        # never picked, then the picks from each position on, summed from the end) rather than
+        # the total less the weights picked, which loses every digit once one item dominates
+        # (and divides 0 by 0 past the items whose weights underflow).
+        unpicked = np.ones(len(scores), bool)
+        unpicked[order] = False
+        rest = np.logaddexp.reduce(logits[unpicked]) if unpicked.any() else -np.inf
+        left = np.logaddexp.accumulate(np.concatenate([[rest], logits[order][::-1]]))[::-1][:-1]
+        return order, np.minimum(np.exp(logits[order] - left), 1.0)
 
 
 @dataclass(frozen=True)

@@ -375,12 +375,18 @@ class LearningLoop:
                         seen_key, [f"{offer_id}|{event}", f"{offer_id}|learned"])
                     if counted:
                         return False
-                    state = None if learned else self._learn(pipe, profile_key, learner,
-                                                             item, event)
+                    # The offer's first outcome is the one that teaches, or would have: one
+                    # given while the baseline served is taken too (`|learned`), so that a
+                    # later one, once a model serves, does not teach what the export's label,
+                    # the first outcome, contradicts.
+                    first = not learned and event in online.FEEDBACK_EVENTS
+                    state = self._learn(pipe, profile_key, learner, item, event) if first \
+                        else None
                     pipe.multi()
                     pipe.sadd(seen_key, f"{offer_id}|{event}")
-                    if state is not None:
+                    if first:
                         pipe.sadd(seen_key, f"{offer_id}|learned")
+                    if state is not None:
                         pipe.hset(profile_key, "state", state)
                     # Gone with the record it counts for, when the list drops it too (a TTL of
                     # its own, renewed by each event, would outlive both).
@@ -402,8 +408,8 @@ class LearningLoop:
     @staticmethod
     def _learn(pipe, profile_key: str, learner: LearnedRanker | None, item: dict,
                event: str) -> bytes | None:
-        """The driver's new state after this event, or None when it teaches nothing."""
-        if learner is None or event not in online.FEEDBACK_EVENTS:
+        """The driver's new state after this outcome, or None while the baseline serves."""
+        if learner is None:
             return None
         state = _state(pipe.hget(profile_key, "state")) or learner.model.initial_state()
         features = np.asarray([item["features"]], dtype=np.float64)

@@ -16,7 +16,7 @@ from ranking.learning import LOG_RETENTION_S
 from ranking.registry import ModelRegistry
 from ranking.training import RankingModel
 
-from .conftest import CAFE, TASTED
+from .conftest import CAFE, TASTED, redis_snapshot
 from .test_recommendations import east_of_start, recommend
 
 
@@ -52,6 +52,21 @@ def test_the_baseline_serves_until_a_model_is_activated(client, fleet, mixed_sho
     assert recommend(client, fleet)["model"] == "baseline-1"  # published is not active
     assert client.post(f"/v1/models/{version}/activate", headers=admin).status_code == 200
     assert recommend(client, fleet)["model"] == version
+
+
+def test_an_outcome_given_while_the_baseline_served_is_the_first_and_teaches_nothing_later(
+        client, fleet, mixed_shop, model_dir, redis_client, admin):
+    """The dismiss counted under the baseline is the offer's first outcome (the export's label
+    says so): an accept once a model serves must not teach the opposite."""
+    answer = recommend(client, fleet)
+    offer_id = answer["items"][0]["offer_id"]
+    assert feedback(client, fleet, answer["recommendation_id"], offer_id,
+                    "dismiss").status_code == 200
+    version = ModelRegistry(redis_client).publish(model_dir)
+    assert client.post(f"/v1/models/{version}/activate", headers=admin).status_code == 200
+    assert feedback(client, fleet, answer["recommendation_id"], offer_id,
+                    "accept").json["counted"]
+    assert redis_client.hget(_profile_key(fleet), "state") is None
 
 
 def test_models_are_listed_activated_and_rolled_back_by_admins_only(
@@ -239,6 +254,21 @@ def test_declared_preferences_are_stored_validated_and_forgotten(client, fleet):
     assert client.get("/v1/drivers/driver-1/preferences", headers=headers).json == prefs
     assert client.delete("/v1/drivers/driver-1", headers=headers).status_code == 204
     assert client.get("/v1/drivers/driver-1/preferences", headers=headers).json == {}
+
+
+@pytest.mark.parametrize("driver", ["%00", "a%1Bb", "x" * 129])
+def test_a_driver_id_in_the_path_is_held_to_a_bodys_rules(client, fleet, redis_client,
+                                                          driver):
+    """A NUL named in the path stored preferences for a driver no recommendation can name
+    (its body's driver_id is refused)."""
+    _, headers = fleet
+    before = redis_snapshot(redis_client)
+    for method, path, body in [("put", f"/v1/drivers/{driver}/preferences", {"bar": "gt8"}),
+                               ("get", f"/v1/drivers/{driver}/preferences", None),
+                               ("delete", f"/v1/drivers/{driver}", None)]:
+        response = getattr(client, method)(path, json=body, headers=headers)
+        assert response.status_code == 422 and "driver_id" in response.json["errors"]
+    assert redis_snapshot(redis_client) == before
 
 
 def test_a_driver_who_takes_coffee_gets_coffee_first_after_a_few_dozen_events(

@@ -41,6 +41,19 @@ def test_logged_propensities_are_the_probabilities_of_each_choice(policy):
         assert frequency == pytest.approx(propensity.prod(), abs=0.012)
 
 
+@pytest.mark.parametrize("temperature", [0.01, 0.001])
+def test_softmax_propensities_hold_when_one_item_dominates(temperature):
+    """Each pick's chance among what remained, exactly: the total less the weights picked lost
+    every digit once one weight dominated (all 1 at 0.01, nan at 0.001; a review)."""
+    scores = np.array([0.9, 0.5, 0.45, 0.44])
+    order, propensity = Softmax(temperature).order(scores, 4, np.random.default_rng(0))
+    assert list(order) == [0, 1, 2, 3]
+    # P(k-th | the first k-1 gone) = 1 / (1 + sum of exp((s_j - s_k) / t) over j after k)
+    exact = [1.0, 1 / (1 + np.exp(-5 * 0.01 / temperature) + np.exp(-6 * 0.01 / temperature)),
+             1 / (1 + np.exp(-1 * 0.01 / temperature)), 1.0]
+    assert propensity == pytest.approx(exact, rel=1e-9)
+
+
 def test_epsilon_zero_is_greedy():
     order, propensity = EpsilonGreedy(0.0).order(SCORES, 4, np.random.default_rng(1))
     assert list(order) == [1, 2, 3, 0]
