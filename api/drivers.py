@@ -12,13 +12,12 @@ from flask_smorest import abort
 
 from .auth import FLEET, SECURITY, require
 from .parsing import Blueprint
-from .schemas import PreferencesSchema, checked_driver_id
+from .schemas import MAX_DRIVER_ID, PreferencesSchema, checked_driver_id
 from .services import services
 
 blp = Blueprint("drivers", __name__, url_prefix="/v1/drivers",
                 description="Drivers' declared preferences (fleet key)")
 
-MAX_DRIVER_ID = 128
 # The path's id as the body's `driver_id` fields state it (`schemas._driver_id`); checked by
 # `_checked`, since Flask's converter only keeps '/' out.
 _DRIVER_ID_PARAMETER = {"in": "path", "name": "driver_id", "required": True, "schema": {

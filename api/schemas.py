@@ -150,10 +150,13 @@ def _text(max_length: int, **kwargs) -> Text:
     return Text(validate=[validate.Length(1, max_length), _not_blank], **kwargs)
 
 
+MAX_DRIVER_ID = 128
+
+
 def _driver_id(**kwargs) -> Text:
     """A fleet's pseudonymous driver id: it must fit in a URL path segment, where
     `DELETE /v1/drivers/{id}` names it to erase the driver (a '/' never could)."""
-    return Text(validate=[validate.Length(1, 128), validate.Regexp(
+    return Text(validate=[validate.Length(1, MAX_DRIVER_ID), validate.Regexp(
         r"^[^/]+$", error="A driver id cannot hold '/': DELETE /v1/drivers/{{id}} names it.")],
         **kwargs)
 

@@ -363,8 +363,10 @@ class Catalogue:
         doc = {**offer, "id": offer_id_for(merchant_id), "merchant_id": merchant_id,
                "created_at": now, "updated_at": now}
         places_key = keys.places(merchant_id)
-        once = keys.offer_idempotency(merchant_id, idempotency_key) if idempotency_key else None
-        request = _fingerprint(orjson.dumps(offer, option=orjson.OPT_SORT_KEYS).decode())
+        once, request = None, ""
+        if idempotency_key:
+            once = keys.offer_idempotency(merchant_id, idempotency_key)
+            request = _fingerprint(orjson.dumps(offer, option=orjson.OPT_SORT_KEYS).decode())
 
         def write(pipe: Pipeline) -> tuple[dict | None, list]:
             if once is not None and (earlier := pipe.get(once)) is not None:
